@@ -1,0 +1,218 @@
+"""Wiring and lifecycle: ``build(config)`` makes a Gateway; nothing starts on import.
+
+Start order: store (quarantine + migrations) → writer → alerts/telemetry state → hub and device
+drivers → ingest → uplink → scheduler → web. Stop order is the reverse, so every acknowledged
+write is committed before the process ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway import __version__
+from gateway.alerts import AlertManager
+from gateway.config import Config
+from gateway.hub import Hub
+from gateway.ingest import Ingest
+from gateway.models import now_ms, utcnow
+from gateway.outbox import depths
+from gateway.store import Store, open_store
+from gateway.telemetry import Telemetry
+from gateway.uplink import Uplink
+
+_LOGGER = logging.getLogger(__name__)
+
+QUARANTINE_KEY = "gateway:db-quarantined"
+
+
+class Gateway:
+    """One running storegw: its store, loops, devices, jobs and web server."""
+
+    def __init__(self, cfg: Config, store: Store) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.started_ms = now_ms()
+        self.started_at = utcnow()
+        self._t0 = time.monotonic()
+        self.alerts = AlertManager(cfg.store.id, cfg.prefix)
+        self.telemetry = Telemetry(cfg, self.alerts)
+        self.hub = Hub(cfg, store.writer, self.alerts, self.telemetry)
+        self.ingest = Ingest(cfg, self.telemetry, store.writer)
+        self.uplink = Uplink(cfg, store.writer, store.read(), started_ms=self.started_ms)
+        self.drivers: list[Any] = []
+        self.services: dict[str, Any] = {}
+        self.broker: Any = None
+        self.scheduler: Any = None
+        self.web_server: Any = None
+        self._notifier: Any = None
+        self._stopping = threading.Event()
+        self._on_stop: list[Callable[[], None]] = []
+
+    # -- lifecycle
+    def start(self, *, web: bool = True, devices: bool = True) -> None:
+        """Start every part; returns once they run in their threads."""
+        from gateway import jobs
+
+        if self.cfg.local_mqtt.embedded:
+            from gateway.broker import EmbeddedBroker
+
+            self.broker = EmbeddedBroker(self.cfg.local_mqtt.host, self.cfg.local_mqtt.port)
+            self.broker.start()
+        self.store.start()
+        self.store.writer.call(self._load_state)
+        if self.store.quarantined:
+            self.store.writer.call(lambda c: self.alerts.raise_(
+                c, QUARANTINE_KEY, kind="gateway", rule="db-quarantined", device="gateway", severity="critical",
+                text=f"damaged database moved aside to {self.store.quarantined.name}; a fresh one was created"))
+        self._build_services()
+        self.hub.start()
+        if devices:
+            self._start_drivers()
+        self.ingest.start()
+        self.uplink.start()
+        self.scheduler = jobs.build_scheduler(self)
+        self.scheduler.start()
+        if web:
+            self._start_web()
+        self.notify("READY=1")
+        _LOGGER.info("storegw %s running for store %s", __version__, self.cfg.store.id)
+
+    def stop(self) -> None:
+        """Stop in reverse order; every acknowledged write is committed before returning."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self.notify("STOPPING=1")
+        if self.web_server is not None:
+            self.web_server.close()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        for driver in self.drivers:
+            try:
+                driver.stop()
+            except Exception:
+                _LOGGER.exception("Stopping device %s failed", getattr(driver, "device_id", "?"))
+        for fn in reversed(self._on_stop):
+            fn()
+        self.ingest.stop()
+        self.hub.stop()
+        self.uplink.stop()
+        self.store.close()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def on_stop(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the gateway stops (before the store closes)."""
+        self._on_stop.append(fn)
+
+    def _load_state(self, conn: Any) -> None:
+        self.alerts.load(conn)
+        self.telemetry.load(conn)
+
+    def _build_services(self) -> None:
+        """Build the domain services that exist in this build (printing, ordering, ...)."""
+        from gateway import services
+
+        self.services = services.build_all(self)
+
+    def _start_drivers(self) -> None:
+        from devices import registry
+
+        for dev in self.cfg.devices:
+            spec = registry.spec(dev.kind)
+            if spec is None or dev.kind in registry.SERVICE_KINDS:
+                continue  # printers are driven by the print service
+            driver = spec.factory(dev)
+            driver.start(self.hub)
+            self.drivers.append(driver)
+
+    def _start_web(self) -> None:
+        from waitress import create_server
+
+        from web import create_app
+
+        host, _, port = self.cfg.web.listen.rpartition(":")
+        app = create_app(self)
+        self.web_server = create_server(app, host=host.strip("[]"), port=int(port), threads=self.cfg.web.threads,
+                                        ident="storegw", clear_untrusted_proxy_headers=True)
+        threading.Thread(target=self.web_server.run, name="storegw-web", daemon=True).start()
+
+    # -- systemd
+    def notify(self, state: str) -> None:
+        """Send an sd_notify message when running under systemd (no-op otherwise)."""
+        if self._notifier is None:
+            import sdnotify
+
+            self._notifier = sdnotify.SystemdNotifier()
+        self._notifier.notify(state)
+
+    def stalled_loops(self, max_age: float) -> list[str]:
+        """Return the loops that made no progress within ``max_age`` seconds."""
+        now = time.monotonic()
+        stale = []
+        w = self.store.writer
+        if not w.alive or (w.pending and now - w.stats.last_commit_monotonic > max_age):
+            stale.append("writer")
+        if now - self.ingest.last_progress > max_age:
+            stale.append("ingest")
+        if self.uplink.connected and now - self.uplink.last_progress > max_age:
+            stale.append("uplink")
+        return stale
+
+    def ingest_stats_sample(self) -> None:
+        """Sample the ingest counter for the rate in health."""
+        self.telemetry.stats.sample()
+
+    # -- views
+    def health(self) -> dict[str, Any]:
+        """Return the C5 health document: states and counters, no personal data."""
+        conn = self.store.read()
+        lanes = depths(conn)
+        w = self.store.writer
+        stats = self.telemetry.stats
+        stale = self.stalled_loops(60)
+        status = "ok"
+        if stale or not w.alive:
+            status = "failing"
+        elif self.cfg.uplink.enabled and not self.uplink.connected:
+            status = "degraded"
+        doc: dict[str, Any] = {
+            "status": status,
+            "version": __version__,
+            "store": self.cfg.store.id,
+            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
+            "uptime_s": round(time.monotonic() - self._t0, 1),
+            "db": {"ok": w.alive, "pending_writes": w.pending, "transactions": w.stats.transactions,
+                   "failed_writes": w.stats.failed,
+                   "quarantined": self.store.quarantined.name if self.store.quarantined else None},
+            "local_mqtt": {"connected": self.ingest.connected},
+            "uplink": {"connected": self.uplink.connected, "sent": self.uplink.sent, "acked": self.uplink.acked,
+                       "last_error": self.uplink.last_error or None},
+            "outbox": {lane.lane: {"depth": lane.depth, "bytes": lane.bytes, "oldest_age_s": lane.oldest_age_s}
+                       for lane in lanes},
+            "ingest": {"rate_per_s": stats.rate(), "committed": stats.committed, "duplicates": stats.duplicates,
+                       "invalid": stats.invalid_summary(), "invalid_total": sum(stats.invalid.values()),
+                       "dropped": stats.dropped + self.hub.dropped},
+            "alerts": {"active": len(self.alerts.active), "raised": self.alerts.raised_total,
+                       "cleared": self.alerts.cleared_total, "last": self.alerts.last},
+            "devices": [d.as_dict() for d in self.hub.devices.values()],
+            "stalled": stale,
+        }
+        for name, svc in self.services.items():
+            fn = getattr(svc, "health", None)
+            if fn is not None:
+                doc[name] = fn()
+        return doc
+
+
+def build(cfg: Config) -> Gateway:
+    """Open the store and wire a Gateway for this config (nothing runs until ``start``)."""
+    from devices import registry
+
+    cfg = registry.validate(cfg)
+    store = open_store(cfg.data_path, cfg.store.key_file)
+    return Gateway(cfg, store)

@@ -1,0 +1,304 @@
+"""The `storegw` command: a thin click layer over the library.
+
+Each command parses, calls one function, and turns a GatewayError into one line on stderr and
+an exit code (0 ok, 1 failure, 2 invalid config or usage). Tracebacks only with --verbose.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import logging
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from gateway import __version__
+from gateway.errors import GatewayError
+
+# Commands contributed by other packages: "module:attribute" of a click command or group.
+PLUGIN_COMMANDS = (
+    "gateway.printing.cli:print_cmd",
+    "gateway.printing.cli:jobs_cmd",
+    "gateway.ordering.cli:tables",
+    "gateway.ordering.cli:menu",
+    "devices.cli:simulate",
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apscheduler", "waitress", "amqtt", "transitions", "pymodbus"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn GatewayError into a one-line message and its exit code."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GatewayError as err:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            click.echo(f"storegw: error: {err}", err=True)
+            sys.exit(err.exit_code)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="storegw")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """storegw: the store gateway.
+
+    \b
+    Examples:
+      storegw demo                          # try everything on this machine
+      storegw config check /etc/storegw/storegw.toml
+      storegw run --config /etc/storegw/storegw.toml
+      storegw status --config /etc/storegw/storegw.toml
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+    _setup_logging(verbose)
+
+
+def load_config(path: str) -> Any:
+    """Load and fully validate a config file (including device options)."""
+    from devices import registry
+    from gateway import config
+
+    return registry.validate(config.load(path))
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="The TOML configuration file.")
+@handle_errors
+def run(config_path: str) -> None:
+    """Run the gateway in the foreground (what systemd starts).
+
+    \b
+    Example:
+      storegw run --config /etc/storegw/storegw.toml
+    """
+    from gateway.app import build
+
+    cfg = load_config(config_path)
+    gw = build(cfg)
+    stop = threading.Event()
+
+    def _signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    try:
+        gw.start()
+        stop.wait()
+    finally:
+        logging.getLogger(__name__).info("Stopping")
+        gw.stop()
+
+
+@main.command()
+@click.option("--duration", type=float, default=0, help="Stop after this many seconds (0: until Ctrl-C).")
+@click.option("--web-port", type=int, default=0, help="Port of the local web pages (0: a free one).")
+@click.option("--no-status", is_flag=True, help="Do not print the live status line.")
+@handle_errors
+def demo(duration: float, web_port: int, no_status: bool) -> None:
+    """Run a complete store on this machine: built-in broker, simulated equipment and devices.
+
+    A fresh temporary data directory, a built-in MQTT broker (the uplink points at it too),
+    simulated fridges, a freezer and a fryer publishing once a second, one fridge drifting into a
+    fault so an alert is raised and later cleared, and a live status line until Ctrl-C.
+
+    \b
+    Example:
+      storegw demo
+      storegw demo --duration 60 --web-port 8080
+    """
+    from gateway.demo import run_demo
+
+    run_demo(duration=duration, web_port=web_port, status=not no_status)
+
+
+@main.group()
+def config() -> None:
+    """Check or show a configuration file."""
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+@handle_errors
+def config_check(path: str) -> None:
+    """Validate a config file; exit 2 with the key, the expectation and the fix if invalid.
+
+    \b
+    Example:
+      storegw config check /etc/storegw/storegw.toml
+    """
+    cfg = load_config(path)
+    click.echo(f"{path}: ok (store {cfg.store.id}, {len(cfg.devices)} devices, "
+               f"{len(cfg.alerts.rules)} alert rules)")
+
+
+@config.command("show")
+@click.argument("path", type=click.Path(dir_okay=False))
+@handle_errors
+def config_show(path: str) -> None:
+    """Print the effective config (defaults filled in, secrets masked) as JSON.
+
+    \b
+    Example:
+      storegw config show /etc/storegw/storegw.toml
+    """
+    from gateway.config import to_display
+
+    click.echo(json.dumps(to_display(load_config(path)), indent=2, ensure_ascii=False))
+
+
+def _health_url(config_path: str | None, url: str | None) -> str:
+    if url:
+        return url.rstrip("/") + "/api/v1/health"
+    if not config_path:
+        raise GatewayError("give --config FILE (to find [web] listen) or --url http://HOST:PORT")
+    cfg = load_config(config_path)
+    host, _, port = cfg.web.listen.rpartition(":")
+    if host in ("0.0.0.0", "", "::", "[::]"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}/api/v1/health"
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="The gateway's config file.")
+@click.option("--url", help="Base URL of the gateway instead of --config, e.g. http://127.0.0.1:8080.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw health document.")
+@handle_errors
+def status(config_path: str | None, url: str | None, as_json: bool) -> None:
+    """Show the running gateway's health (db, uplink, outbox, ingest, devices).
+
+    \b
+    Example:
+      storegw status --config /etc/storegw/storegw.toml
+    """
+    target = _health_url(config_path, url)
+    try:
+        with urllib.request.urlopen(target, timeout=5) as resp:  # noqa: S310 - local health URL
+            doc = json.load(resp)
+    except urllib.error.HTTPError as err:
+        doc = json.load(err)
+    except (urllib.error.URLError, OSError) as err:
+        raise GatewayError(f"the gateway is not answering at {target}: {getattr(err, 'reason', err)}; "
+                           f"is `storegw run` running? (systemctl status storegw)") from err
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_status(doc))
+    if doc.get("status") == "failing":
+        sys.exit(1)
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    """Render the health document as a few human lines."""
+    lines = [f"storegw {doc['version']}  store {doc['store']}  status {doc['status'].upper()}  "
+             f"up {doc['uptime_s']:.0f}s"]
+    up = doc["uplink"]
+    lines.append(f"uplink   {'connected' if up['connected'] else 'NOT connected'}  sent {up['sent']}  "
+                 f"acked {up['acked']}" + (f"  ({up['last_error']})" if up.get("last_error") else ""))
+    lanes = "  ".join(f"{k} {v['depth']}" + (f" (oldest {v['oldest_age_s']:.0f}s)" if v["oldest_age_s"] else "")
+                      for k, v in doc["outbox"].items())
+    lines.append(f"outbox   {lanes}")
+    ing = doc["ingest"]
+    lines.append(f"ingest   {ing['rate_per_s']}/s  committed {ing['committed']}  duplicates {ing['duplicates']}  "
+                 f"invalid {ing['invalid_total']}")
+    al = doc["alerts"]
+    lines.append(f"alerts   active {al['active']}  raised {al['raised']}  cleared {al['cleared']}")
+    for d in doc.get("devices", []):
+        lines.append(f"device   {d['id']:<20} {d['kind']:<10} {'available' if d['available'] else 'UNAVAILABLE'}"
+                     f"  events {d['events']}")
+    return "\n".join(lines)
+
+
+@main.group()
+def hq() -> None:
+    """Tools that act as HQ (for technicians and tests)."""
+
+
+@hq.command("watch")
+@click.option("--host", default="127.0.0.1", show_default=True, help="HQ broker host.")
+@click.option("--port", default=1883, show_default=True, type=int, help="HQ broker port.")
+@click.option("--prefix", default="storegw/v1", show_default=True, help="Topic prefix (uplink.topic_prefix).")
+@click.option("--store", "store_id", default="+", show_default=True, help="Store id, or + for all stores.")
+@click.option("--tls", is_flag=True, help="Use TLS.")
+@click.option("--ca-file", default="", help="CA bundle for --tls.")
+@click.option("--count", type=int, default=0, help="Exit after this many messages (0: until Ctrl-C).")
+@handle_errors
+def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_file: str, count: int) -> None:
+    """Print every message HQ receives, one line each: topic and JSON.
+
+    \b
+    Example:
+      storegw hq watch --host hq.example.com --port 8883 --tls --prefix storegw/v1 --store sh-001
+    """
+    from gateway.hqwatch import watch
+
+    watch(host, port, prefix, store_id, tls=tls, ca_file=ca_file, count=count, out=click.echo)
+
+
+@main.command()
+@click.argument("kind")
+@click.option("--hex", "as_hex", is_flag=True, help="Input is hex text (whitespace ignored).")
+@click.option("--reveal", is_flag=True, help="Show sensitive fields (ID numbers, names, card numbers) unmasked.")
+@handle_errors
+def decode(kind: str, as_hex: bool, reveal: bool) -> None:
+    """Decode what a device sent (stdin) and print one JSON object; exit 1 on invalid input.
+
+    KIND: scanner, em4100, magstripe, idcard, gb11643, mrz, escpos-status, modbus.
+
+    \b
+    Examples:
+      printf '\\x0201000B7E9B2F\\r\\n\\x03' | storegw decode em4100
+      echo 'AA AA AA 96 69 00 03 20 01 22' | storegw decode idcard --hex
+      echo 110105194912310029 | storegw decode gb11643 --reveal
+    """
+    from devices.decode import KINDS
+    from devices.decode import decode as do_decode
+    from gateway.errors import ConfigError
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown KIND \"{kind}\"; expected one of {', '.join(KINDS)}")
+    data = sys.stdin.buffer.read()
+    if as_hex:
+        text = b"".join(data.split()).decode("ascii", "replace")
+        try:
+            data = bytes.fromhex(text)
+        except ValueError as err:
+            raise GatewayError(f"--hex input is not hex: {err}") from None
+    result = do_decode(kind, data, reveal=reveal)
+    click.echo(json.dumps(result, ensure_ascii=False))
+
+
+def _add_plugins() -> None:
+    for target in PLUGIN_COMMANDS:
+        module_name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                continue
+            raise
+        main.add_command(getattr(module, attr))
+
+
+_add_plugins()

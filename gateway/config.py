@@ -1,0 +1,552 @@
+"""Load and validate the TOML configuration once, into frozen objects.
+
+Every section is a frozen dataclass whose fields carry their own type and help text
+(``field(metadata=...)``): one source for validation, ``config show`` and the docs test.
+Errors name the dotted key, what was expected, what was found and the fix, the way
+ESPHome's config validation does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from gateway.errors import ConfigError
+
+# ---------------------------------------------------------------------------
+# value validators
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+STORE_ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """Return a duration string such as ``"30s"`` in seconds, or raise a teaching ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{key}: expected a duration such as \"30s\", found {_type_name(value)}", key=key)
+    if isinstance(value, (int, float)):
+        raise ConfigError(
+            f"{key}: don't know what '{value}' means as it has no time unit! "
+            f"Did you mean \"{value}s\"? (units: ms, s, m, h, d)", key=key)
+    m = _DURATION_RE.match(value)
+    if not m:
+        hint = f" Did you mean \"{value.strip()}s\"?" if value.strip().replace(".", "", 1).isdigit() else ""
+        raise ConfigError(
+            f"{key}: expected a duration with a unit such as \"500ms\", \"30s\", \"2m\", \"7d\"; "
+            f"found \"{value}\".{hint}", key=key)
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+def parse_size(value: Any, key: str) -> int:
+    """Return a size string such as ``"256MB"`` in bytes."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(f"{key}: expected a size such as \"256MB\", found {_type_name(value)}", key=key)
+    if isinstance(value, int):
+        raise ConfigError(f"{key}: '{value}' has no unit; did you mean \"{value}MB\"? (units: KB, MB, GB)",
+                          key=key)
+    m = _SIZE_RE.match(value)
+    if not m:
+        raise ConfigError(f"{key}: expected a size such as \"256MB\" or \"1GiB\", found \"{value}\"", key=key)
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def _check_str(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, found {_type_name(value)} ({value!r})", key=key)
+    return value
+
+
+def _check_bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        hint = " (write true or false, without quotes)" if isinstance(value, str) else ""
+        raise ConfigError(f"{key}: expected true or false, found {_type_name(value)} ({value!r}){hint}", key=key)
+    return value
+
+
+def _check_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}: expected a whole number, found {_type_name(value)} ({value!r})", key=key)
+    return value
+
+
+def _check_float(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a number, found {_type_name(value)} ({value!r})", key=key)
+    return float(value)
+
+
+def _check_port(value: Any, key: str) -> int:
+    port = _check_int(value, key)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{key}: expected a TCP port 1-65535, found {port}", key=key)
+    return port
+
+
+def _check_store_id(value: Any, key: str) -> str:
+    text = _check_str(value, key)
+    if not STORE_ID_RE.match(text):
+        suggestion = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:32] or "sh-001"
+        raise ConfigError(
+            f"{key}: expected 1-32 characters of a-z, 0-9 and '-', found \"{text}\"; "
+            f"try \"{suggestion}\"", key=key)
+    return text
+
+
+def _check_listen(value: Any, key: str) -> str:
+    text = _check_str(value, key)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: expected HOST:PORT such as \"0.0.0.0:8080\", found \"{text}\"", key=key)
+    return text
+
+
+def _check_str_list(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of strings such as [\"fridge-*\"], found {value!r}", key=key)
+    return tuple(value)
+
+
+def _check_enum(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def check(value: Any, key: str) -> str:
+        text = _check_str(value, key)
+        if text not in choices:
+            close = difflib.get_close_matches(text, choices, n=1)
+            hint = f"; did you mean \"{close[0]}\"?" if close else ""
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}; found \"{text}\"{hint}", key=key)
+        return text
+    return check
+
+
+VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
+    "str": _check_str,
+    "path": _check_str,
+    "bool": _check_bool,
+    "int": _check_int,
+    "float": _check_float,
+    "port": _check_port,
+    "duration": parse_duration,
+    "size": parse_size,
+    "store_id": _check_store_id,
+    "listen": _check_listen,
+    "list[str]": _check_str_list,
+}
+
+
+def validate_value(type_: str, value: Any, key: str) -> Any:
+    """Validate one value of a declared type (``enum:a|b`` for choices)."""
+    if type_.startswith("enum:"):
+        return _check_enum(tuple(type_[5:].split("|")))(value, key)
+    return VALIDATORS[type_](value, key)
+
+
+def opt(type_: str, default: Any = dataclasses.MISSING, help: str = "", *, secret: bool = False) -> Any:  # noqa: A002
+    """Declare a config field with its type, default and one-line help."""
+    meta = {"type": type_, "help": help, "secret": secret}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for list defaults")
+    if default is dataclasses.MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """A device-family option: its type (as in ``opt``), default and help."""
+
+    type: str
+    default: Any = None
+    help: str = ""
+    required: bool = False
+
+
+def _unknown_key(section: str, key: str, known: list[str]) -> ConfigError:
+    dotted = f"{section}.{key}" if section else key
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    where = f"[{section}] " if section else ""
+    hint = f"; did you mean `{close[0]}`?" if close else f"; valid keys: {', '.join(sorted(known))}"
+    return ConfigError(f"`{where}{key}` is not an option{hint}", key=dotted)
+
+
+def validate_options(section: str, raw: Mapping[str, Any], specs: Mapping[str, OptionSpec]) -> Mapping[str, Any]:
+    """Validate a table of device options against its specs; return a read-only mapping."""
+    out: dict[str, Any] = {}
+    for key in raw:
+        if key not in specs:
+            raise _unknown_key(section, key, list(specs))
+    for key, spec in specs.items():
+        dotted = f"{section}.{key}"
+        if key in raw:
+            out[key] = validate_value(spec.type, raw[key], dotted)
+        elif spec.required:
+            raise ConfigError(f"{dotted} is required: {spec.help}", key=dotted)
+        elif spec.type in ("duration",) and isinstance(spec.default, str):
+            out[key] = parse_duration(spec.default, dotted)
+        else:
+            out[key] = spec.default
+    return MappingProxyType(out)
+
+
+# ---------------------------------------------------------------------------
+# the sections
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """[store]: who this gateway is and where it keeps its data."""
+
+    id: str = opt("store_id", help="Store id, 1-32 of a-z 0-9 '-'; used in upstream topics.")
+    data_dir: str = opt("path", "/var/lib/storegw", help="Directory for the encrypted database, key file and backups.")
+    key_file: str = opt("path", "", help="Database key file when neither systemd credential `db-key` nor "
+                        "$STOREGW_DB_KEY is set; default DATA_DIR/db.key (generated, mode 0600).")
+    name: str = opt("str", "", help="Human-readable store name shown on pages and tickets.")
+    timezone: str = opt("str", "Asia/Shanghai", help="IANA time zone used to show local times and cut business days.")
+
+
+@dataclass(frozen=True)
+class LocalMqttConfig:
+    """[local_mqtt]: the store's broker, where equipment publishes."""
+
+    host: str = opt("str", "127.0.0.1", help="Broker host.")
+    port: int = opt("port", 1883, help="Broker port.")
+    embedded: bool = opt("bool", False, help="Start the built-in pure-Python broker on host:port (dev/demo only).")
+    client_id: str = opt("str", "", help="MQTT client id of the gateway; default storegw-STORE_ID "
+                         "(stable, so the broker keeps the persistent session).")
+    username: str = opt("str", "", help="Username on the local broker.")
+    password_file: str = opt("path", "", help="File holding the local broker password (never in this file).",
+                             secret=True)
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    """[uplink]: the HQ broker and how the outbox drains to it."""
+
+    enabled: bool = opt("bool", True, help="Connect to HQ at all (false: keep everything in the outbox).")
+    host: str = opt("str", "localhost", help="HQ broker host.")
+    port: int = opt("port", 8883, help="HQ broker port.")
+    tls: bool = opt("bool", True, help="Use TLS to HQ.")
+    ca_file: str = opt("path", "", help="CA bundle to verify HQ's certificate (default: system CAs).")
+    cert_file: str = opt("path", "", help="Client certificate for mutual TLS.")
+    key_file: str = opt("path", "", help="Client private key for mutual TLS.", secret=True)
+    username: str = opt("str", "", help="Username at HQ.")
+    password_file: str = opt("path", "", help="File holding the HQ password (never in this file).", secret=True)
+    protocol: str = opt("enum:3.1.1|5", "3.1.1", help="MQTT protocol version to HQ: \"3.1.1\" or \"5\".")
+    client_id: str = opt("str", "", help="MQTT client id at HQ; default storegw-STORE_ID.")
+    topic_prefix: str = opt("str", "storegw/v1", help="Upstream topics are PREFIX/STORE_ID/...")
+    keepalive: float = opt("duration", "30s", help="MQTT keepalive to HQ.")
+    max_inflight: int = opt("int", 20, help="Unacknowledged QoS 1 messages in flight at once.")
+    drain_rate: float = opt("float", 200.0, help="Upper bound on messages per second sent to HQ (0 = no limit).")
+    batch: int = opt("int", 100, help="Summaries or raw readings packed into one upstream message at most.")
+    budget: int = opt("size", "256MB", help="Disk budget of the outbox; over it raw is dropped first, then old "
+                      "summaries are coarsened; alerts are never dropped.")
+    backlog_alert_after: float = opt("duration", "1h", help="Raise a gateway alert when the oldest unsent "
+                                     "message is older than this.")
+    reconnect_min: float = opt("duration", "1s", help="First reconnect delay (exponential backoff, full jitter).")
+    reconnect_max: float = opt("duration", "2m", help="Largest reconnect delay.")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """[web]: the local HTTP server (diner, staff and technician pages, health)."""
+
+    listen: str = opt("listen", "0.0.0.0:8080", help="HOST:PORT to listen on.")
+    public_host: str = opt("str", "", help="Host (and :port) that table QR codes point at, e.g. order.example-store.cn.")
+    threads: int = opt("int", 8, help="Worker threads of the HTTP server.")
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """[telemetry]: ingest and summaries of equipment readings."""
+
+    summary_window: float = opt("duration", "60s", help="Tumbling window of the summaries sent to HQ.")
+    summary_grace: float = opt("duration", "5s", help="Wait this long after a window closes before sending it; "
+                               "later readings re-send it with rev+1.")
+    raw_retention: float = opt("duration", "7d", help="How long raw readings are kept locally.")
+    forward_raw: tuple[str, ...] = opt("list[str]", (), help="Device globs whose every reading also goes to HQ "
+                                       "(P/telemetry/raw, bulk lane).")
+    max_payload: int = opt("size", "64KiB", help="Largest accepted telemetry payload.")
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """[[alerts.rules]]: a threshold on one metric of matching devices."""
+
+    name: str = opt("str", help="Rule name, unique; part of the alert id.")
+    metric: str = opt("str", help="Metric name in the telemetry payload, e.g. temp_c.")
+    devices: str = opt("str", "*", help="Glob on device id, e.g. \"fridge-*\".")
+    above: float | None = opt("float", None, help="Raise when the value is above this (use above or below).")
+    below: float | None = opt("float", None, help="Raise when the value is below this.")
+    for_: float = opt("duration", "0s", help="Condition must hold this long before raising (TOML key `for`).")
+    clear_below: float | None = opt("float", None, help="Hysteresis for above-rules: clear only below this "
+                                    "(default: the threshold).")
+    clear_above: float | None = opt("float", None, help="Hysteresis for below-rules: clear only above this.")
+    severity: str = opt("enum:critical|major|minor|warning", "major", help="critical, major, minor or warning.")
+
+    def matches(self, device: str) -> bool:
+        """Return whether the rule applies to a device id."""
+        return fnmatch.fnmatchcase(device, self.devices)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """[alerts]: device-fault alerting."""
+
+    device_offline_after: float = opt("duration", "2m", help="A device silent this long is offline (alert).")
+    rules: tuple[AlertRule, ...] = opt("rules", (), help="Threshold rules, see [[alerts.rules]].")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """[[devices]]: one staff device or piece of serial equipment."""
+
+    id: str = opt("str", help="Device id, [A-Za-z0-9_.-]{1,64}; unique.")
+    kind: str = opt("str", help="Family: scanner, em4100, magstripe, idcard, mrz, escpos, modbus, camera.")
+    port: str = opt("str", "", help="pyserial URL or path (/dev/serial/by-id/..., socket://, rfc2217://, loop://); "
+                    "printers also tcp://HOST:9100, usb://VID:PID, file:///dev/usb/lp0.")
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}),
+                                       metadata={"type": "table", "help": "Family options (docs/devices.md).",
+                                                 "secret": False})
+
+
+@dataclass(frozen=True)
+class OrderingConfig:
+    """[ordering]: diner ordering on the store's captive page."""
+
+    require_open_table: bool = opt("bool", False, help="Accept orders only after staff open the table (开台).")
+    portal: bool = opt("bool", False, help="Answer OS captive-portal probes so phones open the landing page.")
+    portal_api_path: str = opt("str", "/captive-portal/api", help="Path of the RFC 8908 captive portal API.")
+    currency: str = opt("str", "CNY", help="ISO 4217 currency of menu prices.")
+    service_charge_pct: float = opt("float", 0.0, help="Service charge added to bills, in percent.")
+    max_items_per_round: int = opt("int", 50, help="Largest number of items in one round sent to the kitchen.")
+    submit_rate: int = opt("int", 10, help="Diner submits allowed per table per minute.")
+    staff_session: float = opt("duration", "12h", help="Idle staff sessions end after this.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    store: StoreConfig
+    local_mqtt: LocalMqttConfig = field(default_factory=LocalMqttConfig)
+    uplink: UplinkConfig = field(default_factory=UplinkConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    ordering: OrderingConfig = field(default_factory=OrderingConfig)
+    devices: tuple[DeviceConfig, ...] = ()
+    source: str = ""
+
+    @property
+    def data_path(self) -> Path:
+        """Return the data directory as a Path."""
+        return Path(self.store.data_dir)
+
+    @property
+    def prefix(self) -> str:
+        """Return the upstream topic prefix ``P`` = {topic_prefix}/{store.id}."""
+        return f"{self.uplink.topic_prefix.rstrip('/')}/{self.store.id}"
+
+
+SECTIONS: dict[str, type] = {
+    "store": StoreConfig,
+    "local_mqtt": LocalMqttConfig,
+    "uplink": UplinkConfig,
+    "web": WebConfig,
+    "telemetry": TelemetryConfig,
+    "alerts": AlertsConfig,
+    "ordering": OrderingConfig,
+}
+
+# Defaults that cannot live in the dataclass because they are duration/size strings.
+_RULE_KEY_ALIASES = {"for": "for_"}
+
+
+def _field_key(f: dataclasses.Field) -> str:
+    return "for" if f.name == "for_" else f.name
+
+
+def _default_of(f: dataclasses.Field, dotted: str) -> Any:
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    else:
+        raise ConfigError(f"{dotted} is required: {f.metadata.get('help', '')}", key=dotted)
+    type_ = f.metadata["type"]
+    if isinstance(default, str) and type_ in ("duration", "size"):
+        return validate_value(type_, default, dotted)
+    return default
+
+
+def _build(cls: type, raw: Any, section: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{section}] must be a table, found {_type_name(raw)}", key=section)
+    fields = [f for f in dataclasses.fields(cls) if "type" in f.metadata]
+    known = {_field_key(f): f for f in fields}
+    for key in raw:
+        if key not in known:
+            raise _unknown_key(section, key, list(known))
+    values: dict[str, Any] = {}
+    for key, f in known.items():
+        dotted = f"{section}.{key}"
+        type_ = f.metadata["type"]
+        if key not in raw:
+            values[f.name] = _default_of(f, dotted)
+        elif type_ == "rules":
+            values[f.name] = _build_rules(raw[key], dotted)
+        elif type_ == "float" and raw[key] is None:
+            values[f.name] = None
+        else:
+            values[f.name] = validate_value(type_, raw[key], dotted)
+    return cls(**values)
+
+
+def _build_rules(raw: Any, dotted: str) -> tuple[AlertRule, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{dotted}: expected [[alerts.rules]] tables, found {_type_name(raw)}", key=dotted)
+    rules: list[AlertRule] = []
+    for i, item in enumerate(raw):
+        where = f"{dotted}[{i}]"
+        rule = _build(AlertRule, item, where)
+        if (rule.above is None) == (rule.below is None):
+            raise ConfigError(f"{where}: give exactly one of `above` or `below` (rule \"{rule.name}\")",
+                              key=f"{where}.above")
+        if rule.above is not None and rule.clear_below is not None and rule.clear_below > rule.above:
+            raise ConfigError(f"{where}.clear_below: must be at or below `above` ({rule.above}) for hysteresis, "
+                              f"found {rule.clear_below}", key=f"{where}.clear_below")
+        if rule.below is not None and rule.clear_above is not None and rule.clear_above < rule.below:
+            raise ConfigError(f"{where}.clear_above: must be at or above `below` ({rule.below}), "
+                              f"found {rule.clear_above}", key=f"{where}.clear_above")
+        if any(r.name == rule.name for r in rules):
+            raise ConfigError(f"{where}.name: rule name \"{rule.name}\" is used twice; names must be unique",
+                              key=f"{where}.name")
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _build_devices(raw: Any) -> tuple[DeviceConfig, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"devices: expected [[devices]] tables, found {_type_name(raw)}", key="devices")
+    out: list[DeviceConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"devices[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected a table", key=where)
+        for required in ("id", "kind"):
+            if required not in item:
+                raise ConfigError(f"{where}.{required} is required (e.g. id = \"scanner-bar\", kind = \"scanner\")",
+                                  key=f"{where}.{required}")
+        dev_id = _check_str(item["id"], f"{where}.id")
+        if not DEVICE_ID_RE.match(dev_id):
+            raise ConfigError(f"{where}.id: expected [A-Za-z0-9_.-]{{1,64}}, found \"{dev_id}\"", key=f"{where}.id")
+        if dev_id in seen:
+            raise ConfigError(f"{where}.id: device id \"{dev_id}\" is used twice", key=f"{where}.id")
+        seen.add(dev_id)
+        options = {k: v for k, v in item.items() if k not in ("id", "kind", "port")}
+        out.append(DeviceConfig(
+            id=dev_id,
+            kind=_check_str(item["kind"], f"{where}.kind"),
+            port=_check_str(item.get("port", ""), f"{where}.port"),
+            options=MappingProxyType(options),
+        ))
+    return tuple(out)
+
+
+def parse(data: Mapping[str, Any], source: str = "") -> Config:
+    """Validate an already-parsed TOML document into a Config."""
+    known = [*SECTIONS, "devices"]
+    for key in data:
+        if key not in known:
+            raise _unknown_key("", key, known)
+    if "store" not in data or "id" not in data.get("store", {}):
+        raise ConfigError("store.id is required: add [store] id = \"sh-001\" (a-z, 0-9, '-')", key="store.id")
+    sections = {name: _build(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}
+    cfg = Config(**sections, devices=_build_devices(data.get("devices", [])), source=source)
+    _cross_checks(cfg)
+    return cfg
+
+
+def _cross_checks(cfg: Config) -> None:
+    up = cfg.uplink
+    if bool(up.cert_file) != bool(up.key_file):
+        raise ConfigError("uplink.cert_file and uplink.key_file go together for mutual TLS; set both or neither",
+                          key="uplink.cert_file")
+    if cfg.telemetry.summary_window < 1:
+        raise ConfigError("telemetry.summary_window: must be at least \"1s\"", key="telemetry.summary_window")
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config file; raise ConfigError naming the problem and the fix."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist; create it from docs/configuration.md "
+                          f"or run `storegw demo` to see one") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {p}: {err}") from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{p}: not valid TOML: {err}") from err
+    return parse(data, source=str(p))
+
+
+def iter_keys() -> list[tuple[str, dataclasses.Field]]:
+    """List every documented key as (dotted name, field), for `config show` and the docs test."""
+    out: list[tuple[str, dataclasses.Field]] = []
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if "type" not in f.metadata:
+                continue
+            out.append((f"{name}.{_field_key(f)}", f))
+    for f in dataclasses.fields(AlertRule):
+        out.append((f"alerts.rules.{_field_key(f)}", f))
+    for f in dataclasses.fields(DeviceConfig):
+        if f.name != "options":
+            out.append((f"devices.{f.name}", f))
+    return out
+
+
+def to_display(cfg: Config) -> dict[str, Any]:
+    """Return the config as plain data with secrets masked (for `storegw config show`)."""
+    def section(obj: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            if "type" not in f.metadata:
+                continue
+            value = getattr(obj, f.name)
+            if f.metadata.get("secret") and value:
+                value = "***"
+            elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+                value = [section(v) for v in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = {k: ("***" if "password" in k or "secret" in k or k.endswith("key") else v)
+                         for k, v in value.items()}
+            out[_field_key(f)] = value
+        return out
+
+    data = {name: section(getattr(cfg, name)) for name in SECTIONS}
+    data["devices"] = [dict(section(d), **dict(d.options)) for d in cfg.devices]
+    return data

@@ -1,0 +1,118 @@
+"""What HQ sees: a subscriber that prints, and a collector that dedupes by ``id`` (tests, benches).
+
+The collector applies the HQ contract (C4): keep the highest ``rev`` per summary ``id``, count
+each alert ``id`` once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from gateway.errors import UplinkError
+from gateway.mqtt import configure_auth, new_client
+
+
+class HQCollector:
+    """Subscribe to every store topic under a prefix and keep deduplicated state."""
+
+    def __init__(self, host: str, port: int, prefix: str = "storegw/v1", store: str = "+", *,
+                 on_message: Callable[[str, Any], None] | None = None, client_id: str = "",
+                 tls: bool = False, ca_file: str = "") -> None:
+        self.host, self.port = host, port
+        self.topic = f"{prefix.rstrip('/')}/{store}/#"
+        self.on_message_cb = on_message
+        self.lock = threading.Lock()
+        self.raw: list[tuple[str, Any]] = []
+        self.summaries: dict[str, dict[str, Any]] = {}
+        self.alerts: dict[str, dict[str, Any]] = {}
+        self.other: dict[str, list[Any]] = {}
+        self.received = 0
+        self.invalid = 0
+        self.subscribed = threading.Event()
+        self.client = new_client(client_id, clean=True)
+        configure_auth(self.client, tls=tls, ca_file=ca_file, section="hq")
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a, **k: self.subscribed.set()
+
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, rc: object,
+                    props: object = None) -> None:
+        client.subscribe(self.topic, qos=1)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        try:
+            doc = json.loads(msg.payload)
+        except ValueError:
+            self.invalid += 1
+            return
+        with self.lock:
+            self.received += 1
+            self.raw.append((msg.topic, doc))
+            kind = msg.topic.rsplit("/", 1)[-1]
+            if msg.topic.endswith("/telemetry/summary"):
+                for item in doc:
+                    have = self.summaries.get(item["id"])
+                    if have is None or item["rev"] > have["rev"]:
+                        self.summaries[item["id"]] = item
+            elif kind == "alerts":
+                self.alerts.setdefault(doc["id"], doc)
+            else:
+                key = msg.topic.split("/", 3)[-1] if msg.topic.count("/") >= 3 else kind
+                self.other.setdefault(key, []).append(doc)
+        if self.on_message_cb is not None:
+            self.on_message_cb(msg.topic, doc)
+
+    def start(self, timeout: float = 10.0) -> HQCollector:
+        """Connect, subscribe and process messages in the background."""
+        try:
+            self.client.connect(self.host, self.port, keepalive=30)
+        except OSError as err:
+            raise UplinkError(f"cannot reach HQ broker {self.host}:{self.port}: {err}") from err
+        self.client.loop_start()
+        if not self.subscribed.wait(timeout):
+            raise UplinkError(f"no subscription at {self.host}:{self.port} within {timeout:.0f}s")
+        return self
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def summary_count(self, metric: str | None = None) -> int:
+        """Sum ``count`` over the highest rev of every summary id (optionally one metric)."""
+        with self.lock:
+            return sum(s["count"] for s in self.summaries.values() if metric is None or s["metric"] == metric)
+
+    def alert_states(self, rule: str | None = None) -> list[dict[str, Any]]:
+        """Return deduplicated alert messages, optionally for one rule."""
+        with self.lock:
+            return [a for a in self.alerts.values() if rule is None or a["rule"] == rule]
+
+
+def watch(host: str, port: int, prefix: str, store: str, *, tls: bool, ca_file: str, count: int,
+          out: Callable[[str], None]) -> None:
+    """Print each message (topic and compact JSON) until Ctrl-C or ``count`` messages."""
+    done = threading.Event()
+    seen = [0]
+
+    def show(topic: str, doc: Any) -> None:
+        out(f"{topic} {json.dumps(doc, ensure_ascii=False, separators=(',', ':'))}")
+        seen[0] += 1
+        if count and seen[0] >= count:
+            done.set()
+
+    collector = HQCollector(host, port, prefix, store, on_message=show, tls=tls, ca_file=ca_file)
+    collector.start()
+    out(f"# watching {collector.topic} on {host}:{port}")
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        collector.stop()

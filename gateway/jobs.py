@@ -1,0 +1,89 @@
+"""Periodic work on APScheduler (max_instances=1, coalesce=True): summaries, alerts, retention,
+outbox budget, heartbeat, and the systemd watchdog fed only while the loops make progress."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from gateway.models import now_ms
+from gateway.outbox import enforce_budget
+from gateway.store.db import Connection
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+_LOGGER = logging.getLogger(__name__)
+
+BACKLOG_KEY = "gateway:uplink-backlog"
+BUDGET_KEY = "gateway:outbox-budget"
+
+
+def _watchdog_interval() -> float | None:
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec or (os.environ.get("WATCHDOG_PID") not in (None, str(os.getpid()))):
+        return None
+    return max(1.0, int(usec) / 1e6 / 2)
+
+
+def build_scheduler(gw: Gateway) -> BackgroundScheduler:
+    """Schedule every periodic job of the gateway."""
+    sched = BackgroundScheduler(timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True,
+                                                              "misfire_grace_time": 30})
+    window = gw.cfg.telemetry.summary_window
+    sched.add_job(lambda: summaries(gw), "interval", seconds=max(1.0, min(5.0, window / 4)), id="summaries")
+    sched.add_job(lambda: gw.store.writer.submit(gw.telemetry.tick), "interval", seconds=1, id="alert-tick")
+    sched.add_job(lambda: gw.store.writer.submit(gw.telemetry.retention), "interval", hours=1, id="retention")
+    sched.add_job(lambda: gw.store.writer.submit(lambda c: budget(gw, c)), "interval", seconds=30, id="budget")
+    sched.add_job(lambda: backlog(gw), "interval", seconds=10, id="backlog")
+    sched.add_job(gw.uplink.heartbeat, "interval", seconds=60, id="heartbeat")
+    sched.add_job(lambda: gw.ingest_stats_sample(), "interval", seconds=1, id="rate")
+    interval = _watchdog_interval()
+    if interval:
+        sched.add_job(lambda: watchdog(gw), "interval", seconds=interval, id="watchdog")
+    return sched
+
+
+def summaries(gw: Gateway) -> None:
+    """Send closed windows; wake the uplink when something was queued."""
+    fut = gw.store.writer.submit(gw.telemetry.flush_summaries)
+    fut.add_done_callback(lambda f: gw.uplink.wake() if not f.exception() and f.result() else None)
+
+
+def budget(gw: Gateway, conn: Connection) -> None:
+    """Keep the outbox under its disk budget; alert on every degradation (never drop alerts)."""
+    result = enforce_budget(conn, gw.cfg.uplink.budget, gw.telemetry.coarsen)
+    if result.changed or result.over_budget_after:
+        gw.alerts.raise_(conn, BUDGET_KEY, kind="gateway", rule="outbox-budget", device="gateway",
+                         severity="major", value=float(result.dropped_raw + result.coarsened_summaries),
+                         text=f"outbox over budget: dropped {result.dropped_raw} raw, "
+                              f"coarsened {result.coarsened_summaries} summary messages")
+    elif gw.alerts.is_active(BUDGET_KEY):
+        gw.alerts.clear(conn, BUDGET_KEY)
+
+
+def backlog(gw: Gateway) -> None:
+    """Raise when the oldest unsent message is older than uplink.backlog_alert_after; clear after."""
+    row = gw.store.read().execute("SELECT min(created_ms) FROM outbox WHERE kind != 'alert'").fetchone()
+    oldest = row[0]
+    limit_ms = gw.cfg.uplink.backlog_alert_after * 1000
+    late = oldest is not None and now_ms() - oldest > limit_ms
+    if late and not gw.alerts.is_active(BACKLOG_KEY):
+        age = (now_ms() - oldest) / 1000
+        gw.store.writer.submit(lambda c: gw.alerts.raise_(
+            c, BACKLOG_KEY, kind="gateway", rule="uplink-backlog", device="gateway", severity="minor",
+            value=round(age), text="oldest unsent message is older than uplink.backlog_alert_after"))
+    elif not late and gw.alerts.is_active(BACKLOG_KEY):
+        gw.store.writer.submit(lambda c: gw.alerts.clear(c, BACKLOG_KEY))
+
+
+def watchdog(gw: Gateway) -> None:
+    """Feed systemd's watchdog only while the writer, ingest and uplink loops make progress."""
+    stale = gw.stalled_loops(max_age=_watchdog_interval() * 2 if _watchdog_interval() else 60)
+    if stale:
+        _LOGGER.error("Not feeding the watchdog: %s made no progress", ", ".join(stale))
+        return
+    gw.notify("WATCHDOG=1")

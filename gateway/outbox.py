@@ -1,0 +1,171 @@
+"""Store-and-forward: upstream messages written in the same transaction as their cause.
+
+Lanes drain in priority order (alerts & status > orders/sales > summaries > bulk), in order
+within a lane. A row is deleted only when HQ acknowledged it (PUBACK). Over the disk budget
+the outbox degrades in the order of DESIGN.md §3.4: raw first, then summaries are coarsened
+(minute windows merged into hours), alerts are never dropped; each degradation is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from gateway.models import now_ms
+from gateway.store.db import Connection
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class Lane(IntEnum):
+    """Outbox lanes; lower drains first."""
+
+    ALERTS = 0
+    ORDERS = 1
+    SUMMARIES = 2
+    BULK = 3
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One pending upstream message."""
+
+    seq: int
+    lane: int
+    topic: str
+    msg_id: str
+    kind: str
+    payload: bytes
+    retain: bool
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise a message compactly, as UTF-8 JSON."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def enqueue(conn: Connection, lane: Lane, topic: str, msg_id: str, kind: str, payload: Any,
+            *, retain: bool = False) -> int:
+    """Add one message to the outbox inside the caller's transaction; return its sequence."""
+    body = payload if isinstance(payload, bytes) else dumps(payload)
+    cur = conn.execute(
+        "INSERT INTO outbox (lane, topic, msg_id, kind, payload, size, retain, created_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (int(lane), topic, msg_id, kind, body, len(body) + len(topic) + 64, int(retain), now_ms()))
+    return int(cur.lastrowid)
+
+
+def fetch(conn: Connection, limit: int, exclude: Iterable[int] = ()) -> list[OutboxRow]:
+    """Return the next messages to send, by lane then sequence, skipping ones in flight."""
+    skip = set(exclude)
+    rows: list[OutboxRow] = []
+    # Per lane, so a long bulk backlog never delays an alert.
+    for lane in Lane:
+        if len(rows) >= limit:
+            break
+        cur = conn.execute(
+            "SELECT seq, lane, topic, msg_id, kind, payload, retain FROM outbox WHERE lane = ? "
+            "ORDER BY seq LIMIT ?", (int(lane), limit + len(skip)))
+        for r in cur:
+            if r[0] in skip:
+                continue
+            rows.append(OutboxRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), bool(r[6])))
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def delete(conn: Connection, seqs: Sequence[int]) -> int:
+    """Delete acknowledged messages; return how many were removed."""
+    total = 0
+    for i in range(0, len(seqs), 500):
+        chunk = list(seqs[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        total += conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk).rowcount  # noqa: S608
+    return total
+
+
+@dataclass(frozen=True)
+class LaneDepth:
+    """Depth and oldest age of one lane (for health)."""
+
+    lane: str
+    depth: int
+    bytes: int
+    oldest_age_s: float | None
+
+
+def depths(conn: Connection) -> list[LaneDepth]:
+    """Return depth, size and oldest age per lane."""
+    now = now_ms()
+    found = {row[0]: row for row in conn.execute(
+        "SELECT lane, count(*), coalesce(sum(size), 0), min(created_ms) FROM outbox GROUP BY lane")}
+    out = []
+    for lane in Lane:
+        row = found.get(int(lane))
+        if row is None:
+            out.append(LaneDepth(lane.name.lower(), 0, 0, None))
+        else:
+            out.append(LaneDepth(lane.name.lower(), row[1], row[2], round((now - row[3]) / 1000, 1)))
+    return out
+
+
+def total_bytes(conn: Connection) -> int:
+    """Return the outbox's size in bytes (as counted against the budget)."""
+    return int(conn.execute("SELECT coalesce(sum(size), 0) FROM outbox").fetchone()[0])
+
+
+@dataclass
+class Degradation:
+    """What enforcing the budget did."""
+
+    dropped_raw: int = 0
+    coarsened_summaries: int = 0
+    over_budget_after: bool = False
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was dropped or coarsened."""
+        return bool(self.dropped_raw or self.coarsened_summaries)
+
+
+def enforce_budget(conn: Connection, budget: int, coarsen: Any = None) -> Degradation:
+    """Bring the outbox under its byte budget: drop bulk oldest first, then coarsen summaries.
+
+    ``coarsen(conn, rows)`` re-expresses deleted summary messages as hourly ones (it lives in
+    telemetry, which knows the windows); alerts and orders are never touched.
+    """
+    result = Degradation()
+    size = total_bytes(conn)
+    if size <= budget:
+        return result
+    # 1. raw readings (bulk lane), oldest first
+    while size > budget:
+        rows = conn.execute("SELECT seq, size FROM outbox WHERE lane = ? ORDER BY seq LIMIT 500",
+                            (int(Lane.BULK),)).fetchall()
+        if not rows:
+            break
+        cut = []
+        for seq, sz in rows:
+            cut.append(seq)
+            size -= sz
+            if size <= budget:
+                break
+        result.dropped_raw += delete(conn, cut)
+    # 2. summaries: the oldest half of the summary lane becomes hourly summaries
+    if size > budget and coarsen is not None:
+        rows = conn.execute("SELECT seq, payload FROM outbox WHERE lane = ? AND kind = 'summary' "
+                            "ORDER BY seq LIMIT (SELECT count(*) / 2 + 1 FROM outbox WHERE lane = ? "
+                            "AND kind = 'summary')", (int(Lane.SUMMARIES), int(Lane.SUMMARIES))).fetchall()
+        if rows:
+            result.coarsened_summaries = coarsen(conn, rows)
+            size = total_bytes(conn)
+    result.over_budget_after = size > budget
+    if result.changed:
+        _LOGGER.warning("Outbox over its budget: dropped %d raw messages, coarsened %d summary messages",
+                        result.dropped_raw, result.coarsened_summaries)
+    return result

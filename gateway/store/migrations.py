@@ -1,0 +1,153 @@
+"""Named, ordered schema migrations, recorded in the database (sqlite-utils style).
+
+Other packages add their own with ``@migration("name")`` in a module listed in
+``MIGRATION_MODULES``; names are applied in the order they are registered, once each.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+
+from gateway.models import now_ms
+from gateway.store.db import Connection
+
+_LOGGER = logging.getLogger(__name__)
+
+Migration = Callable[[Connection], None]
+_MIGRATIONS: list[tuple[str, Migration]] = []
+
+# Modules whose import registers migrations, in order. Domain services append theirs here.
+MIGRATION_MODULES = (
+    "gateway.store.migrations",
+    "gateway.printing.schema",
+    "gateway.ordering.schema",
+)
+
+
+def run_script(conn: Connection, script: str) -> None:
+    """Run several DDL statements inside the current transaction (executescript would commit)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def migration(name: str) -> Callable[[Migration], Migration]:
+    """Register a migration under a unique, never-reused name."""
+    def register(fn: Migration) -> Migration:
+        if any(n == name for n, _ in _MIGRATIONS):
+            raise RuntimeError(f"migration {name} registered twice")
+        _MIGRATIONS.append((name, fn))
+        return fn
+    return register
+
+
+def _load_all() -> None:
+    for module in MIGRATION_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            # A domain package that is not installed in this build has no tables to add.
+            if err.name is None or not module.startswith(err.name):
+                raise
+
+
+def apply(conn: Connection) -> list[str]:
+    """Apply every pending migration in its own transaction; return the names applied."""
+    _load_all()
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, fn in _MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fn(conn)
+            conn.execute("INSERT INTO _migrations (name, applied_ms) VALUES (?, ?)", (name, now_ms()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        _LOGGER.info("Applied migration %s", name)
+        applied.append(name)
+    return applied
+
+
+@migration("0001_core")
+def _core(conn: Connection) -> None:
+    run_script(conn, """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE devices (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL DEFAULT 'mqtt',
+            first_seen_ms INTEGER NOT NULL,
+            last_seen_ms INTEGER NOT NULL
+        );
+        CREATE TABLE metrics (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE readings (  -- idempotent on (device, ts, payload digest)
+            device_id INTEGER NOT NULL,
+            ts_ms INTEGER NOT NULL,
+            digest BLOB NOT NULL,
+            received_ms INTEGER NOT NULL,
+            metrics TEXT NOT NULL,
+            PRIMARY KEY (device_id, ts_ms, digest)
+        ) WITHOUT ROWID;
+        CREATE TABLE windows (
+            device_id INTEGER NOT NULL,
+            metric_id INTEGER NOT NULL,
+            wstart_ms INTEGER NOT NULL,
+            window_s INTEGER NOT NULL,
+            is_bool INTEGER NOT NULL DEFAULT 0,
+            count INTEGER NOT NULL,
+            true_count INTEGER NOT NULL DEFAULT 0,
+            min REAL, max REAL, sum REAL NOT NULL DEFAULT 0,
+            last REAL, last_ts_ms INTEGER NOT NULL,
+            rev INTEGER NOT NULL DEFAULT 0,
+            dirty INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (device_id, metric_id, wstart_ms)
+        ) WITHOUT ROWID;
+        CREATE INDEX windows_dirty ON windows (wstart_ms) WHERE dirty = 1;
+        CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            lane INTEGER NOT NULL,
+            topic TEXT NOT NULL,
+            msg_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            size INTEGER NOT NULL,
+            retain INTEGER NOT NULL DEFAULT 0,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE INDEX outbox_lane ON outbox (lane, seq);
+        CREATE TABLE alerts_active (
+            key TEXT PRIMARY KEY,
+            episode TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            device TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            value REAL,
+            raised_ms INTEGER NOT NULL
+        );
+        CREATE TABLE alert_log (
+            id INTEGER PRIMARY KEY,
+            episode TEXT NOT NULL,
+            state TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            device TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            value REAL,
+            ts_ms INTEGER NOT NULL
+        );
+        CREATE TABLE device_events (
+            id INTEGER PRIMARY KEY,
+            device TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            ts_ms INTEGER NOT NULL,
+            data TEXT NOT NULL
+        );
+    """)

@@ -1,0 +1,332 @@
+"""Equipment telemetry: validate payloads, store readings idempotently, build window summaries.
+
+``parse`` runs on the ingest thread (no database); ``Telemetry.write_batch`` runs inside one
+writer transaction and updates the readings, the windows, the rules and the outbox together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import json
+import logging
+import math
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.alerts import AlertManager
+from gateway.config import DEVICE_ID_RE, Config
+from gateway.models import Reading, iso_ms, now_ms
+from gateway.outbox import Lane, dumps, enqueue
+from gateway.rules import OfflineWatch, RuleEngine
+from gateway.store.db import Connection
+
+_LOGGER = logging.getLogger(__name__)
+
+_MIN_TS = 946684800000  # 2000-01-01
+_MAX_TS = 4102444800000  # 2100-01-01
+
+
+class InvalidPayload(ValueError):
+    """A telemetry message that cannot be used; ``reason`` is a short counter name."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+def _reject_constant(name: str) -> float:
+    raise InvalidPayload("non_finite", f"{name} is not a number")
+
+
+def _parse_ts(value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidPayload("bad_ts", "ts must be epoch milliseconds or ISO-8601")
+    if isinstance(value, (int, float)):
+        ts = int(value)
+    elif isinstance(value, str):
+        try:
+            d = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidPayload("bad_ts", "ts is not ISO-8601") from None
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=dt.UTC)
+        ts = int(d.timestamp() * 1000)
+    else:
+        raise InvalidPayload("bad_ts", "ts must be epoch milliseconds or ISO-8601")
+    if not _MIN_TS <= ts <= _MAX_TS:
+        raise InvalidPayload("bad_ts", "ts out of range (epoch milliseconds expected)")
+    return ts
+
+
+def parse(device: str, payload: bytes, received_ms: int, max_payload: int = 65536) -> Reading:
+    """Turn one ``devices/{id}/telemetry`` payload into a Reading or raise InvalidPayload."""
+    if not DEVICE_ID_RE.match(device):
+        raise InvalidPayload("bad_device_id")
+    if len(payload) > max_payload:
+        raise InvalidPayload("oversize", f"{len(payload)} bytes > {max_payload}")
+    try:
+        obj = json.loads(payload, parse_constant=_reject_constant)
+    except InvalidPayload:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidPayload("not_json") from None
+    if not isinstance(obj, dict):
+        raise InvalidPayload("not_object")
+    ts = _parse_ts(obj["ts"]) if "ts" in obj else received_ms
+    metrics: dict[str, float | bool] = {}
+    for key, value in obj.items():
+        if key == "ts":
+            continue
+        if isinstance(value, bool):
+            metrics[key] = value
+        elif isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise InvalidPayload("non_finite")
+            metrics[key] = float(value)
+    if not metrics:
+        raise InvalidPayload("no_metrics")
+    digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
+    return Reading(device, ts, metrics, digest)
+
+
+@dataclass
+class IngestStats:
+    """Counters for health: committed, duplicates, invalid per (device, reason)."""
+
+    committed: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+
+    def __post_init__(self) -> None:
+        self.invalid: Counter[tuple[str, str]] = Counter()
+        self._rate: deque[tuple[float, int]] = deque(maxlen=120)
+        self._last_log: dict[str, float] = {}
+
+    def note_invalid(self, device: str, reason: str) -> None:
+        """Count a bad payload; log at most once per device per minute."""
+        self.invalid[(device[:64], reason)] += 1
+        now = time.monotonic()
+        if now - self._last_log.get(device[:64], -1e9) >= 60:
+            self._last_log[device[:64]] = now
+            _LOGGER.warning("Invalid telemetry from %s: %s (further ones counted, logged once a minute)",
+                            device[:64], reason)
+
+    def sample(self) -> None:
+        """Record the committed count now (the rate is computed over the samples)."""
+        self._rate.append((time.monotonic(), self.committed))
+
+    def rate(self) -> float:
+        """Return committed readings per second over the recent samples."""
+        self.sample()
+        if len(self._rate) < 2:
+            return 0.0
+        (t0, c0), (t1, c1) = self._rate[0], self._rate[-1]
+        while len(self._rate) > 2 and t1 - self._rate[0][0] > 30:
+            self._rate.popleft()
+            t0, c0 = self._rate[0]
+        return round((c1 - c0) / (t1 - t0), 1) if t1 > t0 else 0.0
+
+    def invalid_summary(self) -> dict[str, int]:
+        """Return invalid counts per reason (device ids stay out of upstream messages)."""
+        out: Counter[str] = Counter()
+        for (_, reason), n in self.invalid.items():
+            out[reason] += n
+        return dict(out)
+
+
+class Telemetry:
+    """Readings, windows, summaries and raw forwarding; used only on the writer thread."""
+
+    def __init__(self, cfg: Config, alerts: AlertManager) -> None:
+        self.cfg = cfg
+        self.store_id = cfg.store.id
+        self.window_ms = int(cfg.telemetry.summary_window * 1000)
+        self.grace_ms = int(cfg.telemetry.summary_grace * 1000)
+        self.prefix = cfg.prefix
+        self.alerts = alerts
+        self.rules = RuleEngine(cfg.alerts.rules, alerts)
+        self.offline = OfflineWatch(cfg.alerts.device_offline_after, alerts)
+        self.stats = IngestStats()
+        self._device_ids: dict[str, int] = {}
+        self._metric_ids: dict[str, int] = {}
+        self._forward: dict[str, bool] = {}
+        self.retention_ms = int(cfg.telemetry.raw_retention * 1000)
+
+    def load(self, conn: Connection) -> None:
+        """Load id caches and give every known device a fresh grace period after a restart."""
+        self._device_ids = dict(conn.execute("SELECT name, id FROM devices"))
+        self._metric_ids = dict(conn.execute("SELECT name, id FROM metrics"))
+        now = now_ms()
+        for name in self._device_ids:
+            self.offline.last_seen[name] = now
+
+    def forwards_raw(self, device: str) -> bool:
+        """Return whether every reading of this device also goes to HQ."""
+        hit = self._forward.get(device)
+        if hit is None:
+            hit = self._forward[device] = any(
+                fnmatch.fnmatchcase(device, g) for g in self.cfg.telemetry.forward_raw)
+        return hit
+
+    def _device_id(self, conn: Connection, name: str, ts: int) -> int:
+        dev = self._device_ids.get(name)
+        if dev is None:
+            conn.execute("INSERT OR IGNORE INTO devices (name, first_seen_ms, last_seen_ms) VALUES (?, ?, ?)",
+                         (name, ts, ts))
+            dev = conn.execute("SELECT id FROM devices WHERE name = ?", (name,)).fetchone()[0]
+            self._device_ids[name] = dev
+        return dev
+
+    def _metric_id(self, conn: Connection, name: str) -> int:
+        mid = self._metric_ids.get(name)
+        if mid is None:
+            conn.execute("INSERT OR IGNORE INTO metrics (name) VALUES (?)", (name,))
+            mid = conn.execute("SELECT id FROM metrics WHERE name = ?", (name,)).fetchone()[0]
+            self._metric_ids[name] = mid
+        return mid
+
+    def write_batch(self, conn: Connection, readings: list[Reading]) -> int:
+        """Store readings (idempotently), update windows, rules, offline state and raw forwarding."""
+        now = now_ms()
+        new = 0
+        raw_items: list[dict[str, Any]] = []
+        oldest = now - self.retention_ms
+        seen_devices: dict[str, int] = {}
+        for r in readings:
+            dev = self._device_id(conn, r.device, now)
+            seen_devices[r.device] = dev
+            if r.ts_ms < oldest:
+                self.stats.note_invalid(r.device, "too_old")
+                continue
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO readings (device_id, ts_ms, digest, received_ms, metrics) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (dev, r.ts_ms, bytes.fromhex(r.digest), now, dumps(dict(r.metrics)).decode()))
+            if cur.rowcount != 1:
+                self.stats.duplicates += 1
+                continue
+            new += 1
+            wstart = r.ts_ms - r.ts_ms % self.window_ms
+            for metric, value in r.metrics.items():
+                is_bool = isinstance(value, bool)
+                v = float(value)
+                conn.execute(
+                    "INSERT INTO windows (device_id, metric_id, wstart_ms, window_s, is_bool, count, true_count, "
+                    "min, max, sum, last, last_ts_ms) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO UPDATE SET count = count + 1, true_count = true_count + excluded.true_count, "
+                    "min = min(min, excluded.min), max = max(max, excluded.max), sum = sum + excluded.sum, "
+                    "last = CASE WHEN excluded.last_ts_ms >= last_ts_ms THEN excluded.last ELSE last END, "
+                    "last_ts_ms = max(last_ts_ms, excluded.last_ts_ms), dirty = 1",
+                    (dev, self._metric_id(conn, metric), wstart, self.window_ms // 1000, int(is_bool),
+                     int(is_bool and value), v, v, v, v, r.ts_ms))
+            self.rules.evaluate(conn, r.device, r.metrics, r.ts_ms)
+            if self.forwards_raw(r.device):
+                raw_items.append({"id": f"{self.store_id}:{r.device}:{r.ts_ms}:{r.digest}", "device": r.device,
+                                  "ts": iso_ms(r.ts_ms), "metrics": dict(r.metrics)})
+        for name, dev in seen_devices.items():
+            self.offline.seen(conn, name, now)
+            conn.execute("UPDATE devices SET last_seen_ms = ? WHERE id = ?", (now, dev))
+        step = max(1, self.cfg.uplink.batch)
+        for i in range(0, len(raw_items), step):
+            chunk = raw_items[i:i + step]
+            enqueue(conn, Lane.BULK, f"{self.prefix}/telemetry/raw", chunk[0]["id"], "raw", chunk)
+        self.stats.committed += new
+        return new
+
+    def status(self, conn: Connection, device: str, state: str) -> None:
+        """Apply a ``devices/{id}/status`` message."""
+        now = now_ms()
+        self._device_id(conn, device, now)
+        if state == "offline":
+            self.offline.said_offline(conn, device, now)
+        else:
+            self.offline.seen(conn, device, now)
+
+    def tick(self, conn: Connection) -> None:
+        """Periodic: held rule breaches and silent devices."""
+        now = now_ms()
+        self.rules.tick(conn, now)
+        self.offline.tick(conn, now)
+
+    def flush_summaries(self, conn: Connection, *, now: int | None = None, force: bool = False) -> int:
+        """Send every closed window (plus grace) that changed since it was last sent; return items sent."""
+        now = now if now is not None else now_ms()
+        cutoff = now - self.window_ms - self.grace_ms
+        if force:
+            cutoff = now + self.window_ms
+        rows = conn.execute(
+            "SELECT d.name, m.name, w.device_id, w.metric_id, w.wstart_ms, w.window_s, w.is_bool, w.count, "
+            "w.true_count, w.min, w.max, w.sum, w.last, w.rev FROM windows w "
+            "JOIN devices d ON d.id = w.device_id JOIN metrics m ON m.id = w.metric_id "
+            "WHERE w.dirty = 1 AND w.wstart_ms <= ? ORDER BY w.wstart_ms", (cutoff,)).fetchall()
+        if not rows:
+            return 0
+        ts = iso_ms(now)
+        items = []
+        for (device, metric, dev_id, metric_id, wstart, window_s, is_bool, count, true_count, vmin, vmax,
+             vsum, last, rev) in rows:
+            conn.execute("UPDATE windows SET rev = ?, dirty = 0 WHERE device_id = ? AND metric_id = ? "
+                         "AND wstart_ms = ?", (rev + 1, dev_id, metric_id, wstart))
+            item: dict[str, Any] = {
+                "id": f"{self.store_id}:{device}:{metric}:{window_s}:{wstart}",
+                "rev": rev + 1, "device": device, "metric": metric, "window_start": iso_ms(wstart),
+                "window_s": window_s, "count": count, "ts": ts,
+            }
+            if is_bool:
+                item.update(type="bool", true_count=true_count, min=None, max=None, mean=round(true_count / count, 4),
+                            last=bool(last))
+            else:
+                item.update(type="number", min=vmin, max=vmax, mean=round(vsum / count, 6), last=last)
+            items.append(item)
+        step = max(1, self.cfg.uplink.batch)
+        for i in range(0, len(items), step):
+            chunk = items[i:i + step]
+            enqueue(conn, Lane.SUMMARIES, f"{self.prefix}/telemetry/summary",
+                    f"{chunk[0]['id']}:{chunk[0]['rev']}", "summary", chunk)
+        return len(items)
+
+    def coarsen(self, conn: Connection, rows: list[tuple[int, bytes]]) -> int:
+        """Replace summary messages with hourly ones (outbox over budget); return messages replaced."""
+        merged: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for seq, payload in rows:
+            conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            for item in json.loads(payload):
+                start = dt.datetime.fromisoformat(item["window_start"].replace("Z", "+00:00"))
+                hour = int(start.timestamp()) // 3600 * 3600 * 1000
+                key = (item["device"], item["metric"], hour)
+                m = merged.get(key)
+                if m is None:
+                    merged[key] = dict(item, id=f"{item['id']}:coarse", rev=1, window_start=iso_ms(hour),
+                                       window_s=3600, coarsened=True, _sum=(item["mean"] or 0) * item["count"])
+                    continue
+                m["_sum"] += (item["mean"] or 0) * item["count"]
+                m["count"] += item["count"]
+                if item.get("true_count") is not None:
+                    m["true_count"] = m.get("true_count", 0) + item["true_count"]
+                if item["min"] is not None:
+                    m["min"] = min(m["min"], item["min"])
+                    m["max"] = max(m["max"], item["max"])
+                m["last"] = item["last"]
+        items = []
+        for m in merged.values():
+            m["mean"] = round(m.pop("_sum") / m["count"], 6) if m["count"] else None
+            items.append(m)
+        step = max(1, self.cfg.uplink.batch)
+        for i in range(0, len(items), step):
+            chunk = items[i:i + step]
+            enqueue(conn, Lane.SUMMARIES, f"{self.prefix}/telemetry/summary", chunk[0]["id"], "summary-coarse",
+                    chunk)
+        return len(rows)
+
+    def retention(self, conn: Connection) -> int:
+        """Delete raw readings and sent windows older than the retention; return rows deleted."""
+        cutoff = now_ms() - self.retention_ms
+        deleted = 0
+        for dev in list(self._device_ids.values()):
+            deleted += conn.execute("DELETE FROM readings WHERE device_id = ? AND ts_ms < ?", (dev, cutoff)).rowcount
+        deleted += conn.execute("DELETE FROM windows WHERE dirty = 0 AND wstart_ms < ?", (cutoff,)).rowcount
+        return deleted

@@ -1,0 +1,231 @@
+"""The only code that talks to the HQ broker: drains the outbox, deletes a row only on PUBACK.
+
+One thread owns the paho client (connect, network loop, publish, acks), so no paho call is made
+from two threads. Each connection attempt gets a fresh client: whatever was in flight on a lost
+connection is simply read from the outbox again (HQ dedupes by ``id``). Reconnects back off
+exponentially with full jitter; a token bucket bounds the drain rate.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+
+from gateway import __version__
+from gateway.config import Config
+from gateway.models import iso_ms, now_ms
+from gateway.mqtt import backoff_delay, configure_auth, describe_rc, new_client
+from gateway.outbox import Lane, delete, dumps, fetch
+from gateway.store.db import Connection
+from gateway.store.writer import Writer
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class Uplink:
+    """Store-and-forward publisher to HQ."""
+
+    def __init__(self, cfg: Config, writer: Writer, read_conn: Connection, *, started_ms: int,
+                 on_state: Callable[[bool], None] | None = None) -> None:
+        self.cfg = cfg
+        self.up = cfg.uplink
+        self.writer = writer
+        self.read_conn = read_conn
+        self.started_ms = started_ms
+        self.on_state = on_state
+        self.prefix = cfg.prefix
+        self.connected = False
+        self.sent = 0
+        self.acked = 0
+        self.last_progress = time.monotonic()
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: paho.Client | None = None
+        self._inflight: dict[int, int] = {}  # mid -> outbox seq
+        self._deleting: set[int] = set()  # acked seqs whose delete has not committed yet
+        self._acked: collections.deque[int] = collections.deque()  # mids, from the paho callback
+        self._deleted: collections.deque[list[int]] = collections.deque()  # from the writer's on_commit
+        self._watermark: dict[int, int] = {}
+        self._tokens = 0.0
+        self._rng = random.Random()
+        self._wake = threading.Event()
+
+    # -- status messages
+    def _status(self, state: str) -> tuple[str, bytes]:
+        ts = now_ms()
+        msg = {"id": f"{self.cfg.store.id}:status:{self.started_ms}:{state}:{ts}", "state": state,
+               "ts": iso_ms(ts), "version": __version__, "started_at": iso_ms(self.started_ms)}
+        return f"{self.prefix}/status", dumps(msg)
+
+    def heartbeat(self) -> None:
+        """Ask the uplink thread to refresh the retained online status."""
+        self._heartbeat_due = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Tell the uplink there is something new in the outbox."""
+        self._wake.set()
+
+    # -- paho callbacks (this thread, inside client.loop): one thing each
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, rc: object,
+                    props: object = None) -> None:
+        if getattr(rc, "is_failure", False):
+            self.last_error = f"HQ refused the connection: {describe_rc(rc)}"
+            return
+        self.connected = True
+        self.last_error = ""
+
+    def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, rc: object,
+                       props: object = None) -> None:
+        self.connected = False
+        self.last_error = f"disconnected: {describe_rc(rc)}"
+
+    def _on_publish(self, client: paho.Client, userdata: object, mid: int, rc: object = None,
+                    props: object = None) -> None:
+        self._acked.append(mid)
+
+    # -- lifecycle
+    def start(self) -> None:
+        """Start the uplink thread."""
+        self._heartbeat_due = False
+        self._thread = threading.Thread(target=self._run, name="storegw-uplink", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Publish offline status if connected, then stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(10)
+
+    def _make_client(self) -> paho.Client:
+        client = new_client(self.up.client_id or f"storegw-{self.cfg.store.id}", clean=True,
+                            protocol=self.up.protocol)
+        configure_auth(client, tls=self.up.tls, ca_file=self.up.ca_file, cert_file=self.up.cert_file,
+                       key_file=self.up.key_file, username=self.up.username, password_file=self.up.password_file)
+        topic, lwt = self._status("offline")
+        client.will_set(topic, lwt, qos=1, retain=True)
+        client.max_inflight_messages_set(max(1, self.up.max_inflight))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            if not self.up.enabled:
+                self._stop.wait(1)
+                continue
+            client = self._make_client()
+            self._client = client
+            try:
+                client.connect(self.up.host, self.up.port, keepalive=int(self.up.keepalive))
+                deadline = time.monotonic() + 10
+                while not self.connected and time.monotonic() < deadline and not self._stop.is_set():
+                    rc = client.loop(0.1)
+                    if rc != paho.MQTT_ERR_SUCCESS:
+                        break
+            except (OSError, ValueError) as err:
+                self.last_error = f"cannot reach HQ {self.up.host}:{self.up.port}: {err}"
+            if not self.connected:
+                self._drop(client)
+                delay = backoff_delay(attempt, self.up.reconnect_min, self.up.reconnect_max, self._rng)
+                if attempt in (0, 5) or attempt % 20 == 0:
+                    _LOGGER.warning("Uplink: %s; retrying (backoff up to %.0fs)", self.last_error or "not connected",
+                                    self.up.reconnect_max)
+                attempt += 1
+                self._stop.wait(delay)
+                continue
+            if attempt:
+                _LOGGER.info("Uplink connected to %s:%s", self.up.host, self.up.port)
+            attempt = 0
+            if self.on_state:
+                self.on_state(True)
+            topic, birth = self._status("online")
+            client.publish(topic, birth, qos=1, retain=True)
+            self._serve(client)
+            if self.on_state:
+                self.on_state(False)
+            if not self._stop.is_set():
+                _LOGGER.warning("Uplink lost HQ: %s; reconnecting", self.last_error)
+        self._client = None
+
+    def _drop(self, client: paho.Client) -> None:
+        try:
+            client.disconnect()
+        except OSError:
+            pass
+        self.connected = False
+        self._inflight.clear()
+        self._acked.clear()
+        self._watermark.clear()
+
+    def _serve(self, client: paho.Client) -> None:
+        last_fill = time.monotonic()
+        rate = self.up.drain_rate
+        self._tokens = float(self.up.max_inflight)
+        while not self._stop.is_set() and self.connected:
+            rc = client.loop(0.02)
+            if rc != paho.MQTT_ERR_SUCCESS:
+                self.connected = False
+                break
+            now = time.monotonic()
+            if rate > 0:
+                self._tokens = min(float(max(self.up.max_inflight, rate)), self._tokens + (now - last_fill) * rate)
+            last_fill = now
+            self._handle_acks()
+            if self._heartbeat_due:
+                self._heartbeat_due = False
+                topic, payload = self._status("online")
+                client.publish(topic, payload, qos=1, retain=True)
+            self._fill(client, rate)
+            self.last_progress = now
+        if self._stop.is_set() and self.connected:
+            topic, payload = self._status("offline")
+            info = client.publish(topic, payload, qos=1, retain=True)
+            end = time.monotonic() + 2
+            while not info.is_published() and time.monotonic() < end:
+                client.loop(0.05)
+            self._handle_acks()
+        self._drop(client)
+
+    def _handle_acks(self) -> None:
+        while self._deleted:
+            self._deleting.difference_update(self._deleted.popleft())
+        seqs = []
+        while self._acked:
+            seq = self._inflight.pop(self._acked.popleft(), None)
+            if seq is not None:
+                seqs.append(seq)
+        if seqs:
+            self.acked += len(seqs)
+            self._deleting.update(seqs)
+            self.writer.submit(lambda conn, s=seqs: delete(conn, s),
+                               on_commit=lambda _, s=seqs: self._deleted.append(s))
+
+    def _fill(self, client: paho.Client, rate: float) -> None:
+        room = self.up.max_inflight - len(self._inflight)
+        if rate > 0:
+            room = min(room, int(self._tokens))
+        if room <= 0:
+            return
+        rows = fetch(self.read_conn, room, exclude=set(self._inflight.values()) | self._deleting)
+        for row in rows:
+            info = client.publish(row.topic, row.payload, qos=1, retain=row.retain)
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                self.connected = False
+                return
+            self._inflight[info.mid] = row.seq
+            self.sent += 1
+            if rate > 0:
+                self._tokens -= 1
+            if row.lane == Lane.ALERTS:
+                _LOGGER.debug("Sent alert %s", row.msg_id)
