@@ -1,0 +1,5 @@
+"""Allow `python -m gateway` (same as the `storegw` command)."""
+
+from gateway.cli import main
+
+main()
