@@ -70,7 +70,7 @@ class QrPipeline:
         self._since_processed = 0
 
     def process(self, frame: np.ndarray) -> list[str]:
-        """Return the codes visible in ``frame`` (BGR or grayscale), in detection order, without duplicates."""
+        """Return the codes visible in ``frame`` (BGR or grayscale), in detection order, once each."""
         self.stats.frames += 1
         small, scale = self._downscale(frame)
         if self._unchanged(small):

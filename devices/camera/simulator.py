@@ -8,9 +8,8 @@ one ``numpy.random.Generator`` seed, so a frame set is reproducible byte for byt
 
 from __future__ import annotations
 
-import io
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +66,8 @@ def background(rng: np.random.Generator, width: int = WIDTH, height: int = HEIGH
         color = tuple(int(c) for c in rng.integers(0, 256, size=3))
         cv2.rectangle(img, (x, y), (x + w, y + h), color, -1 if rng.random() < 0.7 else 3)
     for _ in range(int(rng.integers(4, 12))):  # receipt text, labels
-        text = "".join(rng.choice(list(string.ascii_uppercase + string.digits + " "), int(rng.integers(4, 18))))
+        alphabet = list(string.ascii_uppercase + string.digits + " ")
+        text = "".join(rng.choice(alphabet, int(rng.integers(4, 18))))
         org = (int(rng.integers(0, width - 200)), int(rng.integers(20, height)))
         color = tuple(int(c) for c in rng.integers(0, 256, size=3))
         cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(0.5, 1.6)), color,
@@ -77,7 +77,8 @@ def background(rng: np.random.Generator, width: int = WIDTH, height: int = HEIGH
         p2 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         cv2.line(img, p1, p2, tuple(int(c) for c in rng.integers(0, 256, size=3)), int(rng.integers(1, 6)))
     if rng.random() < 0.3:  # a checkerboard-like tablecloth patch: dark squares, a classic false positive
-        x, y, cell = int(rng.integers(0, width - 240)), int(rng.integers(0, height - 240)), int(rng.integers(8, 30))
+        cell = int(rng.integers(8, 30)) * min(width, height) // HEIGHT + 1
+        x, y = int(rng.integers(0, width - 8 * cell)), int(rng.integers(0, height - 8 * cell))
         for i in range(8):
             for j in range(8):
                 if (i + j) % 2 == 0:
@@ -91,7 +92,8 @@ def _place_code(rng: np.random.Generator, img: np.ndarray, payload: str, tags: l
     """Draw ``payload`` as a QR code on a white card, warped in perspective, onto ``img`` in place."""
     height, width = img.shape[:2]
     n_modules = qr_matrix(payload).shape[0]
-    side = float(rng.uniform(*code_side))  # printed symbol size in the frame, quiet zone included
+    # printed symbol size in the frame, quiet zone included; it must fit, rotated, in the frame
+    side = min(float(rng.uniform(*code_side)), 0.7 * min(width, height))
     module_px = max(2, int(np.ceil(side / n_modules)))
     code = qr_image(payload, module_px)
     size = code.shape[0]
@@ -184,13 +186,14 @@ def scene(payloads: Sequence[str | None], hold: int = 5, seed: int = 1, width: i
           height: int = 360) -> Iterator[np.ndarray]:
     """Yield a live-camera-like sequence: each payload (or empty counter) held still for ``hold`` frames."""
     rng = np.random.default_rng(seed)
+    side = (0.3 * height, 0.6 * height)
     for payload in payloads:
-        frame = make_frame(rng, payload, width, height).image
+        frame = make_frame(rng, payload, width, height, side).image
         for _ in range(hold):
             yield frame
 
 
-def write_video(path: str | Path, frames: Iterator[np.ndarray] | Sequence[np.ndarray], fps: float = 10.0) -> Path:
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 10.0) -> Path:
     """Write frames to an MJPG ``.avi`` file (what a USB webcam produces); return its path."""
     path = Path(path)
     writer = None
@@ -207,10 +210,3 @@ def write_video(path: str | Path, frames: Iterator[np.ndarray] | Sequence[np.nda
             writer.release()
     return path
 
-
-def png_bytes(frame: np.ndarray) -> bytes:
-    """Return the frame as PNG bytes (for saving a failing frame next to a test report)."""
-    ok, buf = cv2.imencode(".png", frame)
-    if not ok:  # pragma: no cover
-        raise RuntimeError("PNG encoding failed")
-    return io.BytesIO(buf.tobytes()).getvalue()
