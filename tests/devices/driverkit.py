@@ -1,0 +1,69 @@
+"""Shared helpers for the driver tests: a collecting sink, bounded waits, validated device configs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from devices import registry
+from gateway.config import DeviceConfig, validate_options
+from gateway.models import Availability, DeviceEvent, Reading
+
+
+class Sink:
+    """An EventSink that keeps everything it is given."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: list[DeviceEvent] = []
+        self.changes: list[Availability] = []
+        self.readings: list[Reading] = []
+
+    def event(self, event: DeviceEvent) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def availability(self, change: Availability) -> None:
+        with self.lock:
+            self.changes.append(change)
+
+    def reading(self, reading: Reading) -> None:
+        with self.lock:
+            self.readings.append(reading)
+
+    def states(self) -> list[bool]:
+        with self.lock:
+            return [c.available for c in self.changes]
+
+    def of_kind(self, kind: str) -> list[DeviceEvent]:
+        with self.lock:
+            return [e for e in self.events if e.kind == kind]
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll ``pred`` until truthy (a bounded wait, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def device_config(kind: str, port: str, device_id: str = "dev-1", **options: Any) -> DeviceConfig:
+    """Return a DeviceConfig whose options went through the family's validation (as at config load)."""
+    spec = registry.spec(kind)
+    assert spec is not None
+    opts = validate_options("devices[0]", options, spec.options)
+    return DeviceConfig(device_id, kind, port, opts)
+
+
+def build_driver(kind: str, port: str, device_id: str = "dev-1", **options: Any) -> Any:
+    """Build a driver through its family's SPEC factory (the way the gateway does)."""
+    spec = registry.spec(kind)
+    assert spec is not None
+    return spec.factory(device_config(kind, port, device_id, **options))
