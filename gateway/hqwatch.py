@@ -22,7 +22,7 @@ class HQCollector:
 
     def __init__(self, host: str, port: int, prefix: str = "storegw/v1", store: str = "+", *,
                  on_message: Callable[[str, Any], None] | None = None, client_id: str = "",
-                 tls: bool = False, ca_file: str = "") -> None:
+                 tls: bool = False, ca_file: str = "", persistent: bool = False) -> None:
         self.host, self.port = host, port
         self.topic = f"{prefix.rstrip('/')}/{store}/#"
         self.on_message_cb = on_message
@@ -34,7 +34,9 @@ class HQCollector:
         self.received = 0
         self.invalid = 0
         self.subscribed = threading.Event()
-        self.client = new_client(client_id, clean=True)
+        # persistent: a durable HQ consumer (clean_session false) that misses nothing across reconnects
+        self.client = new_client(client_id, clean=not persistent)
+        self.client.reconnect_delay_set(0.2, 2)
         configure_auth(self.client, tls=tls, ca_file=ca_file, section="hq")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message

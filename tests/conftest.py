@@ -54,7 +54,7 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0
 class Mosquitto:
     """A real Mosquitto broker on a loopback port; can be stopped and restarted on the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = False) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
@@ -63,7 +63,8 @@ class Mosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            f"persistence {'true' if persistence else 'false'}\n"
+            f"persistence_location {workdir}/\n"
             "max_queued_messages 200000\n"
             "max_inflight_messages 1000\n"
             "set_tcp_nodelay true\n"
@@ -74,8 +75,8 @@ class Mosquitto:
         """Start (or restart) the broker and wait until it listens."""
         if not Path(MOSQUITTO).exists():
             pytest.fail("mosquitto is not installed: run `apt-get install mosquitto` (the test script does this)")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.workdir / "mosquitto.log", "ab"))  # noqa: SIM115
+        with open(self.workdir / "mosquitto.log", "ab") as log:
+            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
         wait_port(self.port)
         return self
 
@@ -96,8 +97,8 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     """Start real Mosquitto brokers; all are stopped after the test."""
     brokers: list[Mosquitto] = []
 
-    def make(name: str = "broker") -> Mosquitto:
-        b = Mosquitto(tmp_path / f"mosq-{name}-{len(brokers)}").start()
+    def make(name: str = "broker", *, persistence: bool = False) -> Mosquitto:
+        b = Mosquitto(tmp_path / f"mosq-{name}-{len(brokers)}", persistence=persistence).start()
         brokers.append(b)
         return b
 
@@ -168,9 +169,9 @@ class GatewayProcess:
     def start(self, wait: bool = True) -> GatewayProcess:
         """Start `storegw run` and wait for its health endpoint."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env=env,  # noqa: SIM115
-                                     cwd=ROOT)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
+                                         stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=ROOT)
         if wait:
             wait_for(self._healthy, timeout=30, what="gateway health endpoint")
         return self
