@@ -125,7 +125,13 @@ class SerialDriver(Presence):
     the loop (masters send their commands here) and ``connection_lost()``. ``now`` is
     ``time.monotonic()``. A hook may raise ProtocolError (counted) or DeviceUnavailable (the port
     is closed and reopened); anything else is logged once and counted.
+
+    A device that only talks when asked (a master/slave protocol) sets ``available_on_open = False``
+    and calls ``set_available(True)`` on its first valid answer: an open port with nothing behind it
+    is not an available device.
     """
+
+    available_on_open = True
 
     def __init__(self, device_id: str, port: str, *, baudrate: int = 9600, idle_timeout: float = 0.0,
                  serial_options: Mapping[str, Any] | None = None,
@@ -224,7 +230,8 @@ class SerialDriver(Presence):
             self.stats.opens += 1
             try:
                 self._call(self.connection_made)
-                self.set_available(True)
+                if self.available_on_open:
+                    self.set_available(True)
                 self._read_loop(self._serial)
             except DeviceUnavailable as err:
                 self.stats.disconnects += 1
