@@ -12,9 +12,10 @@ from devices.base import DriverSpec
 from gateway.config import DeviceConfig, OptionSpec
 
 OPTIONS = {
-    "baudrate": OptionSpec("int", 115200, help="Serial speed of the SAM module (115200 unless changed with 60 xx)."),
+    "baudrate": OptionSpec(
+        "int", 115200, help="Serial speed of the SAM module (115200 unless changed with command 60 xx)."),
     "poll_interval": OptionSpec(
-        "duration", "500ms", help="How often the reader is asked whether a card is on it (find card, 20 01)."),
+        "duration", "500ms", help="How often the reader is asked whether a card is on it (find, 20 01)."),
     "response_timeout": OptionSpec(
         "duration", "1s", help="How long to wait for the reader's answer to one command."),
     "max_failures": OptionSpec(
@@ -31,7 +32,7 @@ def build(cfg: DeviceConfig) -> Any:
 
 SPEC = DriverSpec(
     kind="idcard",
-    description="Resident ID card reader (SAM): masked identity for staff, full fields for guest registration",
+    description="Resident ID card reader (SAM): masked for staff, full fields for guest registration",
     factory=build,
     options=OPTIONS,
 )

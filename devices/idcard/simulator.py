@@ -16,8 +16,9 @@ from devices.ptysim import PtyDevice
 
 CARDS: dict[str, dict[str, str]] = {
     "resp-read-base-info-constructed-male": {
-        "name": "张三", "gender": "1", "nation": "01", "birth": "19910101", "address": "北京市西城区示例街道1号",
-        "id_number": "110102199101010078", "authority": "北京市公安局西城分局", "valid_from": "20110101",
+        "name": "张三", "gender": "1", "nation": "01", "birth": "19910101",
+        "address": "北京市西城区示例街道1号", "id_number": "110102199101010078",
+        "authority": "北京市公安局西城分局", "valid_from": "20110101",
         "valid_to": "20210101"},
     "resp-read-base-info-constructed-longterm": {
         "name": "李四", "gender": "2", "nation": "03", "birth": "19491231",

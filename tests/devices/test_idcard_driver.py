@@ -57,7 +57,8 @@ def test_card_is_read_once_per_placement_masked_in_data(sim: IdCardSimulator, ru
     # Left on the reader: polled again, not reported again.
     wait_for(lambda: driver.stats.suppressed >= 2, what="card left on the reader")
     assert len(sink.of_kind("idcard")) == 1
-    assert (0x20, 0x02) in sim.commands and (0x30, 0x01) in sim.commands
+    assert (0x20, 0x02) in sim.commands
+    assert (0x30, 0x01) in sim.commands
     # Taken away and another card placed: a new event.
     sim.remove()
     wait_for(lambda: driver._present is None, what="removal noticed")
