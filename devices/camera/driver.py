@@ -7,7 +7,8 @@ gateway, and OpenCV and numpy are never loaded into the gateway process (RSS mat
 The child writes one JSON object per line on its stdout:
 
 - ``{"t": "open"}`` once the source is open;
-- ``{"t": "alive", "frames": N, "skipped": K}`` on the first frame, then about once a second;
+- ``{"t": "alive", "frames": N, "decoded": D, "skipped": K}`` on the first frame, then about once a
+  second (frames received, frames run through the pipeline, frames skipped as unchanged);
 - ``{"t": "codes", "codes": [...]}`` for every frame in which codes are visible;
 - ``{"t": "error", "reason": "..."}`` just before it exits on a failure;
 - ``{"t": "eof"}`` at the end of a video file that is not looped (it then exits 0).
@@ -351,6 +352,7 @@ def child_main() -> None:
 
 
 def _capture_loop(args: dict[str, Any], emit: _Emitter, stopping: threading.Event) -> int:
+    """Read, decode and report until stopped; return the exit code (0 stopped or end of file)."""
     from devices.camera.protocol import QrPipeline
 
     source = str(args["source"])
@@ -364,39 +366,43 @@ def _capture_loop(args: dict[str, Any], emit: _Emitter, stopping: threading.Even
     pipeline = QrPipeline(int(args.get("downscale_width", 640)))
     next_due = time.monotonic()
     last_alive = 0.0
-    frames = 0
+    received = 0  # frames that came from the source, decoded or not
     try:
         while not stopping.is_set():
+            now = time.monotonic()
+            if received and (received == 1 or now - last_alive >= 1.0):
+                # The heartbeat the gateway's stall watchdog waits for, whatever fps_limit is.
+                last_alive = now
+                emit.send(t="alive", frames=received, decoded=pipeline.stats.frames,
+                          skipped=pipeline.stats.skipped)
             if live:
                 if not cap.grab():
                     emit.send(t="error", reason="the camera stopped delivering frames")
                     return 4
+                received += 1
                 if time.monotonic() < next_due:
                     continue  # keep the driver's queue drained; decode only at fps_limit
                 ok, frame = cap.retrieve()
             else:
-                delay = next_due - time.monotonic()
+                delay = next_due - now
                 if delay > 0:
-                    stopping.wait(delay)
+                    stopping.wait(min(delay, 1.0))
+                    continue
                 ok, frame = cap.read()
-                if not ok and args.get("loop") and frames:
+                if not ok and args.get("loop") and received:
                     cap.release()
                     cap, live = _open_source(source)
                     ok, frame = cap.read()
                 if not ok:
                     emit.send(t="eof")
                     return 0
+                received += 1
             next_due = max(next_due + period, time.monotonic()) if period else 0.0
             if not ok or frame is None:
                 continue
-            frames += 1
             codes = pipeline.process(frame)
             if codes:
                 emit.send(t="codes", codes=codes)
-            now = time.monotonic()
-            if frames == 1 or now - last_alive >= 1.0:
-                last_alive = now
-                emit.send(t="alive", frames=frames, skipped=pipeline.stats.skipped)
     finally:
         cap.release()
     return 0

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from devices import registry
 from devices.camera import OPTIONS, SPEC, build
 from devices.camera.driver import CameraDriver, Debouncer
 from devices.camera.protocol import QrPipeline, baseline_decode
@@ -107,6 +108,15 @@ def test_pipeline_accepts_grayscale_and_small_frames() -> None:
     assert QrPipeline().process(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)) == ["M1234567890"]
 
 
+def test_pipeline_reads_every_code_in_a_frame() -> None:
+    frame = np.full((720, 1280, 3), 140, np.uint8)
+    for payload, x in (("M1111111111", 100), ("VCH-123456-ABCDEF", 700)):
+        code = cv2.cvtColor(qr_image(payload, 6), cv2.COLOR_GRAY2BGR)
+        frame[150:150 + code.shape[0], x:x + code.shape[1]] = code
+    frame = cv2.GaussianBlur(frame, (0, 0), 1.0)
+    assert sorted(QrPipeline().process(frame)) == ["M1111111111", "VCH-123456-ABCDEF"]
+
+
 def test_pipeline_skips_an_unchanged_scene_and_keeps_its_codes() -> None:
     frames = list(scene(["VCH-100001-ABCDEF", None, "VCH-100002-GHIJKL"], hold=4, seed=5))
     pipeline = QrPipeline(refresh_every=10)
@@ -163,7 +173,7 @@ def test_options_validate_with_defaults_and_teaching_errors() -> None:
     assert opts["debounce"] == 0.5
     assert opts["fps_limit"] == 10.0
     assert opts["stall_timeout"] == 10.0
-    assert SPEC.kind == "camera"
+    assert registry.spec("camera") is SPEC
     assert not SPEC.needs_port
     driver = build(DeviceConfig(id="cam-bar", kind="camera", port="", options=opts))
     assert isinstance(driver, CameraDriver)
