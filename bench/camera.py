@@ -10,7 +10,7 @@ OpenCV threads) goes to stderr as a cross-check that does not depend on other lo
 Prints progress to stderr and, last, one JSON line on stdout:
 ``{"frames", "fps", "baseline_fps", "ratio", "decode_rate", "baseline_decode_rate"}``.
 
-    python bench/camera.py [--frames 200] [--seed 20240601] [--rounds 3]
+    python bench/camera.py [--frames 200] [--seed 20240601] [--rounds 3] [--hold 1]
 """
 
 from __future__ import annotations
@@ -44,6 +44,18 @@ def score(frames: list[Frame], results: list[list[str]]) -> tuple[int, int]:
     return correct, wrong
 
 
+def held(frames: list[Frame], hold: int, seed: int) -> list[Frame]:
+    """Repeat each frame ``hold`` times with new sensor noise (a still scene never gives identical frames)."""
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for f in frames:
+        for _ in range(hold):
+            noise = rng.standard_normal(size=f.image.shape[:2] + (1,), dtype=np.float32) * 2.5
+            img = np.clip(f.image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+            out.append(Frame(img, f.payload, f.tags))
+    return out
+
+
 def timed_round(frames: list[Frame], methods: list[Callable[[np.ndarray], list[str]]],
                 flip: bool) -> tuple[list[float], list[float], list[list[list[str]]]]:
     """Run every method on every frame, interleaved; return wall seconds, CPU seconds and results per method.
@@ -75,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--downscale-width", type=int, default=640, help="pipeline detection width (640)")
     ap.add_argument("--code-side", type=float, nargs=2, default=(120, 400), metavar=("MIN", "MAX"),
                     help="printed code size range in frame pixels, quiet zone included (120 400)")
+    ap.add_argument("--hold", type=int, default=1,
+                    help="show each scene for N consecutive frames, each with fresh sensor noise, like a "
+                         "live camera looking at a still counter (default 1: every frame distinct)")
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=720)
     args = ap.parse_args(argv)
@@ -85,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     frames = frame_set(args.frames, seed=args.seed, empty_ratio=args.empty_ratio,
                        width=args.width, height=args.height,
                        code_side=tuple(args.code_side))
+    if args.hold > 1:
+        frames = held(frames, args.hold, args.seed)
     with_code = sum(1 for f in frames if f.payload is not None)
     log(f"generated in {time.perf_counter() - t0:.1f}s: {with_code} with a code, "
         f"{len(frames) - with_code} without")
