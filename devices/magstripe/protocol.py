@@ -53,6 +53,11 @@ def payment_iin(pan: str) -> bool:
                for low, high, lengths in _IIN_RANGES)
 
 
+def _looks_like_pan(field: str) -> bool:
+    digits = field[: len(field) - len(field.lstrip("0123456789"))]
+    return 12 <= len(digits) <= 19 and payment_iin(digits) and luhn_ok(digits)
+
+
 def lrc(track: str) -> str:
     """Return the LRC character of a track from its start sentinel to its end sentinel inclusive."""
     offset, mask = (0x20, 0x3F) if track.startswith("%") else (0x30, 0x0F)
@@ -139,8 +144,12 @@ class Swipe:
         """Return whether to treat the swipe as payment-card data (never kept, PAN masked)."""
         # Broader than payment_card on purpose: a format-B track or a payment-looking PAN is masked
         # even when Luhn fails, because a misread digit must not put a real PAN in the logs.
-        return (self.payment_card or (self.track1 is not None and self.track1.format_code == "B")
-                or (self.track2 is not None and self.track2.separated and payment_iin(self.pan)))
+        if self.payment_card or (self.track1 is not None and self.track1.format_code == "B"):
+            return True
+        if self.track2 is not None and self.track2.separated and payment_iin(self.pan):
+            return True
+        # A damaged or unusual layout must not turn a real PAN into a "member number".
+        return any(_looks_like_pan(t.pan) for t in (self.track1, self.track2) if t is not None)
 
     @property
     def member_number(self) -> str | None:
@@ -238,11 +247,11 @@ def parse_swipe(text: str) -> Swipe:
         i = end + 1
         present = False
         if i < len(text) and text[i] not in " \r\n\t":
-            nxt = text[i]
-            starts_track = nxt in "%;" and text.find("?", i + 1) > 0
-            if nxt == expected and not starts_track:
+            nxt, after = text[i], text[i + 1: i + 2]
+            # An LRC may itself be "%" or ";": it is the LRC when no track data follows it directly.
+            if nxt == expected and (nxt not in "%;" or after in ("", "%", ";", " ", "\r", "\n", "\t")):
                 present, i = True, i + 1
-            elif not starts_track:
+            elif nxt not in "%;":
                 raise MagstripeError(f"LRC after track {'1' if start == '%' else '2'} does not match")
         if start == "%":
             if track1 is not None:
