@@ -256,6 +256,8 @@ class SerialDriver(Presence):
                 raise DeviceUnavailable(f"{self.port} disappeared (unplugged?)")
             try:
                 data = ser.read(ser.in_waiting or 1)
+                if data and ser.in_waiting:  # the rest of a burst that arrived while waiting for 1 byte
+                    data += ser.read(ser.in_waiting)
             except (serial.SerialException, OSError, TypeError) as err:
                 # TypeError: pyserial's posix read after a concurrent close (fd is None).
                 if self._stop.is_set():
