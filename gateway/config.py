@@ -338,6 +338,13 @@ class OrderingConfig:
     max_items_per_round: int = opt("int", 50, help="Largest number of items in one round sent to the kitchen.")
     submit_rate: int = opt("int", 10, help="Diner submits allowed per table per minute.")
     staff_session: float = opt("duration", "12h", help="Idle staff sessions end after this.")
+    cart_rate: int = opt("int", 240, help="Diner cart changes and requests allowed per table per minute.")
+    https: bool = opt("bool", False, help="Table QR URLs use https:// (a certificate for web.public_host is "
+                      "served in front of the gateway).")
+    kds_warn: float = opt("duration", "10m", help="KDS tickets older than this turn amber.")
+    kds_late: float = opt("duration", "20m", help="KDS tickets older than this turn red (late).")
+    live_streams: int = opt("int", 0, help="Live (SSE) streams served at once; others poll. "
+                            "0: half of web.threads.")
 
 
 @dataclass(frozen=True)

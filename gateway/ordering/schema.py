@@ -1,0 +1,182 @@
+"""Ordering tables (named migrations, applied once each)."""
+
+from __future__ import annotations
+
+from gateway.store.db import Connection
+from gateway.store.migrations import migration, run_script
+
+
+@migration("0200_ordering")
+def _ordering(conn: Connection) -> None:
+    run_script(conn, """
+        CREATE TABLE ord_stations (
+            id TEXT PRIMARY KEY,
+            pos INTEGER NOT NULL DEFAULT 0,
+            name_zh TEXT NOT NULL,
+            name_en TEXT NOT NULL,
+            printer TEXT NOT NULL DEFAULT '',
+            backup TEXT NOT NULL DEFAULT '',
+            kds INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE TABLE ord_categories (
+            id TEXT PRIMARY KEY,
+            pos INTEGER NOT NULL DEFAULT 0,
+            name_zh TEXT NOT NULL,
+            name_en TEXT NOT NULL,
+            station TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE ord_items (
+            id TEXT PRIMARY KEY,
+            category_id TEXT NOT NULL,
+            pos INTEGER NOT NULL DEFAULT 0,
+            name_zh TEXT NOT NULL,
+            name_en TEXT NOT NULL,
+            desc_zh TEXT NOT NULL DEFAULT '',
+            desc_en TEXT NOT NULL DEFAULT '',
+            price_cents INTEGER NOT NULL,
+            allergens TEXT NOT NULL DEFAULT '[]',
+            options TEXT NOT NULL DEFAULT '[]',
+            photo TEXT NOT NULL DEFAULT '',
+            station TEXT NOT NULL DEFAULT '',
+            active INTEGER NOT NULL DEFAULT 1,
+            sold_out INTEGER NOT NULL DEFAULT 0,
+            stock INTEGER              -- NULL: not counted
+        );
+        CREATE TABLE ord_tables (
+            id TEXT PRIMARY KEY,
+            pos INTEGER NOT NULL DEFAULT 0,
+            label TEXT NOT NULL,
+            area TEXT NOT NULL DEFAULT '',
+            seats INTEGER NOT NULL DEFAULT 4,
+            version INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE TABLE ord_sessions (
+            id INTEGER PRIMARY KEY,
+            table_id TEXT NOT NULL,
+            opened_ms INTEGER NOT NULL,
+            closed_ms INTEGER,
+            opened_by TEXT NOT NULL DEFAULT '',
+            covers INTEGER NOT NULL DEFAULT 0,
+            paid_ms INTEGER,
+            rounds INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE UNIQUE INDEX ord_sessions_open ON ord_sessions (table_id) WHERE closed_ms IS NULL;
+        CREATE TABLE ord_diners (
+            id TEXT PRIMARY KEY,
+            nickname TEXT NOT NULL,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE TABLE ord_cart (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL,
+            item_id TEXT NOT NULL,
+            qty INTEGER NOT NULL,
+            mods TEXT NOT NULL DEFAULT '[]',
+            note TEXT NOT NULL DEFAULT '',
+            diner TEXT NOT NULL DEFAULT '',
+            created_ms INTEGER NOT NULL
+        );
+        CREATE INDEX ord_cart_session ON ord_cart (session_id);
+        CREATE TABLE ord_rounds (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL,
+            table_id TEXT NOT NULL,
+            round_no INTEGER NOT NULL,
+            idem_key TEXT NOT NULL UNIQUE,
+            created_ms INTEGER NOT NULL,
+            total_cents INTEGER NOT NULL,
+            diner TEXT NOT NULL DEFAULT '',
+            queue_no INTEGER
+        );
+        CREATE INDEX ord_rounds_session ON ord_rounds (session_id);
+        CREATE TABLE ord_lines (
+            id INTEGER PRIMARY KEY,
+            round_id INTEGER NOT NULL,
+            session_id INTEGER NOT NULL,
+            table_id TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            name_zh TEXT NOT NULL,
+            name_en TEXT NOT NULL,
+            qty INTEGER NOT NULL,
+            unit_cents INTEGER NOT NULL,
+            mods TEXT NOT NULL DEFAULT '[]',
+            allergens TEXT NOT NULL DEFAULT '[]',
+            note TEXT NOT NULL DEFAULT '',
+            diner TEXT NOT NULL DEFAULT '',
+            station TEXT NOT NULL,
+            ticket_id INTEGER,
+            status TEXT NOT NULL DEFAULT 'sent',   -- sent|received|cooking|served|void
+            comp INTEGER NOT NULL DEFAULT 0,
+            reason TEXT NOT NULL DEFAULT '',
+            created_ms INTEGER NOT NULL,
+            received_ms INTEGER,
+            served_ms INTEGER
+        );
+        CREATE INDEX ord_lines_session ON ord_lines (session_id);
+        CREATE INDEX ord_lines_ticket ON ord_lines (ticket_id);
+        CREATE TABLE ord_tickets (
+            id INTEGER PRIMARY KEY,
+            round_id INTEGER NOT NULL,
+            table_id TEXT NOT NULL,
+            round_no INTEGER NOT NULL,
+            station TEXT NOT NULL,
+            job_id TEXT,
+            printer TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'queued',  -- queued|sent|confirmed|failed|kds
+            rerouted_from TEXT NOT NULL DEFAULT '',
+            reprints INTEGER NOT NULL DEFAULT 0,
+            created_ms INTEGER NOT NULL,
+            received_ms INTEGER,
+            done_ms INTEGER
+        );
+        CREATE INDEX ord_tickets_station ON ord_tickets (station, done_ms);
+        CREATE INDEX ord_tickets_job ON ord_tickets (job_id);
+        CREATE TABLE ord_tasks (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL,
+            table_id TEXT NOT NULL,
+            kind TEXT NOT NULL,                     -- waiter|bill|rush
+            line_id INTEGER,
+            created_ms INTEGER NOT NULL,
+            ack_ms INTEGER,
+            ack_by TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX ord_tasks_open ON ord_tasks (ack_ms);
+        CREATE TABLE ord_staff (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            pin_hash TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE TABLE ord_payments (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL,
+            table_id TEXT NOT NULL,
+            method TEXT NOT NULL,                   -- cash|card|qr
+            amount_cents INTEGER NOT NULL,
+            staff TEXT NOT NULL,
+            reference TEXT NOT NULL DEFAULT '',
+            ts_ms INTEGER NOT NULL
+        );
+        CREATE TABLE ord_audit (
+            id INTEGER PRIMARY KEY,
+            ts_ms INTEGER NOT NULL,
+            staff TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE ord_queue (
+            id INTEGER PRIMARY KEY,
+            number INTEGER NOT NULL,
+            token TEXT NOT NULL UNIQUE,
+            party INTEGER NOT NULL DEFAULT 2,
+            created_ms INTEGER NOT NULL,
+            session_id INTEGER,                     -- the held pre-order session
+            seated_ms INTEGER,
+            table_id TEXT
+        );
+        CREATE TABLE ord_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+    """)

@@ -1,0 +1,480 @@
+"""The ordering service: tables and sessions, the shared cart, idempotent rounds, tasks.
+
+Every write goes through the gateway's single writer (group commit); a diner is told "sent" only
+after the transaction holding the round *and* its kitchen tickets (print jobs) committed. Prices
+and stock are decided here, never by the client. Live pages follow ``notifier`` channels:
+``table:ID`` (cart, rounds, statuses, tasks), ``menu`` (sold-out), ``kds:STATION`` and ``staff``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import OrderingError
+from gateway.models import now_ms
+from gateway.ordering import kitchen, staff, summary
+from gateway.ordering import tables as tbl
+from gateway.ordering.live import Notifier, RateLimiter
+from gateway.ordering.menu import Menu, load_menu, parse_menu, price_line, stock_of, write_menu
+from gateway.ordering.tickets import clean_text
+from gateway.store.db import Connection
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+_LOGGER = logging.getLogger(__name__)
+
+NOTE_MAX = 140
+NICK_MAX = 24
+MAX_QTY = 20
+MAX_CART_LINES = 60
+TASK_KINDS = ("waiter", "bill", "rush")
+
+
+def build(gw: Gateway) -> OrderingService:
+    """Build the ordering service for a gateway (services.py entry point)."""
+    return OrderingService(gw)
+
+
+@dataclass(frozen=True)
+class TableCtx:
+    """A verified table from a diner's URL token."""
+
+    table: tbl.Table
+    token: str
+
+
+class OrderingService:
+    """Diner ordering, kitchen tickets and staff operations of one store."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.cfg = gw.cfg
+        self.ocfg = gw.cfg.ordering
+        self.store_id = gw.cfg.store.id
+        self.writer = gw.store.writer
+        self.notifier = Notifier()
+        self.menu = Menu()
+        self.stock: dict[str, int | None] = {}
+        self.sold_out: set[str] = set()
+        self.tables: dict[str, tbl.Table] = {}
+        self.secret = b""
+        self.submit_limit = RateLimiter(self.ocfg.submit_rate, 60.0)
+        self.client_limit = RateLimiter(max(2, self.ocfg.submit_rate // 2), 60.0)
+        self.write_limit = RateLimiter(self.ocfg.cart_rate, 60.0)
+        self.counters = {"rounds": 0, "duplicates": 0, "refused": 0, "tickets": 0}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._views: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Load the secret, menu and tables; hook printing and the scanners; start the summary loop."""
+        self.secret = self.writer.call(tbl.ensure_secret)
+        self.reload()
+        printing = self.printing
+        if printing is not None and hasattr(printing, "on_update"):
+            printing.on_update(self._on_print_update)
+        self.gw.hub.subscribe("code", self._on_scan)
+        self._thread = threading.Thread(target=self._loop, name="storegw-ordering", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the summary loop."""
+        self._stop.set()
+        self.notifier.bump("shutdown")
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def health(self) -> dict[str, Any]:
+        """Counters for /api/v1/health (no personal data)."""
+        return {**self.counters, "tables": len(self.tables), "menu_items": len(self.menu.items),
+                "sold_out": len(self.sold_out), "live_waiters": self.notifier.waiting,
+                "rate_limited": self.submit_limit.refused + self.client_limit.refused + self.write_limit.refused}
+
+    def _loop(self) -> None:
+        while not self._stop.wait(30):
+            try:
+                self.writer.submit(lambda c: summary.hourly(self, c), on_commit=self._wake_uplink)
+            except Exception:
+                _LOGGER.exception("Hourly order summary failed")
+
+    def _wake_uplink(self, sent: Any) -> None:
+        if sent:
+            self.gw.uplink.wake()
+
+    @property
+    def printing(self) -> Any:
+        """The print service, if this build and config have one."""
+        return self.gw.services.get("printing")
+
+    def reload(self) -> None:
+        """Reload menu, stock and tables from the database."""
+        conn = self.gw.store.read()
+        menu, stock, sold_out = load_menu(conn)
+        menu.version = self.menu.version + 1
+        self.menu, self.stock, self.sold_out = menu, stock, sold_out
+        self.tables = {t.id: t for t in tbl.list_tables(conn)}
+        self._views.clear()
+        self.notifier.bump("menu", "staff")
+
+    # ------------------------------------------------------------------ menu and tables (admin)
+    def import_menu(self, doc: Any) -> int:
+        """Replace the menu from an import document; return the number of items."""
+        menu = parse_menu(doc)
+        stock = stock_of(doc)
+        self.writer.call(lambda c: write_menu(c, menu, stock))
+        self.reload()
+        return len(menu.items)
+
+    def set_stock(self, item_id: str, *, stock: int | None = None, sold_out: bool | None = None,
+                  price: int | None = None, staff_name: str = "") -> None:
+        """Set an item's counted stock, its sold-out (估清) flag, or its price (manager page)."""
+        if item_id not in self.menu.items:
+            raise OrderingError("no such item", code="no_item", status=404)
+
+        def write(c: Connection) -> None:
+            if stock is not None or sold_out is not None:
+                if stock is not None and stock < 0:
+                    raise OrderingError("stock must be >= 0")
+                so = int(bool(sold_out)) if sold_out is not None else int(stock == 0)
+                c.execute("UPDATE ord_items SET stock = ?, sold_out = ? WHERE id = ?",
+                          (stock if stock is not None and stock >= 0 else None, so, item_id))
+            if price is not None:
+                if not 0 <= price <= 10_000_000:
+                    raise OrderingError("price out of range")
+                c.execute("UPDATE ord_items SET price_cents = ? WHERE id = ?", (price, item_id))
+            staff.audit(c, staff_name, "menu", item_id,
+                        json.dumps({"stock": stock, "sold_out": sold_out, "price": price}))
+        self.writer.call(write)
+        self.reload()
+
+    def add_table(self, table_id: str, label: str = "", area: str = "", seats: int = 4) -> tbl.Table:
+        """Create or relabel a table."""
+        self.writer.call(lambda c: tbl.upsert_table(c, table_id, label, area, seats))
+        self.reload()
+        return self.tables[table_id]
+
+    def rotate(self, table_id: str) -> str:
+        """Rotate a table's token (old QR stickers stop working); return the new token."""
+        self.writer.call(lambda c: tbl.rotate(c, table_id))
+        self.reload()
+        return self.token_for(table_id)
+
+    def token_for(self, table_id: str) -> str:
+        """Return the current token of a table."""
+        table = self.tables.get(table_id)
+        if table is None:
+            raise OrderingError(f"no table {table_id!r}", code="no_table", status=404)
+        return tbl.make_token(self.secret, self.store_id, table)
+
+    def url_for(self, table_id: str) -> str:
+        """Return the URL printed in a table's QR code."""
+        host = self.cfg.web.public_host or self.cfg.web.listen
+        return tbl.table_url(host, self.token_for(table_id), https=self.ocfg.https)
+
+    # ------------------------------------------------------------------ diner side
+    def resolve(self, token: str) -> TableCtx:
+        """Verify a diner's token; raise a clear OrderingError for forged, unknown or replaced codes."""
+        table_id, version = tbl.parse_token(self.secret, self.store_id, token)
+        table = self.tables.get(table_id)
+        if table is None:
+            raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
+        if version != table.version:
+            raise OrderingError("This QR code has been replaced. Please scan the code on your table. "
+                                "此二维码已更换，请扫描桌上的二维码。", code="token_replaced", status=410)
+        return TableCtx(table, token)
+
+    def form_token(self, token: str) -> str:
+        """Return the anti-forgery value diner forms of this table carry (stateless, no cookie)."""
+        return tbl.sign(self.secret, "diner-form", token)
+
+    def check_form(self, token: str, value: str) -> None:
+        """Refuse a diner form without this table's anti-forgery value."""
+        if not value or not secrets.compare_digest(value, self.form_token(token)):
+            raise OrderingError("The form expired; please reload the page. 页面已过期，请刷新。",
+                                code="csrf", status=400)
+
+    def new_idem_key(self) -> str:
+        """Return a fresh idempotency key for a submit form."""
+        return secrets.token_urlsafe(12)
+
+    def channels(self, table_id: str) -> tuple[str, str]:
+        """The live channels a diner page of this table follows."""
+        return (f"table:{table_id}", "menu")
+
+    def view_version(self, table_id: str) -> int:
+        """Return the current version of a table's diner view."""
+        return self.notifier.version(*self.channels(table_id))
+
+    def nickname(self, diner: str) -> str:
+        """Return a diner's nickname (a default derived from the id when none was set)."""
+        if diner:
+            row = self.gw.store.read().execute("SELECT nickname FROM ord_diners WHERE id = ?", (diner,)).fetchone()
+            if row:
+                return row[0]
+        return f"#{diner[:3].upper()}" if diner else ""
+
+    def set_nickname(self, diner: str, nickname: str) -> None:
+        """Remember a diner's nickname (no personal data: a seat or alias)."""
+        nick = clean_text(nickname, NICK_MAX)
+        if not diner or not nick:
+            raise OrderingError("Enter a short nickname or seat. 请输入昵称或座位号。", code="bad_nick")
+        self.writer.call(lambda c: c.execute(
+            "INSERT INTO ord_diners (id, nickname, created_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET nickname = excluded.nickname", (diner, nick, now_ms())))
+
+    def _open_session(self, c: Connection, table_id: str, *, create: bool) -> int:
+        row = c.execute("SELECT id FROM ord_sessions WHERE table_id = ? AND closed_ms IS NULL",
+                        (table_id,)).fetchone()
+        if row:
+            return int(row[0])
+        if self.ocfg.require_open_table or not create:
+            raise OrderingError("This table is not open for ordering yet. Please ask a member of staff. "
+                                "本桌尚未开台，请联系服务员。", code="table_closed", status=409)
+        return int(c.execute("INSERT INTO ord_sessions (table_id, opened_ms, opened_by) VALUES (?, ?, 'diner')",
+                             (table_id, now_ms())).lastrowid)
+
+    def _committed(self, table_id: str, *extra: str) -> Any:
+        def done(_: Any) -> None:
+            self.notifier.bump(f"table:{table_id}", "staff", *extra)
+        return done
+
+    def _check_rate(self, limiter: RateLimiter, key: str) -> None:
+        if not limiter.allow(key):
+            self.counters["refused"] += 1
+            raise OrderingError("Too many requests; please wait a moment. 操作太频繁，请稍候。",
+                                code="rate_limited", status=429)
+
+    def add_to_cart(self, ctx: TableCtx, item_id: str, selected: dict[str, list[str]], qty: Any, note: Any,
+                    diner: str, client: str) -> int:
+        """Add a line to the table's shared cart; return its id (after commit)."""
+        table_id = ctx.table.id
+        self._check_rate(self.write_limit, f"t:{table_id}")
+        item = self.menu.items.get(item_id)
+        if item is None or not item.active:
+            raise OrderingError("This dish is not on the menu. 菜单中没有此菜品。", code="no_item", status=404)
+        if item_id in self.sold_out:
+            raise OrderingError(f"Sold out: {item.name_en}. 已估清：{item.name_zh}", code="sold_out", status=409)
+        try:
+            n = int(qty)
+        except (TypeError, ValueError):
+            n = 1
+        if not 1 <= n <= MAX_QTY:
+            raise OrderingError(f"Quantity must be 1-{MAX_QTY}. 数量须为1-{MAX_QTY}。", code="bad_qty")
+        _, chosen = price_line(item, selected)
+        mods = [[g.id, ch.id] for g, ch in chosen]
+        text = clean_text(note, NOTE_MAX)
+        nick = self.nickname(diner)
+
+        def write(c: Connection) -> int:
+            sid = self._open_session(c, table_id, create=True)
+            count = c.execute("SELECT count(*) FROM ord_cart WHERE session_id = ?", (sid,)).fetchone()[0]
+            if count >= MAX_CART_LINES:
+                raise OrderingError("The cart is full; send it to the kitchen first. 购物车已满。", code="cart_full")
+            return int(c.execute(
+                "INSERT INTO ord_cart (session_id, item_id, qty, mods, note, diner, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (sid, item_id, n, json.dumps(mods), text, nick, now_ms())).lastrowid)
+        return self.writer.submit(write, on_commit=self._committed(table_id)).result(30)
+
+    def update_cart(self, ctx: TableCtx, line_id: int, qty: int) -> None:
+        """Change a cart line's quantity (0 removes it); only lines of this table's open session."""
+        table_id = ctx.table.id
+        self._check_rate(self.write_limit, f"t:{table_id}")
+        if not 0 <= qty <= MAX_QTY:
+            raise OrderingError(f"Quantity must be 0-{MAX_QTY}.", code="bad_qty")
+
+        def write(c: Connection) -> None:
+            sid = self._open_session(c, table_id, create=False)
+            if qty == 0:
+                cur = c.execute("DELETE FROM ord_cart WHERE id = ? AND session_id = ?", (line_id, sid))
+            else:
+                cur = c.execute("UPDATE ord_cart SET qty = ? WHERE id = ? AND session_id = ?", (qty, line_id, sid))
+            if cur.rowcount != 1:
+                raise OrderingError("That line is not in this table's cart. 该菜品不在本桌购物车中。",
+                                    code="not_your_line", status=404)
+        self.writer.submit(write, on_commit=self._committed(table_id)).result(30)
+
+    def submit(self, ctx: TableCtx, idem_key: str, diner: str, client: str) -> dict[str, Any]:
+        """Send the table's cart to the kitchen as one numbered round (idempotent on ``idem_key``).
+
+        Returns ``{"round": n, "total": cents, "duplicate": bool, "lines": k}`` once the round, its
+        stock changes and its tickets (print jobs) are committed together.
+        """
+        table_id = ctx.table.id
+        key = clean_text(idem_key, 64)
+        if len(key) < 8:
+            raise OrderingError("Missing request key; please reload the page. 请刷新页面。", code="no_idem")
+        scoped = f"{table_id}:{key}"
+        known = self.gw.store.read().execute(
+            "SELECT round_no, total_cents FROM ord_rounds WHERE idem_key = ?", (scoped,)).fetchone()
+        if known:
+            self.counters["duplicates"] += 1
+            return {"round": known[0], "total": known[1], "duplicate": True, "lines": 0}
+        self._check_rate(self.submit_limit, f"t:{table_id}")
+        self._check_rate(self.client_limit, f"c:{client}:{diner}")
+        nick = self.nickname(diner)
+        result: dict[str, Any] = {}
+
+        def write(c: Connection) -> dict[str, Any]:
+            row = c.execute("SELECT round_no, total_cents FROM ord_rounds WHERE idem_key = ?", (scoped,)).fetchone()
+            if row:  # a retry that raced the first attempt into the same batch
+                return {"round": row[0], "total": row[1], "duplicate": True, "lines": 0}
+            sid = self._open_session(c, table_id, create=True)
+            out = kitchen.make_round(self, c, ctx.table, sid, scoped, nick)
+            result.update(out)
+            return out
+
+        def committed(out: dict[str, Any]) -> None:
+            if out.get("duplicate"):
+                self.counters["duplicates"] += 1
+                return
+            self.counters["rounds"] += 1
+            self.counters["tickets"] += len(out.get("stations", ()))
+            changed = False
+            for iid, left in out.get("stock", {}).items():
+                self.stock[iid] = left
+                if left == 0 and iid not in self.sold_out:
+                    self.sold_out.add(iid)
+                    changed = True
+            chans = [f"kds:{s}" for s in out.get("stations", ())]
+            if changed:
+                chans.append("menu")
+            self.notifier.bump(f"table:{table_id}", "staff", *chans)
+        out = self.writer.submit(write, on_commit=committed).result(30)
+        return {k: out[k] for k in ("round", "total", "duplicate", "lines")}
+
+    def request(self, ctx: TableCtx, kind: str, line_id: int | None = None) -> int:
+        """Create a staff task (call waiter, bill, rush a dish); an identical open one is reused."""
+        if kind not in TASK_KINDS:
+            raise OrderingError("unknown request", code="bad_task")
+        table_id = ctx.table.id
+        self._check_rate(self.write_limit, f"t:{table_id}")
+
+        def write(c: Connection) -> int:
+            sid = self._open_session(c, table_id, create=False)
+            if line_id is not None and not c.execute(
+                    "SELECT 1 FROM ord_lines WHERE id = ? AND session_id = ?", (line_id, sid)).fetchone():
+                raise OrderingError("That dish is not on this table's order.", code="not_your_line", status=404)
+            row = c.execute("SELECT id FROM ord_tasks WHERE session_id = ? AND kind = ? AND ack_ms IS NULL "
+                            "AND coalesce(line_id, 0) = ?", (sid, kind, line_id or 0)).fetchone()
+            if row:
+                return int(row[0])
+            return int(c.execute("INSERT INTO ord_tasks (session_id, table_id, kind, line_id, created_ms) "
+                                 "VALUES (?, ?, ?, ?, ?)", (sid, table_id, kind, line_id, now_ms())).lastrowid)
+        return self.writer.submit(write, on_commit=self._committed(table_id)).result(30)
+
+    # ------------------------------------------------------------------ diner view (read side)
+    def table_view(self, table_id: str) -> dict[str, Any]:
+        """Return what every phone at the table sees: session, cart, rounds with statuses, tasks."""
+        version = self.view_version(table_id)
+        cached = self._views.get(table_id)
+        if cached and cached[0] == version:
+            return cached[1]
+        view = self._build_view(table_id)
+        view["version"] = version
+        self._views[table_id] = (version, view)
+        return view
+
+    def _build_view(self, table_id: str) -> dict[str, Any]:
+        conn = self.gw.store.read()
+        row = conn.execute("SELECT id, covers, paid_ms FROM ord_sessions WHERE table_id = ? AND closed_ms IS NULL",
+                           (table_id,)).fetchone()
+        can_order = row is not None or not self.ocfg.require_open_table
+        view: dict[str, Any] = {"open": row is not None, "can_order": can_order, "cart": [], "cart_total": 0,
+                                "rounds": [], "tasks": [], "sold_out": sorted(self.sold_out)}
+        if row is None:
+            return view
+        sid = row[0]
+        for lid, iid, qty, mods, note, diner in conn.execute(
+                "SELECT id, item_id, qty, mods, note, diner FROM ord_cart WHERE session_id = ? ORDER BY id", (sid,)):
+            item = self.menu.items.get(iid)
+            if item is None:
+                continue
+            selected: dict[str, list[str]] = {}
+            for gid, cid in json.loads(mods):
+                selected.setdefault(gid, []).append(cid)
+            try:
+                unit, chosen = price_line(item, selected)
+            except OrderingError:
+                unit, chosen = item.price, []
+            view["cart"].append({"id": lid, "item": iid, "name_zh": item.name_zh, "name_en": item.name_en,
+                                 "qty": qty, "unit": unit, "amount": unit * qty, "note": note, "diner": diner,
+                                 "mods": [{"zh": ch.name_zh, "en": ch.name_en} for _, ch in chosen],
+                                 "sold_out": iid in self.sold_out})
+            view["cart_total"] += unit * qty
+        rounds: dict[int, dict[str, Any]] = {}
+        for rid, no, created, total in conn.execute(
+                "SELECT id, round_no, created_ms, total_cents FROM ord_rounds WHERE session_id = ? ORDER BY round_no",
+                (sid,)):
+            rounds[rid] = {"no": no, "created_ms": created, "total": total, "lines": []}
+        for lid, rid, zh, en, qty, mods, note, diner, status, comp in conn.execute(
+                "SELECT id, round_id, name_zh, name_en, qty, mods, note, diner, status, comp FROM ord_lines "
+                "WHERE session_id = ? ORDER BY id", (sid,)):
+            if rid in rounds:
+                rounds[rid]["lines"].append({"id": lid, "name_zh": zh, "name_en": en, "qty": qty,
+                                             "mods": [{"zh": m["zh"], "en": m["en"]} for m in json.loads(mods)],
+                                             "note": note, "diner": diner, "status": status, "comp": bool(comp)})
+        view["rounds"] = list(rounds.values())
+        for kind, line_id, ack in conn.execute(
+                "SELECT kind, line_id, ack_ms FROM ord_tasks WHERE session_id = ? ORDER BY id DESC LIMIT 10", (sid,)):
+            view["tasks"].append({"kind": kind, "line": line_id, "acked": ack is not None})
+        view["paid"] = row[2] is not None
+        return view
+
+    # ------------------------------------------------------------------ kitchen and staff (delegated)
+    def _on_print_update(self, job_id: str, state: str, printer: str) -> None:
+        """Print service callback (its thread): hand the state change to the writer."""
+        try:
+            self.writer.submit(lambda c: kitchen.print_update(self, c, job_id, state, printer),
+                               on_commit=self._bump_many)
+        except Exception:
+            _LOGGER.exception("Could not record print job state")
+
+    def _bump_many(self, channels: Any) -> None:
+        if channels:
+            self.notifier.bump(*channels)
+            if "uplink" in channels:
+                self.gw.uplink.wake()
+
+    def _on_scan(self, event: Any) -> None:
+        """Scanner event (hub dispatch thread): a ticket or line code marks dishes served (划菜)."""
+        code = str(event.data.get("code", ""))
+        try:
+            self.serve_code(code, f"scanner:{event.device}")
+        except OrderingError:
+            _LOGGER.debug("Scanned code is not an order line")
+
+    def kitchen_call(self, fn: Any, *args: Any) -> Any:
+        """Run a kitchen/staff write ``fn(svc, conn, *args) -> (result, channels)`` and notify pages."""
+        def write(c: Connection) -> Any:
+            return fn(self, c, *args)
+        result, channels = self.writer.submit(write, on_commit=lambda r: self._bump_many(r[1])).result(30)
+        return result
+
+    def serve_code(self, code: str, who: str) -> int:
+        """Mark the line or ticket behind a scanned code served; return how many lines changed."""
+        return self.kitchen_call(kitchen.serve_code, code, who)
+
+    def kds_view(self, station: str) -> dict[str, Any]:
+        """Return the open tickets of a station (and mark unseen ones received: shown on a KDS)."""
+        view = kitchen.kds_view(self, self.gw.store.read(), station)
+        unseen = [t["id"] for t in view["tickets"] if t["received_ms"] is None]
+        if unseen:
+            self.writer.submit(lambda c: kitchen.mark_shown(self, c, unseen), on_commit=self._bump_many)
+        return view
+
+    # staff helpers are in gateway.ordering.staff; a thin pass-through keeps web/ talking to one object
+    def staff_call(self, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run a staff operation from gateway.ordering.staff in the writer; notify pages."""
+        fn = getattr(staff, fn_name)
+
+        def write(c: Connection) -> Any:
+            return fn(self, c, *args, **kwargs)
+        result, channels = self.writer.submit(write, on_commit=lambda r: self._bump_many(r[1])).result(30)
+        return result
