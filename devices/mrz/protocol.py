@@ -295,7 +295,7 @@ class MrzProtocol:
         line = raw.decode("latin-1").strip(" \t\x02\x03")
         if not line:
             return
-        if len(line) not in (30, 36, 44):
+        if len(line) not in (30, 36, 44) or not set(line) <= _CHARSET:
             out.append(MrzError(f"line of {len(line)} characters is not an MRZ line"))
             self._lines = []
             return
@@ -309,3 +309,5 @@ class MrzProtocol:
                 out.append(parse_mrz("\n".join(lines)))
             except MrzError as err:
                 out.append(err)
+                # The first line may have been a stray one: the rest may still open a good zone.
+                self._lines = lines[1:]
