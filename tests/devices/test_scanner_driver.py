@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,23 @@ def test_unplug_and_replug_at_the_same_path(sim: ScannerSimulator) -> None:
     finally:
         driver.stop()
     assert not driver._thread
+
+
+def test_simulate_command_drives_the_driver(tmp_path: Path) -> None:
+    link = tmp_path / "sim-scanner"
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", "scanner", "--link", str(link),
+                             "--every", "0.1", "--count", "100"], stdout=subprocess.PIPE, text=True)
+    sink = Sink()
+    driver = build_driver("scanner", str(link), "scanner-cli", debounce="0s")
+    try:
+        wait_for(link.exists, timeout=15, what="simulate to create its link")
+        driver.start(sink)
+        wait_for(lambda: len(sink.events) >= 2, timeout=10, what="samples from storegw simulate")
+        assert {e.kind for e in sink.events} <= {"table", "code"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        driver.stop()
+    assert f'port = "{link}"' in out
+    assert "sent " in out
+    assert not link.exists()  # Ctrl-C unplugs: the link goes away
