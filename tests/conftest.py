@@ -63,7 +63,9 @@ class Mosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            f"persistence {'true' if persistence else 'false'}\n"
+            # as root, mosquitto would drop to its own user, which cannot write into tmp_path
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {workdir}/\n"
             "max_queued_messages 200000\n"
             "max_inflight_messages 1000\n"
