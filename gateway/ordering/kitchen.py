@@ -36,14 +36,25 @@ def _local_time(svc: OrderingService, ts_ms: int) -> str:
 
 
 def station_printer(svc: OrderingService, station: str) -> tuple[str, str]:
-    """Return (printer, backup) device ids for a station ("" when none)."""
+    """Return (printer, backup) device ids for a station ("" when it prints nowhere: KDS only).
+
+    The menu's station ``printer`` wins; else the printer whose ``station`` option names it; else
+    the store's only printer. The print service itself fails over to a printer's ``backup``.
+    """
     st = svc.menu.station(station)
     printer, backup = st.printer, st.backup
+    printers = [d for d in svc.cfg.devices if d.kind == "escpos"]
     if not printer:
-        for dev in svc.cfg.devices:
-            if dev.kind == "escpos" and dev.options.get("station") == station:
+        for dev in printers:
+            if dev.options.get("station") == station:
                 printer = dev.id
                 break
+    if not printer and len(printers) == 1:
+        printer = printers[0].id
+    if printer and not backup:
+        for dev in printers:
+            if dev.id == printer:
+                backup = str(dev.options.get("backup") or "")
     return printer, backup
 
 
@@ -125,7 +136,7 @@ def _print_ticket(svc: OrderingService, c: Connection, tid: int, station: str, d
     printing = svc.printing
     if printer is None:
         printer, _ = station_printer(svc, station)
-    if printing is None or not printer:
+    if printing is None or not printer or printer not in getattr(printing, "workers", {printer: None}):
         c.execute("UPDATE ord_tickets SET state = 'kds', printer = '' WHERE id = ?", (tid,))
         return "kds"
     job_id = printing.enqueue(c, printer=printer, station=station, doc=blocks(doc), source="ordering",
@@ -162,28 +173,23 @@ def _received(c: Connection, tid: int, ts: int) -> list[str]:
 
 
 def print_update(svc: OrderingService, c: Connection, job_id: str, state: str, printer: str) -> list[str]:
-    """Apply a print job state; a failed job goes to the backup printer, else to the KDS as REROUTED."""
+    """Apply a print job state: confirmed → kitchen received; moved → REROUTED; failed → KDS."""
     row = c.execute("SELECT id, station, printer, state FROM ord_tickets WHERE job_id = ?", (str(job_id),)).fetchone()
     if row is None:
         return []
     tid, station, current, old = row
     ts = now_ms()
     if state == "confirmed":
-        c.execute("UPDATE ord_tickets SET state = 'confirmed' WHERE id = ?", (tid,))
+        c.execute("UPDATE ord_tickets SET state = 'confirmed', printer = ? WHERE id = ?", (printer or current, tid))
         return _received(c, tid, ts)
-    if state == "failed" and old != "kds":
-        _, backup = station_printer(svc, station)
-        failed = printer or current
-        c.execute("UPDATE ord_tickets SET rerouted_from = ? WHERE id = ?", (failed, tid))
-        doc, _ = _ticket_doc(svc, c, tid)
-        if backup and backup != failed:
-            _print_ticket(svc, c, tid, station, doc, printer=backup)
-        else:
-            c.execute("UPDATE ord_tickets SET state = 'kds' WHERE id = ?", (tid,))
+    if printer and current and printer != current:  # the print service failed over to the backup printer
+        c.execute("UPDATE ord_tickets SET printer = ?, rerouted_from = ? WHERE id = ?", (printer, current, tid))
+    if state == "failed" and old != "confirmed":
+        c.execute("UPDATE ord_tickets SET state = 'kds', rerouted_from = ? WHERE id = ?", (printer or current, tid))
         return [f"kds:{station}", "staff"]
     if state in ("sent", "queued") and old not in ("confirmed", "kds"):
         c.execute("UPDATE ord_tickets SET state = ? WHERE id = ?", (state, tid))
-    return []
+    return [f"kds:{station}"]
 
 
 def mark_shown(svc: OrderingService, c: Connection, ticket_ids: list[int]) -> list[str]:
@@ -200,6 +206,7 @@ def mark_shown(svc: OrderingService, c: Connection, ticket_ids: list[int]) -> li
 def kds_view(svc: OrderingService, conn: Connection, station: str, limit: int = 40) -> dict[str, Any]:
     """Return a station's open tickets with their lines (oldest first) and the last bumped one."""
     tickets = []
+    down = printers_down(svc)
     rows = conn.execute(
         "SELECT id, table_id, round_no, created_ms, state, rerouted_from, received_ms, printer FROM ord_tickets "
         "WHERE station = ? AND done_ms IS NULL ORDER BY id LIMIT ?", (station, limit)).fetchall()
@@ -213,12 +220,26 @@ def kds_view(svc: OrderingService, conn: Connection, station: str, limit: int = 
         table = svc.tables.get(table_id)
         rush = conn.execute("SELECT count(*) FROM ord_tasks t JOIN ord_lines l ON l.id = t.line_id "
                             "WHERE l.ticket_id = ? AND t.kind = 'rush' AND t.ack_ms IS NULL", (tid,)).fetchone()[0]
+        if state in ("queued", "sent") and printer in down and not rerouted:
+            rerouted = printer  # the printer is down: this screen is where the kitchen sees the ticket
         tickets.append({"id": tid, "table": table.label if table else table_id, "round": round_no,
                         "created_ms": created, "state": state, "rerouted_from": rerouted, "received_ms": received,
                         "printer": printer, "lines": lines, "rush": rush})
     last = conn.execute("SELECT id FROM ord_tickets WHERE station = ? AND done_ms IS NOT NULL "
                         "ORDER BY done_ms DESC LIMIT 1", (station,)).fetchone()
     return {"station": station, "tickets": tickets, "last_done": last[0] if last else None}
+
+
+def printers_down(svc: OrderingService) -> set[str]:
+    """Return the ids of printers the print service reports unavailable or faulty."""
+    printing = svc.printing
+    if printing is None:
+        return set()
+    try:
+        printers = printing.health().get("printers", {})
+    except Exception:  # noqa: BLE001 - the KDS must show tickets even if printing health fails
+        return set()
+    return {pid for pid, h in printers.items() if h.get("state") not in ("ready", "unknown")}
 
 
 def _line_channels(c: Connection, where: str, arg: int) -> list[str]:

@@ -134,14 +134,14 @@ class OrderingService:
 
     def set_stock(self, item_id: str, *, stock: int | None = None, sold_out: bool | None = None,
                   price: int | None = None, staff_name: str = "") -> None:
-        """Set an item's counted stock, its sold-out (估清) flag, or its price (manager page)."""
+        """Set an item's counted stock (-1: not counted), its sold-out (估清) flag, or its price (manager page)."""
         if item_id not in self.menu.items:
             raise OrderingError("no such item", code="no_item", status=404)
 
         def write(c: Connection) -> None:
             if stock is not None or sold_out is not None:
-                if stock is not None and stock < 0:
-                    raise OrderingError("stock must be >= 0")
+                if stock is not None and stock < -1:
+                    raise OrderingError("stock must be >= 0 (or -1: not counted)")
                 so = int(bool(sold_out)) if sold_out is not None else int(stock == 0)
                 c.execute("UPDATE ord_items SET stock = ?, sold_out = ? WHERE id = ?",
                           (stock if stock is not None and stock >= 0 else None, so, item_id))
