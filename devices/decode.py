@@ -94,9 +94,7 @@ def decode(kind: str, data: bytes, *, reveal: bool = False) -> dict[str, Any]:
         raise DecodeError(f"{kind}: no input")
     try:
         result = decoder(data, reveal)
-    except DecodeError:
-        raise
-    except ProtocolError as err:
+    except ProtocolError as err:  # DecodeError included: every message names the kind
         hint = ""
         if kind in _BINARY_KINDS and _HEX_TEXT.fullmatch(data):
             hint = " (the input looks like hex text: pass --hex)"

@@ -1,9 +1,10 @@
-"""Shared protocol test vectors for the device parser tests.
+"""Shared protocol test vectors and helpers for the device parser tests.
 
 A test that takes a ``vec`` argument and carries ``@pytest.mark.vectors("file.json", ...)`` runs once
-per matching entry, with the entry's ``id`` as the test id; ``vec["bytes"]`` is its input as bytes. The vector files are the design docs'
-``vectors/*.json``: found through ``$STOREGW_VECTORS``, ``tests/devices/vectors/`` or the shared
-docs folder next to the checkout. Without them those tests are skipped with a reason (never silently).
+per matching entry, with the entry's ``id`` as the test id; ``vec["bytes"]`` is its input as bytes.
+The vector files are the design docs' ``vectors/*.json``, found through ``$STOREGW_VECTORS``,
+``tests/devices/vectors/`` or the shared docs folder next to the checkout. Without them those tests
+are skipped with a reason, never silently.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def as_bytes(entry: dict[str, Any]) -> bytes:
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``vectors`` marker."""
     config.addinivalue_line(
-        "markers", "vectors(file, valid=None, kind=None): run the test once per entry of a shared vector "
-                   "file (argument `vec`); kind=None selects frame entries, kind='x' helper entries of kind x")
+        "markers", "vectors(*files, valid=None, kind=None): run the test once per entry of shared vector "
+                   "files (argument `vec`); kind=None selects frame entries, kind='x' helper entries")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -58,18 +59,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("vectors")
     if marker is None or "vec" not in metafunc.fixturenames:
         return
-    name = marker.args[0]
+    names = marker.args
     valid = marker.kwargs.get("valid")
     kinds = marker.kwargs.get("kind")
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-    entries = [e for e in load(name)
-               if (valid is None or e["valid"] is valid) and e.get("kind") in kinds]
-    if not entries:
-        reason = (f"no {name} entries match" if vectors_dir() else
+    params = []
+    for name in names:
+        for e in load(name):
+            if (valid is None or e["valid"] is valid) and e.get("kind") in kinds:
+                # With several files the id names the file too, e.g. "em4100:invalid-non-hex".
+                test_id = e["id"] if len(names) == 1 else f"{name.removesuffix('.json')}:{e['id']}"
+                params.append(pytest.param({**e, "bytes": as_bytes(e), "file": name}, id=test_id))
+    if not params:
+        reason = (f"no {', '.join(names)} entries match" if vectors_dir() else
                   "protocol vectors not found: set STOREGW_VECTORS to the design docs' vectors/ folder")
-        metafunc.parametrize("vec", [pytest.param(None, id="no-vectors", marks=pytest.mark.skip(reason=reason))])
-        return
-    metafunc.parametrize("vec", [pytest.param({**e, "bytes": as_bytes(e)}, id=e["id"]) for e in entries])
+        params = [pytest.param(None, id="no-vectors", marks=pytest.mark.skip(reason=reason))]
+    metafunc.parametrize("vec", params)
 
 
 def subset_mismatches(actual: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +91,21 @@ def subset_mismatches(actual: dict[str, Any], expected: dict[str, Any]) -> dict[
     return out
 
 
-@pytest.fixture
+def feed_in_pieces(proto: Any, stream: bytes, cuts: list[int]) -> list[Any]:
+    """Feed ``stream`` to a protocol object in pieces cut at ``cuts``; return all it produced."""
+    bounds = [0, *sorted(c for c in cuts if c <= len(stream)), len(stream)]
+    pieces = [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [item for piece in pieces for item in proto.data_received(piece)]
+
+
+# Session-scoped so that Hypothesis tests may use them (test modules do not import conftest).
+@pytest.fixture(scope="session")
 def mismatches() -> Any:
-    """Provide :func:`subset_mismatches` (test modules do not import conftest)."""
+    """Provide :func:`subset_mismatches`."""
     return subset_mismatches
+
+
+@pytest.fixture(scope="session")
+def feed() -> Any:
+    """Provide :func:`feed_in_pieces`."""
+    return feed_in_pieces

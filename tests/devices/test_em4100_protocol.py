@@ -27,12 +27,6 @@ def frame(data_hex: str, *, crlf: bool = False, checksum: int | None = None) -> 
     return b"\x02" + data_hex.encode() + f"{chk:02X}".encode() + (b"\r\n" if crlf else b"") + b"\x03"
 
 
-def feed(proto, stream: bytes, cuts: list[int]) -> list:
-    """Feed ``stream`` in pieces cut at ``cuts``; return everything produced."""
-    bounds = [0, *sorted(c for c in cuts if c <= len(stream)), len(stream)]
-    return [item for a, b in zip(bounds, bounds[1:], strict=False) for item in proto.data_received(stream[a:b])]
-
-
 @pytest.mark.vectors("em4100.json", valid=True)
 def test_vector_decodes(vec, mismatches):
     assert not mismatches(parse_frame(vec["bytes"]).as_dict(), vec["expected"])
@@ -67,7 +61,8 @@ def test_number_conversion(vec):
 
 def test_id12_frame_with_crlf():
     read = parse_frame(frame("62E3086CED", crlf=True))
-    assert read.format == FORMAT_ID12 and read.card.printed_10_digit == "3808980205"
+    assert read.format == FORMAT_ID12
+    assert read.card.printed_10_digit == "3808980205"
 
 
 @pytest.mark.parametrize(("raw", "message"), [
@@ -96,12 +91,14 @@ def test_truncated_frame_then_valid_frame():
     proto = EM4100Protocol()
     items = proto.data_received(SEEED[:8] + SEEED)
     assert isinstance(items[0], EM4100Error)
-    assert isinstance(items[-1], EM4100Read) and items[-1].card.id32 == 3808980205
+    assert isinstance(items[-1], EM4100Read)
+    assert items[-1].card.id32 == 3808980205
 
 
 def test_bad_checksum_is_reported_and_stream_continues():
     items = EM4100Protocol().data_received(frame("62E3086CED", checksum=0) + SEEED)
-    assert isinstance(items[0], EM4100Error) and isinstance(items[1], EM4100Read)
+    assert isinstance(items[0], EM4100Error)
+    assert isinstance(items[1], EM4100Read)
 
 
 def test_flush_reports_partial_frame():
@@ -140,6 +137,7 @@ def test_fuzz_mutated_frames(mutations):
 
 @FUZZ
 @given(st.binary(max_size=100), st.lists(st.integers(0, 200), max_size=6))
-def test_fuzz_recovers_after_garbage(garbage, cuts):
+def test_fuzz_recovers_after_garbage(feed, garbage, cuts):
     items = feed(EM4100Protocol(), garbage + SEEED, cuts)
-    assert isinstance(items[-1], EM4100Read) and items[-1].card.data_hex == "62E3086CED"
+    assert isinstance(items[-1], EM4100Read)
+    assert items[-1].card.data_hex == "62E3086CED"

@@ -26,7 +26,8 @@ from devices.idcard.protocol import (
 )
 
 FUZZ = settings(max_examples=200, deadline=None, database=None)
-PERSON = {"name": "张三", "gender": "1", "nation": "01", "birth": "19910101", "address": "北京市西城区示例街道1号",
+PERSON = {"name": "张三", "gender": "1", "nation": "01", "birth": "19910101",
+          "address": "北京市西城区示例街道1号",
           "id_number": "110102199101010078", "authority": "北京市公安局西城分局", "valid_from": "20110101",
           "valid_to": "20210101", "reserved": ""}
 FIND_OK = bytes.fromhex("aaaaaa9669000800009f0000000097")
@@ -50,12 +51,6 @@ def read_response(block: bytes, photo: bytes = bytes(1024), fingerprint: bytes |
     if fingerprint is None:
         return response(0x90, lengths + block + photo)
     return response(0x90, lengths + len(fingerprint).to_bytes(2, "big") + block + photo + fingerprint)
-
-
-def feed(proto, stream: bytes, cuts: list[int]) -> list:
-    """Feed ``stream`` in pieces cut at ``cuts``; return everything produced."""
-    bounds = [0, *sorted(c for c in cuts if c <= len(stream)), len(stream)]
-    return [item for a, b in zip(bounds, bounds[1:], strict=False) for item in proto.data_received(stream[a:b])]
 
 
 # -- SAM frames ---------------------------------------------------------------------------------------
@@ -104,7 +99,9 @@ def test_build_command_matches_the_documented_frames():
 
 def test_read_response_is_masked_unless_revealed():
     frame = parse_frame(read_response(text_block()))
-    assert isinstance(frame, SamResponse) and frame.card is not None and frame.photo_len == 1024
+    assert isinstance(frame, SamResponse)
+    assert frame.card is not None
+    assert frame.photo_len == 1024
     public = frame.as_dict()
     dumped = json.dumps(public, ensure_ascii=False)
     for secret in ("张三", "110102199101010078", "示例街道"):
@@ -171,7 +168,8 @@ def test_truncated_reply_then_valid_reply():
     proto = SamProtocol()
     items = proto.data_received(FIND_OK[:-1] + FIND_OK)
     assert isinstance(items[0], IdCardError)
-    assert isinstance(items[-1], SamResponse) and items[-1].sw3 == 0x9F
+    assert isinstance(items[-1], SamResponse)
+    assert items[-1].sw3 == 0x9F
 
 
 def test_flush_reports_truncated_reply():
@@ -183,7 +181,8 @@ def test_flush_reports_truncated_reply():
 
 def test_bad_length_field_resynchronises():
     items = SamProtocol().data_received(PREAMBLE + b"\xff\xff" + FIND_OK)
-    assert isinstance(items[0], IdCardError) and items[-1].sw3 == 0x9F
+    assert isinstance(items[0], IdCardError)
+    assert items[-1].sw3 == 0x9F
 
 
 @FUZZ
@@ -213,14 +212,15 @@ def test_fuzz_mutated_read_response(mutations):
 
 @FUZZ
 @given(st.binary(max_size=120), st.lists(st.integers(0, 200), max_size=6))
-def test_fuzz_recovers_after_garbage(garbage, cuts):
+def test_fuzz_recovers_after_garbage(feed, garbage, cuts):
     proto = SamProtocol()
     items = feed(proto, garbage + FIND_OK, cuts)
     # Garbage that looks like a frame header may claim more bytes than follow: the reader's
     # silence (the driver's response timeout) ends it, and the frame is still found.
     if not (items and isinstance(items[-1], SamResponse)):
         items = proto.flush() + proto.data_received(FIND_OK)
-    assert isinstance(items[-1], SamResponse) and items[-1].sw3 == 0x9F
+    assert isinstance(items[-1], SamResponse)
+    assert items[-1].sw3 == 0x9F
 
 
 # -- GB 11643 ID numbers --------------------------------------------------------------------------------
@@ -248,9 +248,12 @@ def test_upgrade_15_to_18(vec):
 
 def test_id_number_details():
     number = gb11643.parse(" 44011320141005001x ")
-    assert number.number == "44011320141005001X" and number.province == "广东省"
-    assert number.masked == "440113********001X" and "44011320141005001X" not in repr(number)
-    assert "id_number" not in number.as_dict() and number.as_dict(reveal=True)["sequence"] == "001"
+    assert number.number == "44011320141005001X"
+    assert number.province == "广东省"
+    assert number.masked == "440113********001X"
+    assert "44011320141005001X" not in repr(number)
+    assert "id_number" not in number.as_dict()
+    assert number.as_dict(reveal=True)["sequence"] == "001"
     with pytest.raises(gb11643.IdNumberError, match="out of range"):
         gb11643.parse("44011320141005001X", today=dt.date(2014, 10, 4))
     for bad in ("110000194912310021", "11010517991231002X", "1101051949123100", "１１0105194912310021"):

@@ -23,20 +23,18 @@ VISA = "%B4111111111111111^CARDHOLDER/TEST^2512101000000000000000000?;4111111111
 MEMBER = ";8800123456?"
 
 
-def feed(proto, stream: bytes, cuts: list[int]) -> list:
-    """Feed ``stream`` in pieces cut at ``cuts``; return everything produced."""
-    bounds = [0, *sorted(c for c in cuts if c <= len(stream)), len(stream)]
-    return [item for a, b in zip(bounds, bounds[1:], strict=False) for item in proto.data_received(stream[a:b])]
-
-
 @pytest.mark.vectors("magstripe.json", valid=True)
 def test_vector_decodes(vec, mismatches):
     swipe = parse_swipe(vec["input"])
     assert not mismatches(swipe.as_dict(reveal=True), vec["expected"])
     # The sourced test PAN fails Luhn: not a payment card, but still treated as cardholder data.
-    assert not swipe.payment_card and swipe.cardholder_data and swipe.member_number is None
+    assert not swipe.payment_card
+    assert swipe.cardholder_data
+    assert swipe.member_number is None
     masked = json.dumps(swipe.as_dict())
-    assert "5168755544412233" not in masked and "PKMMV" not in masked and "516875******2233" in masked
+    assert "5168755544412233" not in masked
+    assert "PKMMV" not in masked
+    assert "516875******2233" in masked
 
 
 @pytest.mark.vectors("magstripe.json", valid=False, kind=None)
@@ -64,23 +62,29 @@ def test_lrc_examples_from_protocols_md(swipe, expected):
 
 def test_payment_card_is_flagged_and_masked():
     swipe = parse_swipe(VISA)
-    assert swipe.payment_card and swipe.cardholder_data and swipe.member_number is None
+    assert swipe.payment_card
+    assert swipe.cardholder_data
+    assert swipe.member_number is None
     public = swipe.as_dict()
     assert public["pan_masked"] == "411111******1111"
     dumped = json.dumps(public)
-    assert "4111111111111111" not in dumped and "CARDHOLDER" not in dumped and "2512" not in dumped
+    assert "4111111111111111" not in dumped
+    assert "CARDHOLDER" not in dumped
+    assert "2512" not in dumped
     assert "4111111111111111" not in repr(swipe)
     assert swipe.as_dict(reveal=True)["track2"]["expiry_yymm"] == "2512"
 
 
 def test_track2_only_payment_card():
     swipe = parse_swipe(";4242424242424242=30011010000000000000?")
-    assert swipe.payment_card and swipe.track1 is None
+    assert swipe.payment_card
+    assert swipe.track1 is None
 
 
 def test_membership_card_gives_member_number():
     swipe = parse_swipe(MEMBER + "\r\n")
-    assert not swipe.payment_card and not swipe.cardholder_data
+    assert not swipe.payment_card
+    assert not swipe.cardholder_data
     assert swipe.as_dict() == {"payment_card": False, "cardholder_data": False, "tracks": [2],
                                "luhn_ok": luhn_ok("8800123456"), "member_number": "8800123456"}
 
@@ -105,7 +109,8 @@ def test_track1_lrc_equal_to_semicolon_before_track2():
     names = (f"{a}{b}/X" for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
     t1 = next(t for t in (f"%B4111111111111111^{n}^2512101?" for n in names) if lrc(t) == ";")
     swipe = parse_swipe(t1 + ";" + MEMBER)
-    assert swipe.track1.lrc_present and swipe.track2 is not None
+    assert swipe.track1.lrc_present
+    assert swipe.track2 is not None
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -122,13 +127,17 @@ def test_bad_swipes(text, message):
 
 def test_payment_pan_in_an_odd_layout_is_still_cardholder_data():
     swipe = parse_swipe("%M4111111111111111^X/Y^?;4111111111111111:99?")
-    assert swipe.cardholder_data and swipe.member_number is None
+    assert swipe.cardholder_data
+    assert swipe.member_number is None
     assert "4111111111111111" not in json.dumps(swipe.as_dict())
 
 
 def test_payment_iin_ranges():
-    assert payment_iin("6222021234567890123") and payment_iin("378282246310005")
-    assert not payment_iin("8800123456") and not payment_iin("") and not payment_iin("4" * 20)
+    assert payment_iin("6222021234567890123")
+    assert payment_iin("378282246310005")
+    assert not payment_iin("8800123456")
+    assert not payment_iin("")
+    assert not payment_iin("4" * 20)
 
 
 def test_stream_lines_flush_and_byte_by_byte():
@@ -142,7 +151,8 @@ def test_stream_lines_flush_and_byte_by_byte():
 
 def test_garbage_before_a_swipe_is_reported_then_swipe_parsed():
     items = MagstripeProtocol().data_received(b"\x00zz" + MEMBER.encode() + b"\rnoise\r")
-    assert isinstance(items[0], MagstripeError) and isinstance(items[1], Swipe)
+    assert isinstance(items[0], MagstripeError)
+    assert isinstance(items[1], Swipe)
     assert isinstance(items[2], MagstripeError)
 
 
@@ -170,15 +180,15 @@ def test_fuzz_mutated_payment_swipe_never_leaks_the_pan(mutations):
     for pos, ch in mutations:
         text[pos] = ch
     try:
-        swipe = parse_swipe("".join(text))
+        message = json.dumps(parse_swipe("".join(text)).as_dict())
     except MagstripeError as err:
-        assert "41111111" not in str(err)
-        return
-    assert "4111111111111111" not in json.dumps(swipe.as_dict())
+        message = str(err)
+    assert "41111111" not in message  # neither the public output nor an error shows the PAN
 
 
 @FUZZ
 @given(st.binary(max_size=200), st.lists(st.integers(0, 300), max_size=6))
-def test_fuzz_recovers_after_garbage(garbage, cuts):
+def test_fuzz_recovers_after_garbage(feed, garbage, cuts):
     items = feed(MagstripeProtocol(), garbage + b"\r" + MEMBER.encode() + b"\r", cuts)
-    assert isinstance(items[-1], Swipe) and items[-1].member_number == "8800123456"
+    assert isinstance(items[-1], Swipe)
+    assert items[-1].member_number == "8800123456"

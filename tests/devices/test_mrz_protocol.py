@@ -13,7 +13,8 @@ from devices.mrz.protocol import Mrz, MrzError, MrzProtocol, check_digit, parse_
 FUZZ = settings(max_examples=200, deadline=None, database=None)
 TD3 = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10"
 TD2 = "I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\nD231458907UTO7408122F1204159<<<<<<<6"  # ICAO Part 6 specimen
-TD2_LONG = "I<UTOSTEVENSON<<PETER<JOHN<<<<<<<<<<\nD23145890<UTO7408122F12041597349<<<2"  # constructed, Part 6 4.2.4
+# Constructed per Part 6 4.2.4: a 12-character number overflows into the optional data.
+TD2_LONG = "I<UTOSTEVENSON<<PETER<JOHN<<<<<<<<<<\nD23145890<UTO7408122F12041597349<<<2"
 TD1 = "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\nERIKSSON<<ANNA<MARIA<<<<<<<<<<"
 
 
@@ -22,12 +23,6 @@ def swap(text: str, line: int, pos: int, ch: str) -> str:
     lines = text.split("\n")
     lines[line] = lines[line][:pos] + ch + lines[line][pos + 1:]
     return "\n".join(lines)
-
-
-def feed(proto, stream: bytes, cuts: list[int]) -> list:
-    """Feed ``stream`` in pieces cut at ``cuts``; return everything produced."""
-    bounds = [0, *sorted(c for c in cuts if c <= len(stream)), len(stream)]
-    return [item for a, b in zip(bounds, bounds[1:], strict=False) for item in proto.data_received(stream[a:b])]
 
 
 @pytest.mark.vectors("mrz.json", valid=True, kind="mrz")
@@ -50,8 +45,8 @@ def test_check_digit(vec):
     assert check_digit(vec["input"]) == vec["expected"]
 
 
-@pytest.mark.parametrize(("text", "fmt", "number"), [(TD2, "TD2", "D23145890"), (TD2_LONG, "TD2", "D23145890734"),
-                                                    (TD1, "TD1", "D23145890")])
+@pytest.mark.parametrize(("text", "fmt", "number"), [
+    (TD2, "TD2", "D23145890"), (TD2_LONG, "TD2", "D23145890734"), (TD1, "TD1", "D23145890")])
 def test_td2_and_long_numbers(text, fmt, number):
     mrz = parse_mrz(text)
     assert (mrz.format, mrz.values["document_number"], mrz.valid) == (fmt, number, True)
@@ -60,7 +55,8 @@ def test_td2_and_long_numbers(text, fmt, number):
 def test_ocr_confusables_in_numeric_fields_are_corrected_and_reported():
     text = swap(swap(swap(TD3, 1, 15, "O"), 1, 17, "I"), 1, 43, "O")  # 74O8I2 … composite O
     mrz = parse_mrz(text)
-    assert mrz.values["birth_date"] == "740812" and mrz.valid
+    assert mrz.values["birth_date"] == "740812"
+    assert mrz.valid
     assert mrz.as_dict()["corrections"] == [{"field": "birth_date", "from": "74O8I2", "to": "740812"},
                                             {"field": "composite_check", "from": "O", "to": "0"}]
 
@@ -89,7 +85,8 @@ def test_masked_output_hides_names_and_numbers():
     dumped = json.dumps(public)
     for secret in ("ERIKSSON", "ANNA", "L898902C3", "ZE184226B"):
         assert secret not in dumped
-    assert public["document_number_masked"] == "******2C3" and public["surname_masked"] == "E*******"
+    assert public["document_number_masked"] == "******2C3"
+    assert public["surname_masked"] == "E*******"
     assert "ERIKSSON" not in repr(parse_mrz(TD3))
 
 
@@ -140,7 +137,8 @@ def test_fuzz_mrz_like_text_raises_only_mrz_error(text):
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(0, 88), st.sampled_from("OIBSZG0123456789ABC<")), min_size=1, max_size=3))
+@given(st.lists(st.tuples(st.integers(0, 88), st.sampled_from("OIBSZG0123456789ABC<")),
+                min_size=1, max_size=3))
 def test_fuzz_mutated_zones(mutations):
     text = TD3
     for pos, ch in mutations:
@@ -149,13 +147,15 @@ def test_fuzz_mutated_zones(mutations):
         mrz = parse_mrz(text)
     except MrzError:
         return
-    assert mrz.valid and mrz.all_check_digits_ok
+    assert mrz.valid
+    assert mrz.all_check_digits_ok
 
 
 @FUZZ
 @given(st.binary(max_size=300), st.lists(st.integers(0, 400), max_size=6))
-def test_fuzz_stream_recovers_after_garbage(garbage, cuts):
+def test_fuzz_stream_recovers_after_garbage(feed, garbage, cuts):
     proto = MrzProtocol()
     items = feed(proto, garbage + b"\n" + TD3.encode() + b"\n", cuts)
     assert all(isinstance(i, Mrz | MrzError) for i in items)
-    assert isinstance(items[-1], Mrz) and items[-1].format == "TD3"
+    assert isinstance(items[-1], Mrz)
+    assert items[-1].format == "TD3"

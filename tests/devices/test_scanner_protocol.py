@@ -68,7 +68,8 @@ def test_no_terminator_needs_idle_flush():
     proto = ScannerProtocol("NONE")
     assert proto.data_received(b"]Q1" + TABLE_URL) == []
     (scan,) = proto.flush()
-    assert scan.kind == "table" and scan.terminator == b""
+    assert scan.kind == "table"
+    assert scan.terminator == b""
     assert proto.flush() == []
 
 
@@ -76,7 +77,8 @@ def test_split_across_calls_byte_by_byte():
     proto = ScannerProtocol("CRLF")
     frame = b"]d2010950110153000317251231\x1d10ABC123\r\n"
     items = [item for b in frame for item in proto.data_received(bytes((b,)))]
-    assert len(items) == 1 and items[0].data == "010950110153000317251231\x1d10ABC123"
+    assert len(items) == 1
+    assert items[0].data == "010950110153000317251231\x1d10ABC123"
     assert items[0].as_dict()["gs1"] is True
 
 
@@ -84,7 +86,8 @@ def test_garbage_line_is_reported_then_next_scan_works():
     proto = ScannerProtocol("CR")
     items = proto.data_received(b"\xff\xfe garbage\r]E00012345678905\r")
     assert isinstance(items[0], ScannerError)
-    assert isinstance(items[1], Scan) and items[1].as_dict()["gtin_check_digit_ok"] is True
+    assert isinstance(items[1], Scan)
+    assert items[1].as_dict()["gtin_check_digit_ok"] is True
 
 
 def test_stray_lf_from_a_crlf_scanner_is_ignored():
@@ -95,7 +98,8 @@ def test_stray_lf_from_a_crlf_scanner_is_ignored():
 def test_runaway_input_is_bounded():
     proto = ScannerProtocol("CR")
     items = proto.data_received(b"x" * 9000)
-    assert len(items) == 1 and isinstance(items[0], ScannerError)
+    assert len(items) == 1
+    assert isinstance(items[0], ScannerError)
     assert proto.flush() == []
 
 
@@ -106,7 +110,8 @@ def test_debouncer_suppresses_repeats_within_the_window():
     assert not deb("A", 1400)  # sliding: held under the scanner, still suppressed
     assert deb("B", 1400)
     assert deb("A", 2500)
-    assert Debouncer(0).accept("A", 0) and Debouncer(0).accept("A", 0)
+    assert Debouncer(0).accept("A", 0)
+    assert Debouncer(0).accept("A", 0)
 
 
 def test_debouncer_forgets_old_codes():
@@ -133,15 +138,10 @@ def test_fuzz_parse_scan_raises_only_scanner_error(data):
         pass
 
 
-def feed(proto, stream: bytes, cuts: list[int]) -> list:
-    """Feed ``stream`` to ``proto`` in pieces cut at ``cuts``; return everything it produced."""
-    bounds = [0, *sorted(cuts), len(stream)]
-    return [item for a, b in zip(bounds, bounds[1:], strict=False) for item in proto.data_received(stream[a:b])]
-
-
 @FUZZ
 @given(st.binary(max_size=200), st.lists(st.integers(0, 300), max_size=8))
-def test_fuzz_recovers_after_garbage(garbage, cuts):
+def test_fuzz_recovers_after_garbage(feed, garbage, cuts):
     stream = garbage + b"\r]Q1" + TABLE_URL + b"\r"
     items = feed(ScannerProtocol("CR"), stream, [c for c in cuts if c <= len(stream)])
-    assert isinstance(items[-1], Scan) and items[-1].table_token == "Ab3_x-9"
+    assert isinstance(items[-1], Scan)
+    assert items[-1].table_token == "Ab3_x-9"
