@@ -129,7 +129,7 @@ def _check_enum(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
     def check(value: Any, key: str) -> str:
         text = _check_str(value, key)
         if text not in choices:
-            close = difflib.get_close_matches(text, choices, n=1)
+            close = difflib.get_close_matches(text, choices, n=1, cutoff=0.4)
             hint = f"; did you mean \"{close[0]}\"?" if close else ""
             raise ConfigError(f"{key}: expected one of {', '.join(choices)}; found \"{text}\"{hint}", key=key)
         return text

@@ -1,0 +1,205 @@
+"""Telemetry: payload validation, idempotent readings, window summaries with revs, raw forwarding,
+outbox degradation; and bad payloads through a real broker never stall the stream."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import free_port, wait_for
+
+from gateway import config as config_mod
+from gateway.alerts import AlertManager
+from gateway.models import now_ms
+from gateway.outbox import Lane, enforce_budget, enqueue, fetch
+from gateway.store import open_store
+from gateway.telemetry import InvalidPayload, Telemetry, parse
+
+NOW = 1_795_000_000_000
+
+
+@pytest.mark.parametrize(("device", "payload", "reason"), [
+    ("fridge-1", b"not json", "not_json"),
+    ("fridge-1", b"[1, 2]", "not_object"),
+    ("fridge-1", b'{"temp_c": NaN}', "non_finite"),
+    ("fridge-1", b'{"temp_c": Infinity}', "non_finite"),
+    ("fridge-1", b'{"note": "hello"}', "no_metrics"),
+    ("fridge-1", b'{"ts": "yesterday", "temp_c": 1}', "bad_ts"),
+    ("fridge-1", b'{"ts": 12, "temp_c": 1}', "bad_ts"),
+    ("bad id!", b'{"temp_c": 1}', "bad_device_id"),
+    ("x" * 65, b'{"temp_c": 1}', "bad_device_id"),
+    ("fridge-1", b'{"temp_c": 1, "pad": "' + b"x" * 70000 + b'"}', "oversize"),
+    ("fridge-1", b"\xff\xfe", "not_json"),
+    ("fridge-1", b"[" * 60000, "not_json"),  # deep nesting: RecursionError, not a crash
+])
+def test_bad_payloads_are_named(device, payload, reason):
+    with pytest.raises(InvalidPayload) as err:
+        parse(device, payload, NOW)
+    assert err.value.reason == reason
+
+
+def test_parse_good_payload():
+    r = parse("fridge-1", b'{"ts": "2026-11-23T10:00:00Z", "temp_c": 4.5, "door_open": true, "unit": "C"}', NOW)
+    assert r.metrics == {"temp_c": 4.5, "door_open": True}
+    assert r.ts_ms == 1795428000000
+    r2 = parse("fridge-1", b'{"temp_c": 4.5}', NOW)
+    assert r2.ts_ms == NOW  # no ts: receive time
+
+
+@pytest.fixture
+def tel(tmp_path):
+    cfg = config_mod.parse({"store": {"id": "sh-001", "data_dir": str(tmp_path)},
+                            "telemetry": {"summary_window": "60s", "summary_grace": "5s",
+                                          "forward_raw": ["fryer-*"]},
+                            "uplink": {"batch": 50}})
+    store = open_store(tmp_path / "data")
+    store.start()
+    alerts = AlertManager("sh-001", cfg.prefix)
+    t = Telemetry(cfg, alerts)
+    store.writer.call(t.load)
+    yield t, store
+    store.close()
+
+
+def _readings(device, n, start, step_ms=1000, metric="temp_c"):
+    return [parse(device, json.dumps({"ts": start + i * step_ms, metric: 4.0 + i}).encode(), NOW)
+            for i in range(n)]
+
+
+def _summaries(store):
+    items = []
+    for (payload,) in store.read().execute("SELECT payload FROM outbox WHERE kind = 'summary' ORDER BY seq"):
+        items.extend(json.loads(payload))
+    return items
+
+
+def test_readings_are_idempotent(tel):
+    t, store = tel
+    start = now_ms() - 600_000
+    batch = _readings("fridge-1", 10, start)
+    assert store.writer.call(lambda c: t.write_batch(c, batch)) == 10
+    assert store.writer.call(lambda c: t.write_batch(c, batch)) == 0  # broker redelivery
+    assert t.stats.duplicates == 10
+    assert store.read().execute("SELECT count(*) FROM readings").fetchone()[0] == 10
+
+
+def test_window_summaries_and_late_data_revs(tel):
+    t, store = tel
+    start = (now_ms() // 60000 - 10) * 60000  # an aligned window 10 minutes ago
+    store.writer.call(lambda c: t.write_batch(c, _readings("fridge-1", 30, start)))
+    assert store.writer.call(t.flush_summaries) == 1
+    (first,) = _summaries(store)
+    assert first["rev"] == 1 and first["count"] == 30
+    assert first["min"] == 4.0 and first["max"] == 33.0 and first["last"] == 33.0
+    assert first["mean"] == pytest.approx(sum(4.0 + i for i in range(30)) / 30)
+    assert first["window_s"] == 60
+    assert store.writer.call(t.flush_summaries) == 0  # nothing changed
+    # A late reading for the same window re-sends the same id with rev 2 and the full count.
+    late = [parse("fridge-1", json.dumps({"ts": start + 15_500, "temp_c": 1.0}).encode(), NOW)]
+    store.writer.call(lambda c: t.write_batch(c, late))
+    store.writer.call(t.flush_summaries)
+    second = _summaries(store)[-1]
+    assert second["id"] == first["id"] and second["rev"] == 2 and second["count"] == 31
+    assert second["min"] == 1.0 and second["last"] == 33.0  # last is by reading time, not arrival
+
+
+def test_open_window_waits_for_grace(tel):
+    t, store = tel
+    store.writer.call(lambda c: t.write_batch(c, _readings("fridge-1", 1, now_ms())))
+    assert store.writer.call(t.flush_summaries) == 0
+
+
+def test_booleans_count_true(tel):
+    t, store = tel
+    start = (now_ms() // 60000 - 5) * 60000
+    rs = [parse("fridge-1", json.dumps({"ts": start + i, "door_open": i % 4 == 0}).encode(), NOW) for i in range(8)]
+    store.writer.call(lambda c: t.write_batch(c, rs))
+    store.writer.call(t.flush_summaries)
+    (item,) = _summaries(store)
+    assert item["type"] == "bool" and item["count"] == 8 and item["true_count"] == 2 and item["mean"] == 0.25
+
+
+def test_raw_forwarding_only_for_configured_devices(tel):
+    t, store = tel
+    start = now_ms() - 5000
+    store.writer.call(lambda c: t.write_batch(c, _readings("fryer-1", 120, start, 10, "oil_temp_c")
+                                              + _readings("fridge-1", 5, start)))
+    rows = store.read().execute("SELECT payload FROM outbox WHERE kind = 'raw' ORDER BY seq").fetchall()
+    items = [i for (p,) in rows for i in json.loads(p)]
+    assert len(rows) == 3  # batches of uplink.batch = 50
+    assert len(items) == 120 and {i["device"] for i in items} == {"fryer-1"}
+    assert len({i["id"] for i in items}) == 120
+
+
+def test_budget_drops_raw_first_then_coarsens_never_alerts(tel):
+    t, store = tel
+    start = (now_ms() // 3_600_000 - 3) * 3_600_000
+    store.writer.call(lambda c: t.write_batch(c, _readings("fridge-1", 180, start, 60_000)))
+    store.writer.call(t.flush_summaries)
+    store.writer.call(lambda c: t.write_batch(c, _readings("fryer-1", 200, now_ms() - 5000, 10, "oil_temp_c")))
+    for i in range(5):
+        store.writer.call(lambda c, i=i: enqueue(c, Lane.ALERTS, "p/alerts", f"a{i}", "alert", {"id": f"a{i}"}))
+    before = _summaries(store)
+    total_before = sum(i["count"] for i in before)
+    result = store.writer.call(lambda c: enforce_budget(c, 2_000, t.coarsen))
+    assert result.dropped_raw > 0
+    assert result.coarsened_summaries > 0
+    conn = store.read()
+    assert conn.execute("SELECT count(*) FROM outbox WHERE kind = 'raw'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM outbox WHERE kind = 'alert'").fetchone()[0] == 5
+    after = []
+    for (payload,) in conn.execute("SELECT payload FROM outbox WHERE lane = ?", (int(Lane.SUMMARIES),)):
+        after.extend(json.loads(payload))
+    assert sum(i["count"] for i in after) == total_before  # coarsened, not lost
+    assert any(i.get("window_s") == 3600 for i in after)
+
+
+def test_fetch_orders_lanes(tel):
+    _, store = tel
+    store.writer.call(lambda c: enqueue(c, Lane.BULK, "t", "b1", "raw", []))
+    store.writer.call(lambda c: enqueue(c, Lane.SUMMARIES, "t", "s1", "summary", []))
+    store.writer.call(lambda c: enqueue(c, Lane.ALERTS, "t", "a1", "alert", {}))
+    assert [r.msg_id for r in fetch(store.read(), 10)] == ["a1", "s1", "b1"]
+
+
+def test_bad_payloads_counted_in_health_and_stream_continues(broker, mosquitto_factory, tmp_path):
+    from devices import registry
+    from gateway.app import build
+    from gateway.mqtt import new_client
+
+    hq = mosquitto_factory("hq")
+    text = f"""
+[store]
+id = "sh-001"
+data_dir = "{(tmp_path / 'data').as_posix()}"
+[local_mqtt]
+port = {broker.port}
+[uplink]
+port = {hq.port}
+tls = false
+[web]
+listen = "127.0.0.1:{free_port()}"
+"""
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(text)
+    gw = build(registry.validate(config_mod.load(cfg_path)))
+    gw.start(web=False)
+    try:
+        client = new_client("bad-sender", clean=True)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        bad = [b"nope", b"[]", b'{"t": NaN}', b'{"x": "y"}', b"{" * 10]
+        for i in range(50):
+            client.publish("devices/fridge-1/telemetry", bad[i % len(bad)], qos=1)
+            client.publish("devices/fridge-1/telemetry", json.dumps({"temp_c": i}), qos=1)
+        client.publish("devices/fridge-1/status", b"garbage", qos=1).wait_for_publish(5)
+        wait_for(lambda: gw.health()["ingest"]["committed"] >= 50, timeout=20, what="good readings")
+        h = gw.health()
+        assert h["ingest"]["invalid_total"] == 51
+        assert set(h["ingest"]["invalid"]) == {"not_json", "not_object", "non_finite", "no_metrics"}
+        assert "fridge-1" not in json.dumps(h["ingest"])  # counters by reason; ids stay out
+        client.loop_stop()
+    finally:
+        gw.stop()
+    time.sleep(0.1)
