@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,11 +72,13 @@ class OrderingService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._views: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._seen_rev = ""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Load the secret, menu and tables; hook printing and the scanners; start the summary loop."""
         self.secret = self.writer.call(tbl.ensure_secret)
+        self._seen_rev = self._rev()
         self.reload()
         printing = self.printing
         if printing is not None and hasattr(printing, "on_update"):
@@ -98,11 +101,22 @@ class OrderingService:
                 "rate_limited": self.submit_limit.refused + self.client_limit.refused + self.write_limit.refused}
 
     def _loop(self) -> None:
-        while not self._stop.wait(30):
+        last_summary = 0.0
+        while not self._stop.wait(2.0):
             try:
-                self.writer.submit(lambda c: summary.hourly(self, c), on_commit=self._wake_uplink)
+                rev = self._rev()
+                if rev != self._seen_rev:  # `storegw menu import` / `tables rotate` ran beside us
+                    self._seen_rev = rev
+                    self.reload()
+                if time.monotonic() - last_summary >= 30:
+                    last_summary = time.monotonic()
+                    self.writer.submit(lambda c: summary.hourly(self, c), on_commit=self._wake_uplink)
             except Exception:
-                _LOGGER.exception("Hourly order summary failed")
+                _LOGGER.exception("Ordering housekeeping failed")
+
+    def _rev(self) -> str:
+        row = self.gw.store.read().execute("SELECT value FROM ord_meta WHERE key = 'rev'").fetchone()
+        return row[0] if row else ""
 
     def _wake_uplink(self, sent: Any) -> None:
         if sent:

@@ -1,0 +1,320 @@
+"""``storegw tables``, ``storegw menu`` and ``storegw staff``: ordering from a shell.
+
+Commands open the gateway's database directly (creating and migrating it if this is the first
+run), so they work with or without a running gateway; a running gateway notices the change
+(``ord_meta.rev``) within about two seconds and reloads its menu and tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.errors import GatewayError, OrderingError
+
+CONFIG = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                      help="The gateway's TOML configuration file.")
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GatewayError as err:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            click.echo(f"storegw: error: {err}", err=True)
+            sys.exit(err.exit_code)
+    return wrapper
+
+
+def _load(config_path: str) -> Any:
+    from devices import registry
+    from gateway import config
+
+    return registry.validate(config.load(config_path))
+
+
+@contextmanager
+def database(cfg: Any) -> Iterator[Any]:
+    """Open (create and migrate if needed) the gateway's database; yield a connection."""
+    from gateway.store import migrations
+    from gateway.store.db import connect, open_database, resolve_key
+
+    key = resolve_key(cfg.data_path, cfg.store.key_file)
+    opened = open_database(cfg.data_path, key)
+    conn = connect(opened.path, key)
+    try:
+        migrations.apply(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+def write(cfg: Any, fn: Callable[[Any], Any]) -> Any:
+    """Run ``fn(conn)`` in one transaction and bump ``rev`` so a running gateway reloads."""
+    with database(cfg) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("INSERT INTO ord_meta (key, value) VALUES ('rev', ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (secrets.token_hex(8),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return result
+
+
+def table_urls(cfg: Any, table_ids: tuple[str, ...] = ()) -> list[tuple[Any, str]]:
+    """Return (table, url) for the given tables (all when empty)."""
+    from gateway.ordering import tables as tbl
+
+    def run(conn: Any) -> list[tuple[Any, str]]:
+        secret = tbl.ensure_secret(conn)
+        all_tables = {t.id: t for t in tbl.list_tables(conn)}
+        wanted = table_ids or tuple(all_tables)
+        out = []
+        for tid in wanted:
+            if tid not in all_tables:
+                raise OrderingError(f"no table {tid!r}; add it with `storegw tables add {tid} --config ...`"
+                                    + (f" (tables: {', '.join(all_tables)})" if all_tables else ""))
+            t = all_tables[tid]
+            host = cfg.web.public_host or cfg.web.listen
+            out.append((t, tbl.table_url(host, tbl.make_token(secret, cfg.store.id, t), https=cfg.ordering.https)))
+        return out
+    return write(cfg, run)
+
+
+@click.group()
+def tables() -> None:
+    """Tables and their QR codes: add, list, url, qr, sheet, rotate.
+
+    \b
+    Examples:
+      storegw tables add A1 --label A1 --config /etc/storegw/storegw.toml
+      storegw tables url A1 --config /etc/storegw/storegw.toml
+      storegw tables sheet --format pdf -o stickers.pdf --config /etc/storegw/storegw.toml
+      storegw tables rotate A1 --config /etc/storegw/storegw.toml
+    """
+
+
+@tables.command("add")
+@click.argument("table_ids", nargs=-1, required=True)
+@click.option("--label", default="", help="Label shown to diners and on tickets (default: the id).")
+@click.option("--area", default="", help="Area or floor, e.g. hall, terrace.")
+@click.option("--seats", default=4, type=int, show_default=True, help="Seats at the table.")
+@CONFIG
+@_handle_errors
+def tables_add(table_ids: tuple[str, ...], label: str, area: str, seats: int, config_path: str) -> None:
+    """Add (or relabel) tables.
+
+    \b
+    Example:
+      storegw tables add A1 A2 A3 B1 --config /etc/storegw/storegw.toml
+    """
+    from gateway.ordering import tables as tbl
+
+    cfg = _load(config_path)
+
+    def run(conn: Any) -> None:
+        for tid in table_ids:
+            tbl.upsert_table(conn, tid, label if len(table_ids) == 1 else "", area, seats)
+    write(cfg, run)
+    click.echo(f"{len(table_ids)} table(s) saved")
+
+
+@tables.command("list")
+@CONFIG
+@_handle_errors
+def tables_list(config_path: str) -> None:
+    """List tables with their QR URLs.
+
+    \b
+    Example:
+      storegw tables list --config /etc/storegw/storegw.toml
+    """
+    for t, url in table_urls(_load(config_path)):
+        click.echo(f"{t.id}\t{t.label}\tv{t.version}\t{url}")
+
+
+@tables.command("url")
+@click.argument("table_id")
+@CONFIG
+@_handle_errors
+def tables_url(table_id: str, config_path: str) -> None:
+    """Print the URL a table's QR code points at (C1).
+
+    \b
+    Example:
+      storegw tables url A1 --config /etc/storegw/storegw.toml
+    """
+    click.echo(table_urls(_load(config_path), (table_id,))[0][1])
+
+
+@tables.command("qr")
+@click.argument("table_id")
+@click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: TABLE.FORMAT).")
+@CONFIG
+@_handle_errors
+def tables_qr(table_id: str, fmt: str, output: str | None, config_path: str) -> None:
+    """Write a table's QR code as PNG or SVG.
+
+    \b
+    Example:
+      storegw tables qr A1 --format svg -o a1.svg --config /etc/storegw/storegw.toml
+    """
+    from gateway.ordering.tables import qr_bytes
+
+    _, url = table_urls(_load(config_path), (table_id,))[0]
+    path = Path(output or f"{table_id}.{fmt}")
+    path.write_bytes(qr_bytes(url, fmt))
+    click.echo(f"{path}: {url}")
+
+
+@tables.command("sheet")
+@click.argument("table_ids", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["pdf", "svg"]), default="pdf", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: tables.FORMAT).")
+@CONFIG
+@_handle_errors
+def tables_sheet(table_ids: tuple[str, ...], fmt: str, output: str | None, config_path: str) -> None:
+    """Write a printable A4 sheet of labelled QR stickers (all tables, or the ones given).
+
+    \b
+    Example:
+      storegw tables sheet --format pdf -o stickers.pdf --config /etc/storegw/storegw.toml
+    """
+    from gateway.ordering.tables import sheet_pdf, sheet_svg
+
+    cfg = _load(config_path)
+    stickers = [(t.label, url) for t, url in table_urls(cfg, table_ids)]
+    if not stickers:
+        raise OrderingError("no tables yet; add them with `storegw tables add A1 A2 --config ...`")
+    data = sheet_pdf(stickers) if fmt == "pdf" else sheet_svg(stickers, cfg.store.name)
+    path = Path(output or f"tables.{fmt}")
+    path.write_bytes(data)
+    click.echo(f"{path}: {len(stickers)} sticker(s)")
+
+
+@tables.command("rotate")
+@click.argument("table_id")
+@CONFIG
+@_handle_errors
+def tables_rotate(table_id: str, config_path: str) -> None:
+    """Replace a table's token (a photo of the old sticker stops working); print the new URL.
+
+    \b
+    Example:
+      storegw tables rotate A1 --config /etc/storegw/storegw.toml
+    """
+    from gateway.ordering import tables as tbl
+
+    cfg = _load(config_path)
+    write(cfg, lambda c: tbl.rotate(c, table_id))
+    click.echo(table_urls(cfg, (table_id,))[0][1])
+    click.echo("Print a new sticker: the old QR code no longer works.", err=True)
+
+
+@click.group()
+def menu() -> None:
+    """The menu: import (a file or the bundled sample) and export, as JSON.
+
+    \b
+    Examples:
+      storegw menu import menu.json --config /etc/storegw/storegw.toml
+      storegw menu import --sample --config /etc/storegw/storegw.toml
+      storegw menu export --config /etc/storegw/storegw.toml > menu.json
+    """
+
+
+@menu.command("import")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, exists=True))
+@click.option("--sample", is_flag=True, help="Import the bilingual sample menu shipped with storegw.")
+@CONFIG
+@_handle_errors
+def menu_import(file: str | None, sample: bool, config_path: str) -> None:
+    """Replace the menu from a JSON file (format: docs/ordering.md), or the sample menu.
+
+    \b
+    Example:
+      storegw menu import --sample --config /etc/storegw/storegw.toml
+    """
+    from gateway.ordering.menu import parse_menu, sample_document, stock_of, write_menu
+
+    if bool(file) == sample:
+        raise OrderingError("give a FILE or --sample (one of them)")
+    try:
+        doc = sample_document() if sample else json.loads(Path(file).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+    except (OSError, ValueError) as err:
+        raise OrderingError(f"cannot read {file}: {err}") from err
+    parsed = parse_menu(doc)
+    stock = stock_of(doc)
+    write(_load(config_path), lambda c: write_menu(c, parsed, stock))
+    click.echo(f"imported {len(parsed.items)} items in {len(parsed.categories)} categories")
+
+
+@menu.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@CONFIG
+@_handle_errors
+def menu_export(output: str | None, config_path: str) -> None:
+    """Print the menu (with stock) as JSON, in the import format.
+
+    \b
+    Example:
+      storegw menu export --config /etc/storegw/storegw.toml > menu.json
+    """
+    from gateway.ordering.menu import export_document
+
+    with database(_load(config_path)) as conn:
+        text = json.dumps(export_document(conn), ensure_ascii=False, indent=1)
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+    else:
+        click.echo(text)
+
+
+@click.group()
+def staff() -> None:
+    """Staff accounts for the staff pages (PIN sign-in, roles).
+
+    \b
+    Example:
+      storegw staff add wang --role manager --config /etc/storegw/storegw.toml
+    """
+
+
+@staff.command("add")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["waiter", "kitchen", "cashier", "manager", "technician"]))
+@click.option("--pin-stdin", is_flag=True, help="Read the PIN from stdin instead of prompting.")
+@CONFIG
+@_handle_errors
+def staff_add(name: str, role: str, pin_stdin: bool, config_path: str) -> None:
+    """Add a staff member (or reset their PIN and role); the PIN is stored as an argon2 hash.
+
+    \b
+    Examples:
+      storegw staff add wang --role manager --config /etc/storegw/storegw.toml
+      echo 2468 | storegw staff add li --role kitchen --pin-stdin --config /etc/storegw/storegw.toml
+    """
+    from gateway.ordering.staff import add_staff
+
+    if pin_stdin:
+        pin = sys.stdin.readline().strip()
+    else:
+        pin = click.prompt("PIN (4-12 digits)", hide_input=True, confirmation_prompt=True)
+    write(_load(config_path), lambda c: add_staff(c, name, role, pin))
+    click.echo(f"staff {name} ({role}) saved")
