@@ -301,8 +301,9 @@ def render(doc: list[dict[str, Any]], *, width: int = 48, encoding: str = "gb180
     ``job_id`` a footer line; ``cut`` False turns cuts into feeds (printers without a cutter).
     """
     blocks = [*banner_blocks(reprint=reprint, rerouted_from=rerouted_from), *validate_doc(doc)]
-    if job_id:
-        blocks.append({"t": "text", "text": f"#{job_id}", "align": "right"})
+    if job_id:  # the footer goes above the document's final cut
+        at = len(blocks) - 1 if blocks[-1]["t"] == "cut" else len(blocks)
+        blocks.insert(at, {"t": "text", "text": f"#{job_id}", "align": "right"})
     r = _Renderer(width, encoding)
     r.start()
     try:

@@ -430,6 +430,8 @@ def _decode_stream(data: bytes, encoding: str) -> Iterator[str | None]:
                 line.extend(part)
                 yield flush()
             line.extend(parts[-1])
+        elif kind == "cmd" and raw[:2] == b"\x1b@":  # initialize: an unprinted partial line is discarded
+            line.clear()
         elif kind == "cmd" and raw[:2] == b"\x1bd":  # print and feed n lines
             yield flush()
             for _ in range(max(0, (raw[2] if len(raw) > 2 else 1) - 1)):

@@ -113,6 +113,12 @@ def test_a_cut_is_added_at_the_end_unless_the_printer_has_no_cutter():
     assert no_cutter.endswith(b"\x1bd\x04")
 
 
+def test_job_id_footer_goes_above_the_final_cut():
+    data = render.render([{"t": "text", "text": "one"}, {"t": "cut"}], job_id="pj-9")
+    assert [[line.strip() for line in t] for t in decode_tickets(data)] == [["one", "#pj-9"]]
+    assert data.count(b"\x1dV") == 1
+
+
 def test_tickets_split_at_cuts():
     data = render.render([{"t": "text", "text": "one"}, {"t": "cut"}, {"t": "text", "text": "two"}])
     assert decode_tickets(data) == [["one"], ["two"]]
