@@ -223,3 +223,65 @@ def gateway_process(tmp_path: Path) -> Iterator[Callable[[Path], GatewayProcess]
     yield make
     for p in procs:
         p.stop()
+
+
+# -- every message that reaches HQ in any test is validated against docs/schemas (C4)
+
+SCHEMA_DIR = ROOT / "docs" / "schemas"
+TOPIC_SCHEMAS = {
+    "/status": "status.json",
+    "/telemetry/summary": "telemetry-summary.json",
+    "/telemetry/raw": "telemetry-raw.json",
+    "/alerts": "alerts.json",
+    "/devices": "devices.json",
+    "/orders/summary": "orders-summary.json",
+}
+_schema_problems: list[str] = []
+_validators: dict[str, Any] = {}
+
+
+def validate_hq_message(topic: str, doc: Any) -> str | None:
+    """Return a problem description if an upstream message does not match its JSON Schema."""
+    import jsonschema
+
+    suffix = next((s for s in TOPIC_SCHEMAS if topic.endswith(s)), None)
+    if suffix is None:
+        return f"{topic}: no JSON Schema documents this topic (docs/schemas)"
+    path = SCHEMA_DIR / TOPIC_SCHEMAS[suffix]
+    if not path.exists():
+        return f"{topic}: schema file {path.name} is missing"
+    validator = _validators.get(suffix)
+    if validator is None:
+        schema = json.loads(path.read_text())
+        validator = _validators[suffix] = jsonschema.Draft202012Validator(
+            schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        return f"{topic}: {errors[0].message} at {list(errors[0].path)}"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _validate_upstream_messages(monkeypatch):
+    """Check every message any HQCollector receives against its schema; fail the test if one is off."""
+    from gateway.hqwatch import HQCollector
+
+    original = HQCollector._on_message
+
+    def checked(self, client, userdata, msg):
+        try:
+            doc = json.loads(msg.payload)
+        except ValueError:
+            _schema_problems.append(f"{msg.topic}: not JSON")
+        else:
+            problem = validate_hq_message(msg.topic, doc)
+            if problem:
+                _schema_problems.append(problem)
+        original(self, client, userdata, msg)
+
+    monkeypatch.setattr(HQCollector, "_on_message", checked)
+    _schema_problems.clear()
+    yield
+    problems = list(_schema_problems)
+    _schema_problems.clear()
+    assert not problems, "upstream messages that do not match docs/schemas:\n" + "\n".join(problems[:10])
