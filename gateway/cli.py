@@ -268,9 +268,9 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
 
     \b
     Examples:
-      printf '\\x0201000B7E9B2F\\r\\n\\x03' | storegw decode em4100
+      printf '\\x0201000B7E9BEF\\r\\n\\x03' | storegw decode em4100
       echo 'AA AA AA 96 69 00 03 20 01 22' | storegw decode idcard --hex
-      echo 110105194912310029 | storegw decode gb11643 --reveal
+      echo 11010519491231002X | storegw decode gb11643 --reveal
     """
     from devices.decode import KINDS
     from devices.decode import decode as do_decode
