@@ -39,7 +39,7 @@ def run(kind: str, link: str | None, every: float, count: int, out: Any = click.
         raise GatewayError(f"cannot create the simulated port{f' at {link}' if link else ''}: {err}") from err
     stop = threading.Event()
     try:
-        out(f"{kind} simulator on {port}" + (f" (-> {sim._slave_name})" if link else ""))
+        out(f"{kind} simulator on {port}" + (f" (-> {sim.slave_name})" if link else ""))
         out(f"configure: port = \"{port}\"   (Ctrl-C to stop)")
         if not every:
             out("press Enter to send a sample")

@@ -42,6 +42,11 @@ class PtyDevice:
         return str(self.link) if self.link is not None else self._slave_name
 
     @property
+    def slave_name(self) -> str:
+        """Return the pty's own device name (``/dev/pts/N``), empty while unplugged."""
+        return self._slave_name if self.plugged else ""
+
+    @property
     def plugged(self) -> bool:
         """Return whether the pty exists right now."""
         return self._master is not None
@@ -61,6 +66,7 @@ class PtyDevice:
                 tmp.unlink()
             os.symlink(self._slave_name, tmp)
             os.replace(tmp, self.link)  # atomic: the link never points at nothing
+        self.reset()
         self._stop.clear()
         self._reader = threading.Thread(target=self._read_loop, name="storegw-ptysim", daemon=True)
         self._reader.start()
@@ -115,6 +121,9 @@ class PtyDevice:
                     return False
                 view = view[n:]
         return True
+
+    def reset(self) -> None:
+        """Forget per-connection state (a half-received frame) when a new pty is plugged."""
 
     def received(self, data: bytes) -> None:
         """Handle bytes the driver sent (default: keep them in ``received_bytes``)."""

@@ -46,6 +46,9 @@ def open_port(url: str, *, baudrate: int = 9600, timeout: float | None = READ_IN
     path = port_path(url)
     if path is not None and not os.path.exists(path):
         raise DeviceUnavailable(f"{url} does not exist (unplugged?)")
+    if path is not None:
+        # A lock, so a second gateway or a technician's terminal cannot silently steal half the bytes.
+        options.setdefault("exclusive", True)
     try:
         return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, **options)
     except (serial.SerialException, OSError, ValueError) as err:

@@ -78,6 +78,10 @@ class IdCardSimulator(PtyDevice):
         self.place(CARDS[vector_id])
         return vector_id
 
+    def reset(self) -> None:
+        """Drop a half-received command when a new pty is plugged."""
+        self.protocol = SamProtocol("command")
+
     def received(self, data: bytes) -> None:
         """Answer each complete command frame the host sent."""
         for item in self.protocol.data_received(data):

@@ -58,6 +58,10 @@ class ModbusSimulator(PtyDevice):
         self.set_value(FRIDGE_TEMP, temp)
         return f"slave 1 temp_c={temp:.1f}"
 
+    def reset(self) -> None:
+        """Drop a half-received command when a new pty is plugged."""
+        self.protocol = RtuProtocol("request")
+
     def received(self, data: bytes) -> None:
         """Answer the complete requests addressed to a slave on this bus."""
         for item in self.protocol.data_received(data):

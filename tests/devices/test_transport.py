@@ -156,3 +156,13 @@ def test_hook_errors_are_counted_and_never_end_the_thread(pty: PtyDevice,
     finally:
         driver.stop()
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1  # logged once, then counted
+
+
+def test_a_path_port_is_locked_against_a_second_reader(pty: PtyDevice) -> None:
+    first = open_port(pty.port)
+    try:
+        with pytest.raises(DeviceUnavailable, match="cannot open"):
+            open_port(pty.port)
+    finally:
+        first.close()
+    open_port(pty.port).close()  # free again once closed
