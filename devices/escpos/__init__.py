@@ -40,6 +40,9 @@ SPEC = DriverSpec(
         "status_interval": OptionSpec("duration", "30s", "How often to ask the status of an idle printer."),
         "max_attempts": OptionSpec("int", 5, "Sends without confirmation before a job is marked failed (each "
                                    "resend carries a REPRINT banner)."),
+        "verify": OptionSpec("bool", True, "Ask DLE EOT status before and after each job. false only for "
+                             "printers that never answer it: a job then counts as printed once its bytes are "
+                             "written, and paper out or cover open cannot be seen."),
         "baudrate": OptionSpec("int", 9600, "Baud rate of a serial printer."),
     },
 )

@@ -142,9 +142,10 @@ class PrinterConnection:
     """One printer port: ``open``, ``write`` a whole job, ``status``; errors are DeviceUnavailable."""
 
     def __init__(self, port: str, *, status_timeout: float = 2.0, write_timeout: float = 30.0,
-                 baudrate: int = 9600) -> None:
+                 baudrate: int = 9600, verify: bool = True) -> None:
         self.port = parse_port(port)
         self.url = port
+        self.verify = verify
         self.status_timeout = status_timeout
         self.write_timeout = write_timeout
         self.baudrate = baudrate
@@ -152,8 +153,8 @@ class PrinterConnection:
 
     @property
     def can_read_status(self) -> bool:
-        """Whether this transport can read DLE EOT replies (file:// cannot)."""
-        return self.port.scheme != "file"
+        """Whether status is asked: not for file:// (write-only), nor with ``verify = false``."""
+        return self.verify and self.port.scheme != "file"
 
     @property
     def keep_open(self) -> bool:

@@ -45,6 +45,7 @@ class PrinterModel:
         self.cover_open = False
         self.error = False
         self.offline = False
+        self.answers_status = True  # False: a printer without DLE EOT support (prints, never answers)
         self._printed = bytearray()
         self._received = bytearray()
         self.lost = 0
@@ -156,7 +157,7 @@ class PrinterModel:
         return False
 
     def _status(self, n: int) -> int | None:
-        if self.offline:
+        if self.offline or not self.answers_status:
             return None  # an offline printer does not answer at all
         stopped = self.paper_out or self.cover_open or self.error
         if n == 1:

@@ -76,6 +76,7 @@ class PrinterConfig:
     status_interval: float
     max_attempts: int
     baudrate: int
+    verify: bool
 
     @classmethod
     def from_device(cls, dev: DeviceConfig, where: str) -> PrinterConfig:
@@ -95,7 +96,8 @@ class PrinterConfig:
                    status_timeout=float(o.get("status_timeout", 2.0)),
                    confirm_timeout=float(o.get("confirm_timeout", 30.0)), poll=float(o.get("poll", 1.0)),
                    status_interval=float(o.get("status_interval", 30.0)),
-                   max_attempts=int(o.get("max_attempts", 5)), baudrate=int(o.get("baudrate", 9600)))
+                   max_attempts=int(o.get("max_attempts", 5)), baudrate=int(o.get("baudrate", 9600)),
+                   verify=bool(o.get("verify", True)))
 
 
 @dataclass
@@ -121,7 +123,8 @@ class _Worker:
         self.cfg = cfg
         self.state = PrinterState()
         self.conn = PrinterConnection(cfg.port, status_timeout=cfg.status_timeout,
-                                      write_timeout=max(cfg.confirm_timeout, 5.0), baudrate=cfg.baudrate)
+                                      write_timeout=max(cfg.confirm_timeout, 5.0), baudrate=cfg.baudrate,
+                                      verify=cfg.verify)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._nudged = -1e9
@@ -400,14 +403,12 @@ class PrintService:
     def submit(self, *, printer: str | None = None, station: str | None = None, doc: list[dict[str, Any]],
                source: str = "", source_id: str = "", timeout: float = 30.0) -> str:
         """Add a job in its own transaction; return its id once committed ("queued" is then true)."""
-        queue.resolve_target(self.devices, printer, station)  # fail before queueing a write
+        target, _ = queue.resolve_target(self.devices, printer, station)  # fail before queueing a write
         job_id = self.writer.call(lambda c: self.enqueue(c, printer=printer, station=station, doc=doc,
                                                          source=source, source_id=source_id), timeout)
-        job = queue.get_job(self.read(), job_id)
-        target = job.printer if job else (printer or "")
+        # The worker may already be printing it: a listener can hear 'sent' before this 'queued'.
         self.notify(job_id, "queued", target)
-        if target in self.workers:
-            self.workers[target].wake()
+        self.workers[target].wake()
         return job_id
 
     def test_page(self, printer: str) -> str:

@@ -176,6 +176,16 @@ def test_an_idle_printer_switched_off_is_unavailable_without_a_printer_alert(gat
     assert not gw.alerts.is_active("printer:kitchen")  # off at night is expected
 
 
+def test_a_printer_without_status_support_prints_when_verify_is_off(gateway_factory, vprinter):
+    vprinter.answers_status = False
+    gw = gateway_factory(device_toml("kitchen", vprinter.url, verify=False))
+    svc = gw.services["printing"]
+    job = svc.submit(printer="kitchen", doc=ticket_doc(1))
+    wait_for(lambda: state_of(svc, job) == "confirmed", what="confirmed without a status reply")
+    assert ends(vprinter) == ["END 1"]
+    assert vprinter.status_queries == 0
+
+
 def test_a_drawer_kick_in_a_note_never_reaches_the_printer(gateway_factory, vprinter):
     gw = gateway_factory(device_toml("kitchen", vprinter.url))
     svc = gw.services["printing"]
