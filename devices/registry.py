@@ -41,5 +41,8 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{where}.port is required for kind \"{dev.kind}\" (a /dev/serial/by-id/... path "
                               f"or a pyserial URL such as socket://10.0.0.5:4001)", key=f"{where}.port")
         options = validate_options(where, dev.options, family.options)
+        check = family.extra.get("check")
+        if check is not None:
+            check(options, where)  # family-specific checks (e.g. a Modbus register map) at load time
         devices.append(dataclasses.replace(dev, options=options))
     return dataclasses.replace(cfg, devices=tuple(devices))

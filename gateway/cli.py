@@ -36,8 +36,10 @@ PLUGIN_COMMANDS = (
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apscheduler", "waitress", "amqtt", "transitions", "pymodbus"):
+    for noisy in ("apscheduler", "waitress", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pymodbus logs an ERROR per timeout; the Modbus driver logs each state change once itself
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
