@@ -163,6 +163,12 @@ def run_demo(*, duration: float = 0, web_port: int = 0, status: bool = True) -> 
     print(f"  web:    http://127.0.0.1:{web_port}/   health: http://127.0.0.1:{web_port}/api/v1/health", file=out)
     print(f"  broker: 127.0.0.1:{broker_port}   HQ view: storegw hq watch --port {broker_port}", file=out)
     print("  fridge-2 drifts warm after ~20 s: watch for the fridge-warm alert. Ctrl-C to stop.", file=out)
+    ordering = gw.services.get("ordering")
+    if ordering is not None:
+        from gateway.ordering.demo import setup as setup_ordering
+
+        for line in setup_ordering(ordering):
+            print(line, file=out)
     t0 = time.monotonic()
     tty = out.isatty()
     last_print = 0.0

@@ -91,3 +91,78 @@ class Diner:
         return self.client.get(f"/t/{self.token}/state.json").get_json()
 
 
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def run_cli(group: Any, *args: str, input: str | None = None) -> str:  # noqa: A002
+    """Run one of the ordering click groups in-process; return its output (fails on a non-zero exit)."""
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(group, list(args), input=input, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def prepare_store(config: Path, tables: tuple[str, ...] = TABLES, staff: tuple[tuple[str, str], ...] = ()) -> None:
+    """Import the sample menu, add tables and staff (PIN 2468) into a gateway's database via the CLI."""
+    from gateway.ordering import cli
+
+    run_cli(cli.menu, "import", "--sample", "--config", str(config))
+    run_cli(cli.tables, "add", *tables, "--config", str(config))
+    for name, role in staff:
+        run_cli(cli.staff, "add", name, "--role", role, "--pin-stdin", "--config", str(config), input="2468\n")
+
+
+def table_url(config: Path, table: str) -> str:
+    """Return a table's QR URL (`storegw tables url`)."""
+    from gateway.ordering import cli
+
+    return run_cli(cli.tables, "url", table, "--config", str(config)).strip()
+
+
+def devices_toml(*printers: tuple[str, str, str], fast: bool = True) -> str:
+    """Return [[devices]] tables for ESC/POS printers: (id, url, station)."""
+    out = []
+    for dev_id, url, station in printers:
+        timing = 'status_timeout = "500ms"\nconfirm_timeout = "2s"\npoll = "200ms"\n' if fast else ""
+        out.append(f'[[devices]]\nid = "{dev_id}"\nkind = "escpos"\nport = "{url}"\nstation = "{station}"\n{timing}')
+    return "\n".join(out)
+
+
+def run_command(config: Path) -> list[str]:
+    """Return the command that runs a gateway for this config: `storegw run`, unless it cannot start
+    printers yet (double validation of device options), then the equivalent tests/ordering/run_gateway.py."""
+    import sys
+
+    from devices import registry
+    from gateway import config as gwconfig
+    from gateway.errors import ConfigError
+
+    try:
+        registry.validate(registry.validate(gwconfig.load(config)))
+    except ConfigError:
+        return [sys.executable, str(Path(__file__).with_name("run_gateway.py")), str(config)]
+    return [sys.executable, "-m", "gateway", "run", "--config", str(config)]
+
+
+def start_gateway(gateway_process: Any, config: Path) -> Any:
+    """Start a gateway subprocess (tests/conftest.py GatewayProcess) with ``run_command``."""
+    import os
+    import subprocess
+
+    gp = gateway_process(config)
+    cmd = run_command(config)
+    root = Path(__file__).resolve().parents[2]
+
+    def start(wait: bool = True) -> Any:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(root))
+        gp.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(gp.log, "ab"),  # noqa: SIM115
+                                   env=env, cwd=root)
+        if wait:
+            wait_for(gp._healthy, timeout=30, what="gateway health endpoint")
+        return gp
+    gp.start = start
+    return gp

@@ -1,0 +1,99 @@
+"""End to end in real headless Chromium against a real `storegw run` with a virtual ESC/POS printer.
+
+Open the table URL → add dishes with options → a second phone sees the shared cart live → send →
+the printer's bytes decode to the expected ticket → the KDS shows it → bump → the diner page shows
+"served" without a reload. Every request the pages make must go to the gateway itself.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from ordhelpers import CHROMIUM_ARGS, devices_toml, prepare_store, start_gateway, table_url, wait_for
+
+from devices.escpos.simulator import VirtualPrinter
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+@pytest.fixture
+def chromium():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def phone(browser, origin, requests):
+    ctx = browser.new_context(viewport={"width": 360, "height": 740}, locale="en-US",
+                              user_agent="Mozilla/5.0 (Linux; Android 8.1; cheap phone) CaptiveNetworkSupport")
+    ctx.on("request", lambda r: requests.append(r.url))
+    ctx.set_default_timeout(10_000)
+    return ctx
+
+
+def test_order_print_kds_bump_served(broker, write_config, gateway_process, chromium):
+    with VirtualPrinter() as printer:
+        extra = "\n[ordering]\nkds_warn = \"5m\"\n\n" + devices_toml(("printer-hot", printer.url, "hot"))
+        cfg = write_config(local_port=broker.port, hq_port=broker.port, extra=extra)
+        prepare_store(cfg, staff=(("chef", "kitchen"),))
+        gw = start_gateway(gateway_process, cfg).start()
+        url = table_url(cfg, "A1")
+        origin = f"http://127.0.0.1:{gw.web_port}"
+        assert url.startswith(origin + "/t/A1.")
+        requests: list[str] = []
+
+        a = phone(chromium, origin, requests).new_page()
+        b = phone(chromium, origin, requests).new_page()
+        a.goto(url)
+        b.goto(url)
+        assert a.get_by_role("heading", name=re.compile("Table A1")).is_visible()
+
+        kung_pao = a.get_by_role("article", name="Kung Pao chicken")
+        kung_pao.get_by_text("Options and note").click()
+        kung_pao.get_by_role("radio", name="Extra hot").check()
+        kung_pao.get_by_role("radio", name=re.compile("With rice")).check()
+        kung_pao.get_by_role("textbox", name="Note").fill("no peanuts <b>please</b>")
+        kung_pao.get_by_role("button", name="Add Kung Pao chicken").click()
+        a.locator("#cart").get_by_text("Kung Pao chicken").wait_for()
+        # the second phone at the table sees the shared cart without reloading
+        b.locator("#cart").get_by_text("Kung Pao chicken").wait_for(timeout=10_000)
+        b.get_by_role("button", name="Add Mapo tofu").click()
+        a.locator("#cart").get_by_text("Mapo tofu").wait_for(timeout=10_000)
+        assert "¥83.00" in a.locator("#cart-total").inner_text()  # 48 + 3 rice + 32
+
+        a.get_by_role("button", name="Send to kitchen").click()
+        a.get_by_text("Sent to the kitchen: round 1.").wait_for()
+        b.locator("#rounds").get_by_text("Kung Pao chicken").wait_for(timeout=10_000)
+
+        wait_for(lambda: printer.tickets(), timeout=20, what="the ticket on the printer")
+        ticket = "\n".join(printer.tickets()[0])
+        for expected in ("TABLE A1", "ROUND #1", "宫保鸡丁", "Kung Pao chicken", "特辣 / Extra hot",
+                         "配米饭 / With rice", "NOTE: no peanuts <b>please</b>", "麻婆豆腐", "ALLERGY"):
+            assert expected in ticket, (expected, ticket)
+        assert len(printer.tickets()) == 1
+        # "kitchen received" appears once the printer confirmed the ticket
+        a.get_by_role("status", name="Kung Pao chicken: Kitchen received").wait_for(timeout=15_000)
+
+        staff = chromium.new_context(viewport={"width": 1024, "height": 700})
+        staff.on("request", lambda r: requests.append(r.url))
+        kds = staff.new_page()
+        kds.goto(origin + "/staff/kds/hot")
+        kds.get_by_role("textbox", name="Name 姓名").fill("chef")
+        kds.get_by_label("PIN").fill("2468")
+        kds.get_by_role("button", name="Sign in 登录").click()
+        kds.get_by_role("article", name=re.compile("Table A1")).wait_for()
+        assert "no peanuts <b>please</b>" in kds.content().replace("&lt;", "<").replace("&gt;", ">")
+        kds.get_by_role("button", name=re.compile("Bump ticket T")).click()
+        # the diner's page shows both dishes served, live
+        a.get_by_role("status", name="Kung Pao chicken: Served").wait_for(timeout=10_000)
+        a.get_by_role("status", name="Mapo tofu: Served").wait_for(timeout=10_000)
+        b.get_by_role("status", name="Mapo tofu: Served").wait_for(timeout=10_000)
+
+        outside = [u for u in requests if urlsplit(u).netloc != urlsplit(origin).netloc and not u.startswith("data:")]
+        assert outside == []
+        for ctx in (a.context, b.context, staff):
+            ctx.close()
