@@ -85,11 +85,10 @@ class PrinterConfig:
         parse_port(dev.port, f"{where}.port")
         width = int(o.get("width", 48))
         if not 16 <= width <= 96:
-            raise ConfigError(f"{where}.options.width: expected 16-96 characters (48 for 80 mm paper, 32 for "
-                              f"58 mm), found {width}", key=f"{where}.options.width")
+            raise ConfigError(f"{where}.width: expected 16-96 characters (48 for 80 mm paper, 32 for "
+                              f"58 mm), found {width}", key=f"{where}.width")
         if int(o.get("max_attempts", 5)) < 1:
-            raise ConfigError(f"{where}.options.max_attempts: expected at least 1",
-                              key=f"{where}.options.max_attempts")
+            raise ConfigError(f"{where}.max_attempts: expected at least 1", key=f"{where}.max_attempts")
         return cls(id=dev.id, port=dev.port, station=str(o.get("station") or ""),
                    backup=str(o.get("backup") or ""), failover_after=float(o.get("failover_after", 60.0)),
                    encoding=str(o.get("encoding", "gb18030")), width=width, cut=bool(o.get("cut", True)),
@@ -330,6 +329,21 @@ class _Worker:
                 "rerouted": st.rerouted, "failed": st.failed, "last_error": st.last_error or None}
 
 
+def validate_printers(devices: tuple[DeviceConfig, ...] | list[DeviceConfig]) -> dict[str, PrinterConfig]:
+    """Return every printer's settings; check ports, widths and backup references (ConfigError)."""
+    printers: dict[str, PrinterConfig] = {}
+    for i, dev in enumerate(devices):
+        if dev.kind == "escpos":
+            printers[dev.id] = PrinterConfig.from_device(dev, f"devices[{i}]")
+    for i, dev in enumerate(devices):
+        backup = printers[dev.id].backup if dev.id in printers else ""
+        if backup and (backup not in printers or backup == dev.id):
+            others = ", ".join(p for p in printers if p != dev.id) or "none"
+            raise ConfigError(f"devices[{i}].backup: \"{backup}\" is not another printer; printers: {others}",
+                              key=f"devices[{i}].backup")
+    return printers
+
+
 class PrintService:
     """The durable print queue and its per-printer workers."""
 
@@ -340,16 +354,7 @@ class PrintService:
         self.hub = gw.hub
         self._read = gw.store.read
         self.devices = queue.printers_of(gw.cfg.devices)
-        self.printers: dict[str, PrinterConfig] = {}
-        for i, dev in enumerate(gw.cfg.devices):
-            if dev.kind == "escpos":
-                self.printers[dev.id] = PrinterConfig.from_device(dev, f"devices[{i}]")
-        for i, dev in enumerate(gw.cfg.devices):
-            backup = self.printers[dev.id].backup if dev.id in self.printers else ""
-            if backup and (backup not in self.printers or backup == dev.id):
-                others = ", ".join(p for p in self.printers if p != dev.id) or "none"
-                raise ConfigError(f"devices[{i}].options.backup: \"{backup}\" is not another printer; "
-                                  f"printers: {others}", key=f"devices[{i}].options.backup")
+        self.printers = validate_printers(gw.cfg.devices)
         self.workers = {pid: _Worker(self, cfg) for pid, cfg in self.printers.items()}
         self._listeners: list[Listener] = []
         self._prune_lock = threading.Lock()

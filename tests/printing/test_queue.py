@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ from printkit import (  # noqa: F401 - fixtures
     wait_for,
 )
 
+from gateway.errors import ConfigError
 from gateway.printing import PrintError
+from gateway.printing.service import validate_printers
 
 ROOT = Path(__file__).resolve().parents[2]
 DRAWER_KICK = bytes.fromhex("1b700019fa")  # ESC p 0 25 250
@@ -297,3 +300,30 @@ def test_storegw_print_and_jobs_against_the_running_gateway(gateway_factory, vpr
     assert 'did you mean "kitchen"' in wrong.stderr.decode()
     empty = storegw("print", "--config", config, "--printer", "kitchen", stdin=b"")
     assert empty.returncode == 2
+
+
+def printer_devices(devices: str):
+    from devices import registry
+    from gateway import config
+
+    return registry.validate(config.parse(tomllib.loads('[store]\nid = "sh-001"\n' + devices))).devices
+
+
+def test_printer_config_is_checked_with_messages_that_teach():
+    devs = printer_devices(device_toml("a", "tcp://10.0.0.5", backup="b", station="kitchen")
+                           + device_toml("b", "/dev/ttyUSB0", width=32, encoding="cp437"))
+    printers = validate_printers(devs)
+    a = printers["a"]
+    assert (a.width, a.encoding, a.failover_after, a.poll) == (48, "gb18030", 60.0, 0.1)
+    assert (printers["b"].width, printers["b"].encoding, printers["a"].backup) == (32, "cp437", "b")
+
+    with pytest.raises(ConfigError, match=r'devices\[0\]\.backup: "c" is not another printer; printers: b'):
+        validate_printers(printer_devices(device_toml("a", "tcp://x", backup="c") + device_toml("b", "tcp://y")))
+    with pytest.raises(ConfigError, match=r"devices\[0\]\.width: expected 16-96"):
+        validate_printers(printer_devices(device_toml("a", "tcp://x", width=8)))
+    with pytest.raises(ConfigError, match=r"devices\[0\]\.port"):
+        validate_printers(printer_devices(device_toml("a", "http://printer/")))
+    with pytest.raises(ConfigError, match='did you mean "gb18030"'):
+        printer_devices(device_toml("a", "tcp://x", encoding="gb1830"))
+    with pytest.raises(ConfigError, match="no time unit"):
+        printer_devices(device_toml("a", "tcp://x", failover_after=5))
