@@ -161,6 +161,7 @@ class _Worker:
                 self._stop.wait(max(self.cfg.poll, 1.0))
 
     def _step(self) -> None:
+        self._wake.clear()  # before reading: a wake that comes after the read is not lost
         conn = self.svc.read()
         job = queue.next_job(conn, self.cfg.id)
         if job is None:
@@ -182,7 +183,6 @@ class _Worker:
             self.svc.maybe_prune()
         wait = NUDGE_POLL if time.monotonic() - self._nudged < NUDGE_WINDOW else JOB_POLL
         self._wake.wait(wait)
-        self._wake.clear()
 
     def _check(self, *, waiting: bool) -> StatusReport:
         """Ask the printer's status and apply it (alerts, availability)."""
