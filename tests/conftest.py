@@ -1,97 +1,16 @@
-"""Real parts for tests: Mosquitto brokers on free loopback ports, config files, gateway processes."""
+"""Fixtures with real parts: Mosquitto brokers, config files, gateway processes (see realparts.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from realparts import GatewayProcess, Mosquitto, config_text, free_port, validate_hq_message
 
-ROOT = Path(__file__).resolve().parent.parent
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    """Return a free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    """Wait until something listens on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port}")
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
-    """Poll ``pred`` until it returns a truthy value (a bounded wait, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
-class Mosquitto:
-    """A real Mosquitto broker on a loopback port; can be stopped and restarted on the same port."""
-
-    def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = False) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.proc: subprocess.Popen | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            # as root, mosquitto would drop to its own user, which cannot write into tmp_path
-            + ("user root\n" if os.geteuid() == 0 else "")
-            + f"persistence {'true' if persistence else 'false'}\n"
-            f"persistence_location {workdir}/\n"
-            "max_queued_messages 200000\n"
-            "max_inflight_messages 1000\n"
-            "set_tcp_nodelay true\n"
-            "log_dest stderr\n"
-            "log_type error\n")
-
-    def start(self) -> Mosquitto:
-        """Start (or restart) the broker and wait until it listens."""
-        if not Path(MOSQUITTO).exists():
-            pytest.fail("mosquitto is not installed: run `apt-get install mosquitto` (the test script does this)")
-        with open(self.workdir / "mosquitto.log", "ab") as log:
-            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
-        wait_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        """Stop the broker."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+_schema_problems: list[str] = []
 
 
 @pytest.fixture
@@ -115,37 +34,6 @@ def broker(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
     return mosquitto_factory("local")
 
 
-def config_text(data_dir: Path, *, local_port: int, hq_port: int, web_port: int, extra: str = "",
-                window: str = "2s", grace: str = "1s", store_id: str = "sh-001", uplink: str = "") -> str:
-    """Return a test config for a gateway talking to real brokers."""
-    return f"""\
-[store]
-id = "{store_id}"
-data_dir = "{data_dir.as_posix()}"
-
-[local_mqtt]
-host = "127.0.0.1"
-port = {local_port}
-
-[uplink]
-host = "127.0.0.1"
-port = {hq_port}
-tls = false
-reconnect_min = "200ms"
-reconnect_max = "2s"
-{uplink}
-
-[web]
-listen = "127.0.0.1:{web_port}"
-public_host = "127.0.0.1:{web_port}"
-
-[telemetry]
-summary_window = "{window}"
-summary_grace = "{grace}"
-{extra}
-"""
-
-
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write a config file for real brokers; returns its path."""
@@ -156,58 +44,6 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
                                     web_port=web_port or free_port(), **kw))
         return path
     return write
-
-
-class GatewayProcess:
-    """A real `storegw run` subprocess (killable with SIGKILL, restartable)."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.proc: subprocess.Popen | None = None
-        text = config.read_text()
-        self.web_port = int(text.split("listen = \"127.0.0.1:")[1].split("\"")[0])
-
-    def start(self, wait: bool = True) -> GatewayProcess:
-        """Start `storegw run` and wait for its health endpoint."""
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
-                                         stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=ROOT)
-        if wait:
-            wait_for(self._healthy, timeout=30, what="gateway health endpoint")
-        return self
-
-    def _healthy(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"storegw run exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-        try:
-            self.health()
-        except OSError:
-            return False
-        return True
-
-    def health(self) -> dict[str, Any]:
-        """Return the health document."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/api/v1/health", timeout=5) as r:
-            return json.load(r)
-
-    def kill(self) -> None:
-        """SIGKILL the gateway (a crash or power cut, as far as the process knows)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> int:
-        """SIGTERM and wait; return the exit code."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                return self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait()
-        return self.proc.returncode if self.proc else 0
 
 
 @pytest.fixture
@@ -223,42 +59,6 @@ def gateway_process(tmp_path: Path) -> Iterator[Callable[[Path], GatewayProcess]
     yield make
     for p in procs:
         p.stop()
-
-
-# -- every message that reaches HQ in any test is validated against docs/schemas (C4)
-
-SCHEMA_DIR = ROOT / "docs" / "schemas"
-TOPIC_SCHEMAS = {
-    "/status": "status.json",
-    "/telemetry/summary": "telemetry-summary.json",
-    "/telemetry/raw": "telemetry-raw.json",
-    "/alerts": "alerts.json",
-    "/devices": "devices.json",
-    "/orders/summary": "orders-summary.json",
-}
-_schema_problems: list[str] = []
-_validators: dict[str, Any] = {}
-
-
-def validate_hq_message(topic: str, doc: Any) -> str | None:
-    """Return a problem description if an upstream message does not match its JSON Schema."""
-    import jsonschema
-
-    suffix = next((s for s in TOPIC_SCHEMAS if topic.endswith(s)), None)
-    if suffix is None:
-        return f"{topic}: no JSON Schema documents this topic (docs/schemas)"
-    path = SCHEMA_DIR / TOPIC_SCHEMAS[suffix]
-    if not path.exists():
-        return f"{topic}: schema file {path.name} is missing"
-    validator = _validators.get(suffix)
-    if validator is None:
-        schema = json.loads(path.read_text())
-        validator = _validators[suffix] = jsonschema.Draft202012Validator(
-            schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
-    if errors:
-        return f"{topic}: {errors[0].message} at {list(errors[0].path)}"
-    return None
 
 
 @pytest.fixture(autouse=True)

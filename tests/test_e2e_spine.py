@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import wait_for
+from realparts import wait_for
 
 from gateway.hqwatch import HQCollector
 from gateway.mqtt import new_client

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, wait_for
+from realparts import ROOT, wait_for
 
 from gateway.hqwatch import HQCollector
 from gateway.mqtt import new_client
@@ -116,7 +116,7 @@ def test_mqtt5_and_mutual_tls_to_hq(mosquitto_factory, write_config, gateway_pro
     local = mosquitto_factory("local")
     hq = mosquitto_factory("hq")  # plain listener for the test's HQ consumer
     ca, (srv_crt, srv_key), (cli_crt, cli_key) = _make_ca(tmp_path)
-    from conftest import free_port
+    from realparts import free_port
 
     tls_port = free_port()
     hq.stop()
@@ -124,7 +124,7 @@ def test_mqtt5_and_mutual_tls_to_hq(mosquitto_factory, write_config, gateway_pro
         fh.write(f"\nlistener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {srv_crt}\nkeyfile {srv_key}\n"
                  "require_certificate true\nuse_identity_as_username true\n")
     hq.start()
-    from conftest import wait_port
+    from realparts import wait_port
 
     wait_port(tls_port)
     uplink = (f'ca_file = "{ca}"\ncert_file = "{cli_crt}"\nkey_file = "{cli_key}"\nprotocol = "5"\n')

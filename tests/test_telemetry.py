@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import free_port, wait_for
+from realparts import free_port, wait_for
 
 from gateway import config as config_mod
 from gateway.alerts import AlertManager
