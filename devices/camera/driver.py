@@ -110,6 +110,7 @@ class CameraDriver:
         if self._thread is not None:
             raise RuntimeError(f"camera {self.device_id} already started")
         self._sink = sink
+        self._reported = None
         self._stop.clear()
         self._thread = threading.Thread(target=self._supervise, name=f"camera-{self.device_id}", daemon=True)
         self._thread.start()

@@ -8,7 +8,8 @@ Why it is faster than ``cv2.QRCodeDetector().detectAndDecode(frame)`` on the who
    Every ``refresh_every`` skipped frames the scene is processed anyway, so a slow drift is never missed.
 2. **Detect small.** Codes are located on a copy downscaled to ``downscale_width`` pixels with the
    ArUco-based QR detector (``cv2.QRCodeDetectorAruco``), which finds finder patterns quickly and
-   rejects frames without a code in about a millisecond on a desktop core.
+   rejects frames without a code in 1-2 ms on a desktop core (the plain detector spends ~20 ms on
+   a 1280x720 frame either way).
 3. **Decode only the candidates, at full resolution.** Each detected quadrilateral is scaled back to
    the full-resolution frame, cropped with a margin, and only that crop is converted to grayscale and
    decoded: first by sampling at the corners already found, then, if that fails, by letting the
