@@ -83,6 +83,7 @@ class OrderingService:
         printing = self.printing
         if printing is not None and hasattr(printing, "on_update"):
             printing.on_update(self._on_print_update)
+            self.reconcile_prints()  # jobs that changed state before we listened (e.g. right after a restart)
         self.gw.hub.subscribe("code", self._on_scan)
         self._thread = threading.Thread(target=self._loop, name="storegw-ordering", daemon=True)
         self._thread.start()
@@ -108,6 +109,7 @@ class OrderingService:
                 if rev != self._seen_rev:  # `storegw menu import` / `tables rotate` ran beside us
                     self._seen_rev = rev
                     self.reload()
+                self.reconcile_prints(min_age_ms=3000)
                 if time.monotonic() - last_summary >= 30:
                     last_summary = time.monotonic()
                     self.writer.submit(lambda c: summary.hourly(self, c), on_commit=self._wake_uplink)
@@ -449,6 +451,22 @@ class OrderingService:
                                on_commit=self._bump_many)
         except Exception:
             _LOGGER.exception("Could not record print job state")
+
+    def reconcile_prints(self, min_age_ms: int = 0) -> int:
+        """Apply print job states the callback may have missed; return how many tickets changed."""
+        printing = self.printing
+        if printing is None or not hasattr(printing, "job"):
+            return 0
+        rows = self.gw.store.read().execute(
+            "SELECT job_id, state, printer FROM ord_tickets WHERE state IN ('queued', 'sent') AND job_id IS NOT NULL "
+            "AND created_ms <= ?", (now_ms() - min_age_ms,)).fetchall()
+        changed = 0
+        for job_id, state, printer in rows:
+            job = printing.job(job_id)
+            if job and (job["state"] != state or job["printer"] != printer):
+                self._on_print_update(job_id, job["state"], job["printer"])
+                changed += 1
+        return changed
 
     def _bump_many(self, channels: Any) -> None:
         if channels:

@@ -166,3 +166,62 @@ def start_gateway(gateway_process: Any, config: Path) -> Any:
         return gp
     gp.start = start
     return gp
+
+
+class HttpDiner:
+    """A no-JS phone talking HTTP to a real gateway (urllib; redirects are not followed)."""
+
+    def __init__(self, url: str, d: str = "httpdiner1") -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.path = parts.path
+        self.d = d
+
+    def _open(self, method: str, path: str, data: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect)
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        req = urllib.request.Request(self.origin + path, data=body, method=method)
+        try:
+            with opener.open(req, timeout=10) as r:
+                return r.status, r.read().decode(), dict(r.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(), dict(err.headers)
+
+    def page(self) -> str:
+        status, html, _ = self._open("GET", f"{self.path}?d={self.d}&lang=en")
+        assert status == 200, status
+        return html
+
+    def fields(self) -> dict[str, str]:
+        html = self.page()
+        return {"csrf": re.search(r'name="csrf" value="([^"]+)"', html).group(1),
+                "idem": (re.search(r'name="idem" value="([^"]+)"', html) or [None, ""])[1]}
+
+    def post(self, action: str, **fields: str) -> tuple[int, str]:
+        f = self.fields()
+        data = {"csrf": f["csrf"], "d": self.d, "lang": "en", **fields}
+        status, body, _ = self._open("POST", f"{self.path}/{action}", data)
+        return status, body
+
+    def send(self) -> tuple[int, str]:
+        f = self.fields()
+        status, body, headers = self._open("POST", f"{self.path}/submit",
+                                           {"csrf": f["csrf"], "d": self.d, "lang": "en", "idem": f["idem"]})
+        return status, headers.get("Location", body)
+
+    def state(self) -> dict[str, Any]:
+        import json
+
+        status, body, _ = self._open("GET", f"{self.path}/state.json")
+        assert status == 200, (status, body)
+        return json.loads(body)
