@@ -25,6 +25,8 @@ def spec(kind: str) -> DriverSpec | None:
 
 def validate(cfg: Config) -> Config:
     """Validate each device's kind, port and family options; return the config with typed options."""
+    if cfg.devices_validated:
+        return cfg
     devices = []
     for i, dev in enumerate(cfg.devices):
         where = f"devices[{i}]"
@@ -45,4 +47,4 @@ def validate(cfg: Config) -> Config:
         if check is not None:
             check(options, where)  # family-specific checks (e.g. a Modbus register map) at load time
         devices.append(dataclasses.replace(dev, options=options))
-    return dataclasses.replace(cfg, devices=tuple(devices))
+    return dataclasses.replace(cfg, devices=tuple(devices), devices_validated=True)

@@ -212,7 +212,9 @@ class Gateway:
 def build(cfg: Config) -> Gateway:
     """Open the store and wire a Gateway for this config (nothing runs until ``start``)."""
     from devices import registry
+    from gateway import services
 
     cfg = registry.validate(cfg)
+    services.check_config(cfg)
     store = open_store(cfg.data_path, cfg.store.key_file)
     return Gateway(cfg, store)

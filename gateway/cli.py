@@ -78,9 +78,11 @@ def main(ctx: click.Context, verbose: bool) -> None:
 def load_config(path: str) -> Any:
     """Load and fully validate a config file (including device options)."""
     from devices import registry
-    from gateway import config
+    from gateway import config, services
 
-    return registry.validate(config.load(path))
+    cfg = registry.validate(config.load(path))
+    services.check_config(cfg)
+    return cfg
 
 
 @main.command()

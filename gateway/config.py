@@ -360,6 +360,7 @@ class Config:
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
+    devices_validated: bool = False  # family options typed by devices.registry.validate
 
     @property
     def data_path(self) -> Path:
@@ -468,7 +469,11 @@ def _build_devices(raw: Any) -> tuple[DeviceConfig, ...]:
         if dev_id in seen:
             raise ConfigError(f"{where}.id: device id \"{dev_id}\" is used twice", key=f"{where}.id")
         seen.add(dev_id)
-        options = {k: v for k, v in item.items() if k not in ("id", "kind", "port")}
+        options = {k: v for k, v in item.items() if k not in ("id", "kind", "port", "options")}
+        nested = item.get("options", {})
+        if not isinstance(nested, dict):
+            raise ConfigError(f"{where}.options: expected a table of family options", key=f"{where}.options")
+        options.update(nested)  # [devices.options] tables and inline keys are the same thing
         out.append(DeviceConfig(
             id=dev_id,
             kind=_check_str(item["kind"], f"{where}.kind"),

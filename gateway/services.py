@@ -19,6 +19,31 @@ SERVICES: dict[str, str] = {
 }
 
 
+# Service-level config checks run by `storegw config check` and at start: "module:function(cfg)".
+CONFIG_CHECKS: tuple[str, ...] = (
+    "gateway.printing.service:check_config",
+)
+
+
+def _resolve(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            return None
+        raise
+    return getattr(module, attr, None)
+
+
+def check_config(cfg: Any) -> None:
+    """Run every service's config checks (raise ConfigError naming the key and the fix)."""
+    for target in CONFIG_CHECKS:
+        fn = _resolve(target)
+        if fn is not None:
+            fn(cfg)
+
+
 def build_all(gw: Any) -> dict[str, Any]:
     """Build and start every available service, in order."""
     out: dict[str, Any] = {}

@@ -139,3 +139,37 @@ def test_cli_config_show(tmp_path):
     res = _cli("config", "show", str(p))
     assert res.returncode == 0
     assert b'"keepalive": 30.0' in res.stdout
+
+
+def test_device_options_validate_once_and_accept_a_nested_table(tmp_path):
+    from devices import registry
+
+    cfg = _load(tmp_path, MINIMAL + """
+[[devices]]
+id = "scanner-bar"
+kind = "scanner"
+port = "loop://"
+debounce = "2s"
+
+[[devices]]
+id = "printer-hot"
+kind = "escpos"
+port = "tcp://127.0.0.1:9100"
+[devices.options]
+station = "hot"
+""")
+    once = registry.validate(cfg)
+    assert registry.validate(once) is once  # `storegw run` validates, then build() must not re-parse
+    scanner, printer = once.devices
+    assert scanner.options["debounce"] == 2.0
+    assert printer.options["station"] == "hot"
+
+
+def test_cli_config_check_reports_device_option_errors(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text(MINIMAL + '[[devices]]\nid = "s"\nkind = "scaner"\nport = "loop://"\n')
+    res = _cli("config", "check", str(p))
+    assert res.returncode == 2 and b'did you mean "scanner"' in res.stderr
+    p.write_text(MINIMAL + '[[devices]]\nid = "s"\nkind = "scanner"\nport = "loop://"\ndebounce = 2\n')
+    res = _cli("config", "check", str(p))
+    assert res.returncode == 2 and b"devices[0].debounce" in res.stderr and b'"2s"' in res.stderr

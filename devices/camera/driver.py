@@ -227,7 +227,7 @@ class CameraDriver:
             if isinstance(code, str) and code and self._debouncer.accept(code, now):
                 _LOGGER.debug("Camera %s: scanned a code", self.device_id)
                 if sink is not None:
-                    sink.event(DeviceEvent(self.device_id, kind="scan", ts_ms=now_ms(),
+                    sink.event(DeviceEvent(self.device_id, kind="code", ts_ms=now_ms(),
                                            data={"code": code, "source": "camera"}))
 
     def _set_available(self, available: bool, reason: str) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 
 from devices.escpos import render
 from devices.escpos.driver import SILENT, PrinterConnection, StatusReport, parse_port
-from gateway.config import DeviceConfig
+from gateway.config import Config, DeviceConfig
 from gateway.errors import ConfigError, DeviceUnavailable, GatewayError
 from gateway.models import Availability, now_ms
 from gateway.printing import PrintError, queue
@@ -327,6 +327,11 @@ class _Worker:
                 "station": self.cfg.station or None, "backup": self.cfg.backup or None, "queue": depth,
                 "paper_near_end": st.paper_near_end, "printed": st.printed, "reprinted": st.reprinted,
                 "rerouted": st.rerouted, "failed": st.failed, "last_error": st.last_error or None}
+
+
+def check_config(cfg: Config) -> None:
+    """Check printer ports, widths and backup references at config load (`storegw config check`)."""
+    validate_printers(cfg.devices)
 
 
 def validate_printers(devices: tuple[DeviceConfig, ...] | list[DeviceConfig]) -> dict[str, PrinterConfig]:

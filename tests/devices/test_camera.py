@@ -207,7 +207,7 @@ def test_driver_reports_each_code_once_and_the_end_of_a_file(tmp_path: Path, dri
     assert sink.changes[1].reason == "end of the video file"
     # The third presentation of M1000000001 is within the debounce window: reported once.
     assert sink.codes() == ["M1000000001", "VCH-200300-QWERTY"]
-    assert {e.kind for e in sink.events} == {"scan"}
+    assert {e.kind for e in sink.events} == {"code"}
     assert {e.data["source"] for e in sink.events} == {"camera"}
     assert all(e.device == "cam-1" for e in sink.events)
 
