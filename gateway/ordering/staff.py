@@ -32,7 +32,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "technician": frozenset({"reprint", "kds"}),
 }
 PAY_METHODS = ("cash", "card", "qr")
-_HASHER = PasswordHasher()
+# 8 MiB, 3 passes: argon2's 64 MiB default would double the gateway's memory at every login
+# on a Pi (target <= 80 MB RSS); PINs are also protected by rate limits and the encrypted store.
+_HASHER = PasswordHasher(time_cost=3, memory_cost=8 * 1024, parallelism=1)
 
 
 @dataclass(frozen=True)
