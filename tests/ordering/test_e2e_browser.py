@@ -38,7 +38,7 @@ def phone(browser, origin, requests):
 def test_order_print_kds_bump_served(broker, write_config, gateway_process, chromium):
     with VirtualPrinter() as printer:
         extra = "\n[ordering]\nkds_warn = \"5m\"\n\n" + devices_toml(("printer-hot", printer.url, "hot"))
-        cfg = write_config(local_port=broker.port, hq_port=broker.port, extra=extra)
+        cfg = write_config(local_port=broker.port, hq_port=broker.port, uplink='client_id = "hq-side"', extra=extra)
         prepare_store(cfg, staff=(("chef", "kitchen"),))
         gw = start_gateway(gateway_process, cfg).start()
         url = table_url(cfg, "A1")

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_sigkill_before_print_then_prints_exactly_once(broker, write_config, gateway_process):
     with VirtualPrinter() as printer:
         printer.refuse(True)  # the kitchen printer is off: the ticket cannot print yet
-        cfg = write_config(local_port=broker.port, hq_port=broker.port,
+        cfg = write_config(local_port=broker.port, hq_port=broker.port, uplink='client_id = "hq-side"',
                            extra=devices_toml(("printer-hot", printer.url, "hot")))
         prepare_store(cfg)
         gw = start_gateway(gateway_process, cfg).start()
