@@ -6,7 +6,6 @@ an exit code (0 ok, 1 failure, 2 invalid config or usage). Tracebacks only with 
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import logging
@@ -15,12 +14,12 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from gateway import __version__
+from gateway.clikit import handle_errors, load_config
 from gateway.errors import GatewayError
 
 # Commands contributed by other packages: "module:attribute" of a click command or group.
@@ -42,20 +41,6 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn GatewayError into a one-line message and its exit code."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except GatewayError as err:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
-                raise
-            click.echo(f"storegw: error: {err}", err=True)
-            sys.exit(err.exit_code)
-    return wrapper
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="storegw")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
@@ -73,16 +58,6 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
     _setup_logging(verbose)
-
-
-def load_config(path: str) -> Any:
-    """Load and fully validate a config file (including device options)."""
-    from devices import registry
-    from gateway import config, services
-
-    cfg = registry.validate(config.load(path))
-    services.check_config(cfg)
-    return cfg
 
 
 @main.command()

@@ -8,41 +8,19 @@ within about a second. The job id is printed only after the commit: a printed id
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 
+from gateway.clikit import handle_errors as _handle_errors
+from gateway.clikit import load_config as _load
 from gateway.errors import ConfigError, GatewayError
 
 _STATES = ("queued", "sent", "confirmed", "failed")
-
-
-def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn GatewayError into one line on stderr and its exit code (as gateway.cli does)."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except GatewayError as err:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
-                raise
-            click.echo(f"storegw: error: {err}", err=True)
-            sys.exit(err.exit_code)
-    return wrapper
-
-
-def _load(config_path: str) -> Any:
-    from devices import registry
-    from gateway import config
-
-    return registry.validate(config.load(config_path))
 
 
 def _connect(cfg: Any) -> Any:
