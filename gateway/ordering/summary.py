@@ -32,10 +32,10 @@ def _ticket_times(conn: Connection, where: str, args: tuple[Any, ...]) -> dict[s
 
 
 def _items(conn: Connection, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+    sql = ("SELECT item_id, name_zh, name_en, sum(qty), sum(CASE WHEN comp THEN 0 ELSE qty * unit_cents END) "  # noqa: S608
+           f"FROM ord_lines WHERE status != 'void' AND {where} GROUP BY item_id ORDER BY item_id")
     return [{"item": iid, "name_zh": zh, "name_en": en, "qty": qty, "revenue_cents": rev}
-            for iid, zh, en, qty, rev in conn.execute(
-                "SELECT item_id, name_zh, name_en, sum(qty), sum(CASE WHEN comp THEN 0 ELSE qty * unit_cents END) "
-                f"FROM ord_lines WHERE status != 'void' AND {where} GROUP BY item_id ORDER BY item_id", args)]  # noqa: S608
+            for iid, zh, en, qty, rev in conn.execute(sql, args)]
 
 
 def bill_summary(svc: OrderingService, c: Connection, sid: int, table_id: str, method: str,

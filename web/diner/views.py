@@ -13,8 +13,17 @@ import threading
 import time
 from typing import Any
 
-from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
-                   stream_with_context, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
 from gateway.errors import OrderingError
 from gateway.ordering.menu import ALLERGENS, allergen_name
@@ -233,10 +242,8 @@ def nickname(token: str) -> Any:
 def _etag_response(svc: Any, table_id: str, extra: str, make: Any, mimetype: str) -> Response:
     version = svc.view_version(table_id)
     etag = f'"{version}-{extra}"'
-    if request.headers.get("If-None-Match") == etag:
-        resp = Response(status=304)
-    else:
-        resp = Response(make(), mimetype=mimetype)
+    fresh = request.headers.get("If-None-Match") == etag
+    resp = Response(status=304) if fresh else Response(make(), mimetype=mimetype)
     resp.headers["ETag"] = etag
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-View-Version"] = str(version)

@@ -15,8 +15,20 @@ import time
 from functools import wraps
 from typing import Any
 
-from flask import (Blueprint, Response, abort, current_app, flash, g, get_flashed_messages, redirect,
-                   render_template, request, session, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from gateway.errors import OrderingError
 from gateway.ordering import kitchen
