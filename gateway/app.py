@@ -138,7 +138,9 @@ class Gateway:
         host, _, port = self.cfg.web.listen.rpartition(":")
         app = create_app(self)
         self.web_server = create_server(app, host=host.strip("[]"), port=int(port), threads=self.cfg.web.threads,
-                                        ident="storegw", clear_untrusted_proxy_headers=True)
+                                        ident="storegw", clear_untrusted_proxy_headers=True,
+                                        # a dinner rush keeps hundreds of phones connected (waitress default: 100)
+                                        connection_limit=1000, channel_timeout=60)
         threading.Thread(target=self.web_server.run, name="storegw-web", daemon=True).start()
 
     # -- systemd

@@ -28,6 +28,7 @@ PLUGIN_COMMANDS = (
     "gateway.printing.cli:jobs_cmd",
     "gateway.ordering.cli:tables",
     "gateway.ordering.cli:menu",
+    "gateway.ordering.cli:staff",
     "devices.cli:simulate",
 )
 

@@ -228,7 +228,7 @@ class LocalMqttConfig:
     host: str = opt("str", "127.0.0.1", help="Broker host.")
     port: int = opt("port", 1883, help="Broker port.")
     embedded: bool = opt("bool", False, help="Start the built-in pure-Python broker on host:port (dev/demo only).")
-    client_id: str = opt("str", "", help="MQTT client id of the gateway; default storegw-STORE_ID "
+    client_id: str = opt("str", "", help="MQTT client id of the gateway; default storegw-STORE_ID-local "
                          "(stable, so the broker keeps the persistent session).")
     username: str = opt("str", "", help="Username on the local broker.")
     password_file: str = opt("path", "", help="File holding the local broker password (never in this file).",
@@ -268,8 +268,9 @@ class WebConfig:
     """[web]: the local HTTP server (diner, staff and technician pages, health)."""
 
     listen: str = opt("listen", "0.0.0.0:8080", help="HOST:PORT to listen on.")
-    public_host: str = opt("str", "", help="Host (and :port) that table QR codes point at, e.g. order.example-store.cn.")
-    threads: int = opt("int", 8, help="Worker threads of the HTTP server.")
+    public_host: str = opt("str", "", help="Host (and :port) that table QR codes point at, "
+                           "e.g. order.example-store.cn.")
+    threads: int = opt("int", 16, help="Worker threads of the HTTP server.")
 
 
 @dataclass(frozen=True)

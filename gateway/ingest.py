@@ -50,7 +50,7 @@ class Ingest:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         lm = cfg.local_mqtt
-        self.client = new_client(lm.client_id or f"storegw-{cfg.store.id}", clean=False, manual_ack=True)
+        self.client = new_client(lm.client_id or f"storegw-{cfg.store.id}-local", clean=False, manual_ack=True)
         configure_auth(self.client, tls=False, username=lm.username, password_file=lm.password_file,
                        section="local_mqtt")
         self.client.max_inflight_messages_set(1000)

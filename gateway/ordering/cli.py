@@ -7,9 +7,7 @@ run), so they work with or without a running gateway; a running gateway notices 
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -19,30 +17,10 @@ from typing import Any
 
 import click
 
-from gateway.errors import GatewayError, OrderingError
-
-CONFIG = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-                      help="The gateway's TOML configuration file.")
-
-
-def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except GatewayError as err:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
-                raise
-            click.echo(f"storegw: error: {err}", err=True)
-            sys.exit(err.exit_code)
-    return wrapper
-
-
-def _load(config_path: str) -> Any:
-    from devices import registry
-    from gateway import config
-
-    return registry.validate(config.load(config_path))
+from gateway.clikit import CONFIG
+from gateway.clikit import handle_errors as _handle_errors
+from gateway.clikit import load_config as _load
+from gateway.errors import OrderingError
 
 
 @contextmanager
