@@ -44,8 +44,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def demo_config_text(data_dir: Path, broker_port: int, web_port: int) -> str:
+def demo_config_text(data_dir: Path, broker_port: int, web_port: int, *, printer_url: str = "",
+                     scanner_port: str = "") -> str:
     """Return the demo's TOML config (also written to the data dir for the curious)."""
+    devices = ""
+    if printer_url:
+        devices += f"""
+[[devices]]
+id = "printer-hot"
+kind = "escpos"
+port = "{printer_url}"
+station = "hot"
+"""
+    if scanner_port:
+        devices += f"""
+[[devices]]
+id = "scanner-pass"
+kind = "scanner"
+port = "{scanner_port}"
+"""
     return f"""\
 [store]
 id = "demo-001"
@@ -61,6 +78,7 @@ embedded = true
 host = "127.0.0.1"
 port = {broker_port}
 tls = false
+client_id = "storegw-demo-001-uplink"
 
 [web]
 listen = "127.0.0.1:{web_port}"
@@ -97,7 +115,7 @@ metric = "oil_temp_c"
 above = 195.0
 for = "5s"
 severity = "critical"
-"""
+{devices}"""
 
 
 def drift(elapsed: float) -> float:
@@ -142,10 +160,17 @@ def run_demo(*, duration: float = 0, web_port: int = 0, status: bool = True) -> 
     from devices import registry
     from gateway.app import build
 
+    from devices.escpos.simulator import VirtualPrinter
+    from devices.scanner.simulator import ScannerSimulator
+
     tmp = Path(tempfile.mkdtemp(prefix="storegw-demo-"))
     broker_port = free_port()
     web_port = web_port or free_port()
-    text = demo_config_text(tmp / "data", broker_port, web_port)
+    printer = VirtualPrinter().start()  # the hot-kitchen printer: records what it is sent
+    scanner = ScannerSimulator(link=tmp / "scanner-pass")  # the pass scanner (划菜) on a pty
+    scanner.plug()
+    text = demo_config_text(tmp / "data", broker_port, web_port, printer_url=printer.url,
+                            scanner_port=scanner.port)
     (tmp / "storegw.toml").write_text(text)
     import tomllib
 
@@ -162,6 +187,8 @@ def run_demo(*, duration: float = 0, web_port: int = 0, status: bool = True) -> 
     print(f"storegw demo: data in {tmp}  (config: {tmp / 'storegw.toml'})", file=out)
     print(f"  web:    http://127.0.0.1:{web_port}/   health: http://127.0.0.1:{web_port}/api/v1/health", file=out)
     print(f"  broker: 127.0.0.1:{broker_port}   HQ view: storegw hq watch --port {broker_port}", file=out)
+    print(f"  devices: virtual kitchen printer {printer.url} (station hot; tickets end up in "
+          f"{tmp / 'printer-hot.txt'}), pass scanner on {scanner.port}", file=out)
     print("  fridge-2 drifts warm after ~20 s: watch for the fridge-warm alert. Ctrl-C to stop.", file=out)
     ordering = gw.services.get("ordering")
     if ordering is not None:
@@ -178,7 +205,7 @@ def run_demo(*, duration: float = 0, web_port: int = 0, status: bool = True) -> 
                 break
             if not status:
                 continue
-            line = status_line(gw.health(), hq)
+            line = status_line(gw.health(), hq) + f" | tickets printed {len(printer.tickets())}"
             if tty:
                 out.write("\r\x1b[K" + line)
                 out.flush()
@@ -192,6 +219,9 @@ def run_demo(*, duration: float = 0, web_port: int = 0, status: bool = True) -> 
         equipment.join(3)
         hq.stop()
         gw.stop()
+        (tmp / "printer-hot.txt").write_text("\n".join(printer.lines()) + "\n", encoding="utf-8")
+        printer.stop()
+        scanner.unplug()
         print(f"storegw demo stopped; data left in {tmp}", file=out)
 
 
