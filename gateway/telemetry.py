@@ -20,7 +20,7 @@ from typing import Any
 from gateway.alerts import AlertManager
 from gateway.config import DEVICE_ID_RE, Config
 from gateway.models import Reading, iso_ms, now_ms
-from gateway.outbox import Lane, dumps, enqueue
+from gateway.outbox import Lane, enqueue
 from gateway.rules import OfflineWatch, RuleEngine
 from gateway.store.db import Connection
 
@@ -28,6 +28,10 @@ _LOGGER = logging.getLogger(__name__)
 
 _MIN_TS = 946684800000  # 2000-01-01
 _MAX_TS = 4102444800000  # 2100-01-01
+
+
+# What outbox.dumps(...).decode() produces, without building an encoder per reading.
+_encode_metrics = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class InvalidPayload(ValueError):
@@ -40,6 +44,16 @@ class InvalidPayload(ValueError):
 
 def _reject_constant(name: str) -> float:
     raise InvalidPayload("non_finite", f"{name} is not a number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _loads(payload: bytes | str) -> Any:
+    """Do ``json.loads(payload, parse_constant=_reject_constant)`` without building a decoder per call."""
+    if isinstance(payload, (bytes, bytearray)):
+        return _DECODER.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
+    return json.loads(payload, parse_constant=_reject_constant)
 
 
 def _parse_ts(value: Any) -> int:
@@ -69,7 +83,7 @@ def parse(device: str, payload: bytes, received_ms: int, max_payload: int = 6553
     if len(payload) > max_payload:
         raise InvalidPayload("oversize", f"{len(payload)} bytes > {max_payload}")
     try:
-        obj = json.loads(payload, parse_constant=_reject_constant)
+        obj = _loads(payload)
     except InvalidPayload:
         raise
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -196,6 +210,9 @@ class Telemetry:
         raw_items: list[dict[str, Any]] = []
         oldest = now - self.retention_ms
         seen_devices: dict[str, int] = {}
+        # Window updates of the batch, folded per window after the loop: one read and one write per
+        # window instead of one upsert per reading and metric (see _write_windows).
+        updates: dict[tuple[int, int, int], list[tuple[bool, float | bool, float, int]]] = {}
         for r in readings:
             dev = self._device_id(conn, r.device, now)
             seen_devices[r.device] = dev
@@ -205,28 +222,23 @@ class Telemetry:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO readings (device_id, ts_ms, digest, received_ms, metrics) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (dev, r.ts_ms, bytes.fromhex(r.digest), now, dumps(dict(r.metrics)).decode()))
+                (dev, r.ts_ms, bytes.fromhex(r.digest), now, _encode_metrics(dict(r.metrics))))
             if cur.rowcount != 1:
                 self.stats.duplicates += 1
                 continue
             new += 1
             wstart = r.ts_ms - r.ts_ms % self.window_ms
             for metric, value in r.metrics.items():
-                is_bool = isinstance(value, bool)
-                v = float(value)
-                conn.execute(
-                    "INSERT INTO windows (device_id, metric_id, wstart_ms, window_s, is_bool, count, true_count, "
-                    "min, max, sum, last, last_ts_ms) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT DO UPDATE SET count = count + 1, true_count = true_count + excluded.true_count, "
-                    "min = min(min, excluded.min), max = max(max, excluded.max), sum = sum + excluded.sum, "
-                    "last = CASE WHEN excluded.last_ts_ms >= last_ts_ms THEN excluded.last ELSE last END, "
-                    "last_ts_ms = max(last_ts_ms, excluded.last_ts_ms), dirty = 1",
-                    (dev, self._metric_id(conn, metric), wstart, self.window_ms // 1000, int(is_bool),
-                     int(is_bool and value), v, v, v, v, r.ts_ms))
+                key = (dev, self._metric_id(conn, metric), wstart)
+                pending = updates.get(key)
+                if pending is None:
+                    pending = updates[key] = []
+                pending.append((isinstance(value, bool), value, float(value), r.ts_ms))
             self.rules.evaluate(conn, r.device, r.metrics, r.ts_ms)
             if self.forwards_raw(r.device):
                 raw_items.append({"id": f"{self.store_id}:{r.device}:{r.ts_ms}:{r.digest}", "device": r.device,
                                   "ts": iso_ms(r.ts_ms), "metrics": dict(r.metrics)})
+        self._write_windows(conn, updates)
         for name, dev in seen_devices.items():
             self.offline.seen(conn, name, now)
             conn.execute("UPDATE devices SET last_seen_ms = ? WHERE id = ?", (now, dev))
@@ -236,6 +248,49 @@ class Telemetry:
             enqueue(conn, Lane.BULK, f"{self.prefix}/telemetry/raw", chunk[0]["id"], "raw", chunk)
         self.stats.committed += new
         return new
+
+    def _write_windows(self, conn: Connection,
+                       updates: dict[tuple[int, int, int], list[tuple[bool, float | bool, float, int]]]) -> None:
+        """Apply a batch's values to their windows, exactly as one upsert per value in order would.
+
+        The fold repeats the upsert's arithmetic in the same order (count + 1, min/max as SQLite
+        breaks ties, sum + value, last by timestamp with ``>=``), so the stored window, and the
+        summary built from it, is bit-for-bit what the per-value statements produced.
+        """
+        window_s = self.window_ms // 1000
+        for (dev, metric_id, wstart), values in updates.items():
+            row = conn.execute(
+                "SELECT count, true_count, min, max, sum, last, last_ts_ms FROM windows "
+                "WHERE device_id = ? AND metric_id = ? AND wstart_ms = ?", (dev, metric_id, wstart)).fetchone()
+            if row is None:
+                is_bool, value, v, ts = values[0]
+                count, true_count, vmin, vmax, vsum, last, last_ts = 1, int(is_bool and value), v, v, v, v, ts
+                rest = values[1:]
+            else:
+                count, true_count, vmin, vmax, vsum, last, last_ts = row
+                rest = values
+            for is_bool, value, v, ts in rest:
+                count += 1
+                true_count += int(is_bool and value)
+                if v <= vmin:  # SQLite's min(a, b) returns b on a tie, max(a, b) returns a
+                    vmin = v
+                if v > vmax:
+                    vmax = v
+                vsum = vsum + v
+                if ts >= last_ts:
+                    last = v
+                    last_ts = ts
+            if row is None:
+                conn.execute(
+                    "INSERT INTO windows (device_id, metric_id, wstart_ms, window_s, is_bool, count, true_count, "
+                    "min, max, sum, last, last_ts_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (dev, metric_id, wstart, window_s, int(values[0][0]), count, true_count, vmin, vmax, vsum,
+                     last, last_ts))
+            else:
+                conn.execute(
+                    "UPDATE windows SET count = ?, true_count = ?, min = ?, max = ?, sum = ?, last = ?, "
+                    "last_ts_ms = ?, dirty = 1 WHERE device_id = ? AND metric_id = ? AND wstart_ms = ?",
+                    (count, true_count, vmin, vmax, vsum, last, last_ts, dev, metric_id, wstart))
 
     def status(self, conn: Connection, device: str, state: str) -> None:
         """Apply a ``devices/{id}/status`` message."""
