@@ -48,9 +48,16 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
+# Called with (topic, payload) for every message enqueued; the test suite sets it to check each
+# produced message against its JSON Schema in docs/schemas. None in production.
+on_enqueue: Any = None
+
+
 def enqueue(conn: Connection, lane: Lane, topic: str, msg_id: str, kind: str, payload: Any,
             *, retain: bool = False) -> int:
     """Add one message to the outbox inside the caller's transaction; return its sequence."""
+    if on_enqueue is not None:
+        on_enqueue(topic, payload)
     body = payload if isinstance(payload, bytes) else dumps(payload)
     cur = conn.execute(
         "INSERT INTO outbox (lane, topic, msg_id, kind, payload, size, retain, created_ms) "

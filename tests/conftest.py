@@ -79,7 +79,15 @@ def _validate_upstream_messages(monkeypatch):
                 _schema_problems.append(problem)
         original(self, client, userdata, msg)
 
+    def on_enqueue(topic, payload):
+        problem = validate_hq_message(topic, payload)
+        if problem:
+            _schema_problems.append(f"(enqueued) {problem}")
+
+    import gateway.outbox
+
     monkeypatch.setattr(HQCollector, "_on_message", checked)
+    monkeypatch.setattr(gateway.outbox, "on_enqueue", on_enqueue)
     _schema_problems.clear()
     yield
     problems = list(_schema_problems)
