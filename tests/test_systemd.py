@@ -41,8 +41,28 @@ def test_unit_hardening():
     text = UNIT.read_text()
     for directive in ("Type=notify", "WatchdogSec=", "User=storegw", "SupplementaryGroups=dialout",
                       "ProtectSystem=strict", "ReadWritePaths=/var/lib/storegw", "NoNewPrivileges=yes",
-                      "LoadCredential=db-key:", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet="):
-        assert directive in text, directive
+                      "LoadCredential=db-key:", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=",
+                      "Group=storegw", "Restart=on-failure", "StateDirectory=storegw",
+                      "ExecStart=/opt/storegw/venv/bin/storegw run --config /etc/storegw/storegw.toml",
+                      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"):
+        assert any(line.startswith(directive) for line in text.splitlines()), directive
+
+
+# Device groups (/proc/devices) registered by a loadable driver, and that driver.
+_GROUP_DRIVER = {"ttyUSB": "usbserial", "ttyACM": "cdc_acm", "video4linux": "videodev"}
+
+
+def test_device_groups_exist_when_the_unit_starts():
+    """DeviceAllow=char-GROUP is resolved when the unit starts: each driver-registered group is loaded at boot."""
+    groups = [line.split("-", 1)[1].split()[0] for line in UNIT.read_text().splitlines()
+              if line.startswith("DeviceAllow=char-")]
+    assert {"ttyUSB", "ttyACM"} <= set(groups)
+    modules = (ROOT / "systemd" / "modules-load.d" / "storegw.conf").read_text().split()
+    for group in groups:
+        if group in _GROUP_DRIVER:
+            assert _GROUP_DRIVER[group] in modules, f"char-{group} needs {_GROUP_DRIVER[group]} loaded at boot"
+    assert "systemd-modules-load.service" in next(line for line in UNIT.read_text().splitlines()
+                                                  if line.startswith("After="))
 
 
 def test_mosquitto_config_enforces_per_device_acl(tmp_path):
