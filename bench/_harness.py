@@ -182,11 +182,15 @@ class GatewayProc:
             return 0
         return int(children[0]) if children else 0
 
-    def health(self) -> dict[str, Any] | None:
-        """Return the health document, or None when the gateway does not answer (yet)."""
+    def check_alive(self) -> None:
+        """Raise RuntimeError with the end of its log if the process has exited."""
         if self.proc is not None and self.proc.poll() is not None:
             tail = self.log_file.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"storegw run exited with {self.proc.returncode}:\n{tail}")
+
+    def health(self) -> dict[str, Any] | None:
+        """Return the health document, or None when the gateway does not answer (yet)."""
+        self.check_alive()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/api/v1/health", timeout=5) as r:
                 return json.load(r)

@@ -12,7 +12,9 @@
    ``python -m gateway run --config FILE`` starts on that data directory (``uplink.drain_rate``,
    ``uplink.batch`` and ``uplink.max_inflight`` set explicitly in its config).
 3. Drain rate: backlog messages (and summary items) from the first to the last one arriving at
-   HQ; the outbox must then be empty (``/api/v1/health``).
+   HQ; the outbox must then be empty (``/api/v1/health``). The health endpoint is not polled
+   during the drain unless ``--health-poll`` asks for it: each call runs on one of the web
+   server's threads, each with its own database connection and page cache, which shows in RSS.
 4. Alert latency: at 25 %, 50 % and 75 % of the drain a breaching reading (rule ``for = "0s"``) is
    published to the store's broker; latency is from that publish to the ``raised`` alert arriving
    at HQ. ``alert_latency_ms`` is the worst of the samples.
@@ -221,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-inflight", type=int, default=20, help="uplink.max_inflight (20)")
     ap.add_argument("--single-flush", action="store_true",
                     help="flush all summaries once at the end (full uplink.batch messages) instead of per window")
+    ap.add_argument("--health-poll", type=float, default=0, metavar="SECONDS",
+                    help="also GET /api/v1/health every SECONDS during the drain, as monitoring would (0: never)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, database)")
     args = ap.parse_args(argv)
 
@@ -253,14 +257,20 @@ def main(argv: list[str] | None = None) -> int:
         log("HQ is up; gateway starting")
         marks = [0.25, 0.5, 0.75]
         probes = [device_name(args.devices - 1 - i) for i in range(len(marks))]
-        next_check = 0.0
+        next_check = next_poll = 0.0
         while not watch.done.wait(0.005):
             now = time.perf_counter()
             if now - t_start > 900:
                 raise TimeoutError(f"drain incomplete after 900s: {watch.received}/{counts['messages']}")
-            if now > next_check:  # fail fast if the gateway died
-                gw.health()
+            if now > next_check:  # fail fast if the gateway died; RSS as the drain goes
+                gw.check_alive()
+                if watch.received:
+                    log(f"  {now - t_start:5.1f}s: {watch.received} messages at HQ, gateway RSS "
+                        f"{gw.status_kb('VmRSS') / 1024:.1f} MB")
                 next_check = now + 1.0
+            if args.health_poll and now > next_poll:
+                gw.health()
+                next_poll = now + args.health_poll
             if marks and watch.received >= marks[0] * counts["messages"]:
                 device = probes[len(probes) - len(marks)]
                 marks.pop(0)
@@ -308,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "alert_latency_ms_median": round(statistics.median(samples), 1) if samples else None,
         "devices": args.devices,
         "hours": args.hours,
+        "health_poll_s": args.health_poll,
     }
     print(json.dumps(result), flush=True)
     return 0
