@@ -140,6 +140,25 @@ def tables_url(table_id: str, config_path: str) -> None:
     click.echo(table_urls(_load(config_path), (table_id,))[0][1])
 
 
+@tables.command("queue-url")
+@CONFIG
+@_handle_errors
+def tables_queue_url(config_path: str) -> None:
+    """Print the URL of the store's queue QR code (取号 and pre-order while waiting for a table).
+
+    \b
+    Example:
+      storegw tables queue-url --config /etc/storegw/storegw.toml
+    """
+    from gateway.ordering import queue
+    from gateway.ordering import tables as tbl
+
+    cfg = _load(config_path)
+    secret = write(cfg, tbl.ensure_secret)
+    host = cfg.web.public_host or cfg.web.listen
+    click.echo(queue.queue_url(host, queue.store_token(secret, cfg.store.id), https=cfg.ordering.https))
+
+
 @tables.command("qr")
 @click.argument("table_id")
 @click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True)

@@ -180,3 +180,22 @@ def _ordering(conn: Connection) -> None:
         );
         CREATE TABLE ord_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
     """)
+
+
+@migration("0210_ordering_queue")
+def _queue(conn: Connection) -> None:
+    """Queue numbers (取号): A/B prefix per party size, per-day numbering, call (叫号) and skip (过号).
+
+    ``phone`` is a MAC of the phone's random page id (idempotent taking), never a phone number.
+    """
+    run_script(conn, """
+        ALTER TABLE ord_queue ADD COLUMN prefix TEXT NOT NULL DEFAULT 'A';
+        ALTER TABLE ord_queue ADD COLUMN day TEXT NOT NULL DEFAULT '';
+        ALTER TABLE ord_queue ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+        ALTER TABLE ord_queue ADD COLUMN nickname TEXT NOT NULL DEFAULT '';
+        ALTER TABLE ord_queue ADD COLUMN called_ms INTEGER;
+        ALTER TABLE ord_queue ADD COLUMN calls INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE ord_queue ADD COLUMN skipped_ms INTEGER;
+        CREATE UNIQUE INDEX ord_queue_number ON ord_queue (day, prefix, number);
+        CREATE INDEX ord_queue_phone ON ord_queue (phone, day)
+    """)

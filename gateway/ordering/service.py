@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.errors import OrderingError
 from gateway.models import now_ms
-from gateway.ordering import kitchen, staff, summary
+from gateway.ordering import kitchen, queue, staff, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.live import Notifier, RateLimiter
 from gateway.ordering.menu import Menu, load_menu, parse_menu, price_line, stock_of, write_menu
@@ -250,7 +250,7 @@ class OrderingService:
                         (table_id,)).fetchone()
         if row:
             return int(row[0])
-        if self.ocfg.require_open_table or not create:
+        if self.ocfg.require_open_table or not create or queue.is_pseudo(table_id):
             raise OrderingError("This table is not open for ordering yet. Please ask a member of staff. "
                                 "本桌尚未开台，请联系服务员。", code="table_closed", status=409)
         return int(c.execute("INSERT INTO ord_sessions (table_id, opened_ms, opened_by) VALUES (?, ?, 'diner')",
@@ -323,6 +323,8 @@ class OrderingService:
         stock changes and its tickets (print jobs) are committed together.
         """
         table_id = ctx.table.id
+        if queue.is_pseudo(table_id):  # a pre-order goes to the kitchen only from the table it is seated at
+            raise OrderingError("Pre-orders are sent once you are seated. 入座后才能下单。", code="queued", status=409)
         key = clean_text(idem_key, 64)
         if len(key) < 8:
             raise OrderingError("Missing request key; please reload the page. 请刷新页面。", code="no_idem")
@@ -370,6 +372,8 @@ class OrderingService:
         if kind not in TASK_KINDS:
             raise OrderingError("unknown request", code="bad_task")
         table_id = ctx.table.id
+        if queue.is_pseudo(table_id):
+            raise OrderingError("Please ask at the desk. 请到前台咨询。", code="queued", status=409)
         self._check_rate(self.write_limit, f"t:{table_id}")
 
         def write(c: Connection) -> int:

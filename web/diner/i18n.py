@@ -69,6 +69,26 @@ STRINGS: dict[str, tuple[str, str]] = {
     "party": ("人数", "Party size"),
     "take_number": ("取号", "Take a number"),
     "preorder_saved": ("预点菜品已保存", "Pre-order saved"),
+    "queue_title": ("排队取号", "Queue"),
+    "queue_intro": ("暂无空桌？取号排队，等候时可先点菜，入座后再送厨房。",
+                    "No table yet? Take a number and build your order while you wait; it goes to the kitchen "
+                    "once you are seated."),
+    "queue_nick": ("昵称（可选，无需真实姓名或电话）", "Nickname (optional; no real name or phone number needed)"),
+    "q_taken": ("取号成功：{n}", "Your number: {n}"),
+    "q_party": ("{n}人", "party of {n}"),
+    "q_waiting": ("等候中", "Waiting"),
+    "q_ahead": ("前面还有{n}桌", "{n} ahead of you"),
+    "q_next": ("下一位就是您", "You are next"),
+    "q_wait": ("预计等候约{m}分钟", "Estimated wait: about {m} min"),
+    "q_called": ("已叫号，请到前台！", "Called: please come to the desk!"),
+    "q_seated": ("已入座：{t}号桌", "Seated at table {t}"),
+    "q_go_table": ("打开本桌点餐页，确认后送厨房", "Open your table's page to check your order and send it"),
+    "q_skipped": ("您的号码{n}已过号。如仍需用餐，请重新取号。",
+                  "Your number {n} was skipped. Take a new number if you still want a table."),
+    "preorder_cart": ("预点菜品", "Your pre-order"),
+    "preorder_hint": ("入座后，预点菜品会成为本桌购物车，可修改后再送厨房。",
+                      "Once you are seated your pre-order becomes your table's cart: change it if you like, "
+                      "then send it to the kitchen."),
 }
 
 

@@ -349,3 +349,7 @@ def events(token: str) -> Any:
         since = int(request.headers.get("Last-Event-ID", "0") or 0) if request.headers.get(
             "Last-Event-ID", "").isdigit() else 0
     return sse(svc.channels(ctx.table.id), since)
+
+
+# The queue page's routes live in their own module on this blueprint (imported last: it uses the helpers above).
+from web.diner import queue_views  # noqa: E402,F401

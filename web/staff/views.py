@@ -31,7 +31,7 @@ from flask import (
 )
 
 from gateway.errors import OrderingError
-from gateway.ordering import kitchen
+from gateway.ordering import kitchen, queue
 from gateway.ordering import staff as staffops
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.tables import qr_bytes
@@ -232,6 +232,56 @@ def events() -> Any:
     if ch != "staff" and not ch.startswith("kds:"):
         abort(400)
     return sse((ch,), request.args.get("v", type=int, default=0))
+
+
+# ---------------------------------------------------------------------------- queue (取号 / 叫号 / 过号 / 入座)
+
+@bp.get("/queue")
+@need("tables")
+def queue_list() -> Any:
+    """Today's queue numbers with their pre-orders: call, skip, seat at a table."""
+    svc = ordering()
+    conn = services_of(current_app).store.read()
+    return _render("staff/queue.html", queue=queue.staff_list(conn, queue.day_of(int(time.time() * 1000))),
+                   tables=staffops.table_map(svc, conn), url=queue.store_url(svc),
+                   version=svc.notifier.version("staff"))
+
+
+def _queue_action(fn: Any, *args: Any) -> Any:
+    back = url_for("staff.queue_list")
+    try:
+        ordering().kitchen_call(fn, *args)
+    except OrderingError as err:
+        return _done(back, err)
+    return _done(back)
+
+
+@bp.post("/queue/<int:entry_id>/call")
+@need("tables")
+def queue_call(entry_id: int) -> Any:
+    """叫号: the diner's page shows "please come to the desk"."""
+    return _queue_action(queue.call, entry_id, g.staff.name)
+
+
+@bp.post("/queue/<int:entry_id>/skip")
+@need("tables")
+def queue_skip(entry_id: int) -> Any:
+    """过号: skip the number (its pre-order is dropped)."""
+    return _queue_action(queue.skip, entry_id, g.staff.name)
+
+
+@bp.post("/queue/<int:entry_id>/seat")
+@need("tables")
+def queue_seat(entry_id: int) -> Any:
+    """Seat the number at a table: the pre-order becomes the table's cart (not sent yet)."""
+    return _queue_action(queue.seat, entry_id, request.form.get("table", ""), g.staff.name)
+
+
+@bp.get("/queue/qr.svg")
+@need("tables")
+def queue_qr() -> Any:
+    """The store's queue QR code (SVG) for the door or the desk."""
+    return Response(qr_bytes(queue.store_url(ordering()), "svg"), mimetype="image/svg+xml")
 
 
 # ---------------------------------------------------------------------------- orders, bill, payment

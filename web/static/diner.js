@@ -7,7 +7,7 @@
   var token = page.getAttribute("data-token");
   var d = page.getAttribute("data-d");
   var lang = page.getAttribute("data-lang");
-  var base = "/t/" + encodeURIComponent(token);
+  var base = page.getAttribute("data-base") || "/t/" + encodeURIComponent(token);
   var qs = "?d=" + encodeURIComponent(d) + "&lang=" + encodeURIComponent(lang);
   var version = page.getAttribute("data-version") || "0";
   var etag = null;
@@ -137,7 +137,7 @@
     pollTimer = setInterval(refresh, 4000);
   }
   if (window.EventSource) {
-    var es = new EventSource(base + "/events?v=" + encodeURIComponent(version));
+    var es = new EventSource(base + "/events?v=" + encodeURIComponent(version) + "&d=" + encodeURIComponent(d));
     es.onmessage = function (ev) {
       if (ev.data !== version) { version = ev.data; refresh(); }
     };
