@@ -1,19 +1,16 @@
 """Real parts for the benches: Mosquitto on a free loopback port, a config file, a `storegw run` process.
 
-Shared by ``bench/ingest.py`` and ``bench/drain.py``; nothing here imports pytest (the test
-fixtures in ``tests/conftest.py`` do the same for tests).
+Shared by ``bench/ingest.py``, ``bench/drain.py`` and ``bench/rush.py``; built on
+``tests/realparts.py`` (which imports no pytest).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -21,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+# Mosquitto runner, free ports and bounded waits are the tests' real parts (tests/realparts.py).
+sys.path.insert(0, str(ROOT / "tests"))
+from realparts import Mosquitto as Broker  # noqa: E402,F401 - re-exported to the benches
+from realparts import free_port, wait_for, wait_port  # noqa: E402,F401
 
 
 def make_log(name: str) -> Callable[[str], None]:
@@ -29,77 +29,6 @@ def make_log(name: str) -> Callable[[str], None]:
     def log(msg: str) -> None:
         print(f"[bench/{name}] {msg}", file=sys.stderr, flush=True)
     return log
-
-
-def free_port() -> int:
-    """Return a free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    """Wait until something listens on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``pred`` until it returns something truthy, or raise TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-class Broker:
-    """A real Mosquitto on a free loopback port, configured like the store's broker."""
-
-    def __init__(self, workdir: Path, *, max_queued: int = 200000, max_inflight: int = 1000) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            f"max_queued_messages {max_queued}\n"
-            f"max_inflight_messages {max_inflight}\n"
-            "set_tcp_nodelay true\n"
-            "log_dest stderr\n"
-            "log_type error\n"
-            "log_type warning\n")
-
-    def start(self) -> Broker:
-        """Start the broker and wait until it listens."""
-        if not Path(MOSQUITTO).exists():
-            raise SystemExit("mosquitto is not installed: apt-get install mosquitto")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.workdir / "mosquitto.log", "ab"))  # noqa: SIM115
-        wait_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        """Stop the broker."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 def write_config(path: Path, *, data_dir: Path, local_port: int, hq_port: int, web_port: int,

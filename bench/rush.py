@@ -26,7 +26,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from _harness import free_port  # noqa: E402
 
 from devices.escpos.simulator import VirtualPrinter, decode_tickets  # noqa: E402
 from gateway.mqtt import new_client  # noqa: E402
@@ -49,13 +50,6 @@ ROUND_RE = re.compile(r"ROUND #(\d+)")
 def log(msg: str) -> None:
     """Write a progress line to stderr."""
     print(f"[bench/rush] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    """Return a free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], p: float) -> float:

@@ -1,5 +1,9 @@
-"""Real parts for tests, importable by any test module: Mosquitto brokers, config files,
-`storegw run` processes, bounded waits, and the HQ message schema check."""
+"""Real parts for tests and benches: Mosquitto brokers, config files, `storegw run` processes,
+bounded waits, and the HQ message schema check.
+
+The one home of these helpers: test modules import it by name (tests/ is on sys.path through
+tests/conftest.py), bench/_harness.py adds tests/ to sys.path. Nothing here imports pytest.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,6 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -40,7 +42,8 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listening on {port}")
 
 
-def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition", *,
+             interval: float = 0.05) -> Any:
     """Poll ``pred`` until it returns a truthy value (a bounded wait, not a timing assertion)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -55,7 +58,8 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0
 class Mosquitto:
     """A real Mosquitto broker on a loopback port; can be stopped and restarted on the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = False) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = False,
+                 max_queued: int = 200000, max_inflight: int = 1000) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
@@ -68,8 +72,8 @@ class Mosquitto:
             + ("user root\n" if os.geteuid() == 0 else "")
             + f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {workdir}/\n"
-            "max_queued_messages 200000\n"
-            "max_inflight_messages 1000\n"
+            f"max_queued_messages {max_queued}\n"
+            f"max_inflight_messages {max_inflight}\n"
             "set_tcp_nodelay true\n"
             "log_dest stderr\n"
             "log_type error\n")
@@ -77,7 +81,8 @@ class Mosquitto:
     def start(self) -> Mosquitto:
         """Start (or restart) the broker and wait until it listens."""
         if not Path(MOSQUITTO).exists():
-            pytest.fail("mosquitto is not installed: run `apt-get install mosquitto` (the test script does this)")
+            raise RuntimeError("mosquitto is not installed: run `apt-get install mosquitto` "
+                               "(provisioning/dev.sh test does this)")
         with open(self.workdir / "mosquitto.log", "ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
         wait_port(self.port)

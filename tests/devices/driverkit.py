@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
+
+from realparts import wait_for as _wait_for
 
 from devices import registry
 from gateway.config import DeviceConfig, validate_options
@@ -43,15 +44,8 @@ class Sink:
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``pred`` until truthy (a bounded wait, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    """Bounded wait with the driver tests' short default (see realparts.wait_for)."""
+    return _wait_for(pred, timeout, what, interval=0.02)
 
 
 def device_config(kind: str, port: str, device_id: str = "dev-1", **options: Any) -> DeviceConfig:

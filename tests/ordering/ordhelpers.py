@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import re
-import socket
-import time
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from realparts import free_port, wait_for  # noqa: F401 - re-exported to the ordering tests
 
 from gateway.config import parse
 
 TABLES = ("A1", "A2", "B1")
-
-
-def free_port() -> int:
-    """Return a free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
-    """Poll ``pred`` until it returns a truthy value (a bounded wait, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def gateway_config(tmp_path: Path, extra: str = "", store_id: str = "sh-001") -> Any:

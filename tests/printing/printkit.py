@@ -7,13 +7,13 @@ Test modules import the fixtures they use from here (``tests/printing`` has no c
 
 from __future__ import annotations
 
-import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from realparts import free_port  # noqa: F401 - re-exported to the printing tests
+from realparts import wait_for as _wait_for
 
 from devices.escpos.simulator import VirtualPrinter
 
@@ -21,24 +21,9 @@ from devices.escpos.simulator import VirtualPrinter
 FAST = {"poll": "100ms", "status_timeout": "500ms", "confirm_timeout": "3s", "status_interval": "300ms"}
 
 
-def free_port() -> int:
-    """Return a free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-             what: str = "condition") -> Any:
-    """Poll ``pred`` until it returns a truthy value (a bounded wait, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(interval)
+def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Bounded wait with the printing tests' default timeout (see realparts.wait_for)."""
+    return _wait_for(pred, timeout, what)
 
 
 def device_toml(device_id: str, port: str, **options: Any) -> str:
