@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway import __version__
+from gateway import __version__, outbox
 from gateway.alerts import AlertManager
 from gateway.config import Config
 from gateway.hub import Hub
@@ -43,6 +43,8 @@ class Gateway:
         self.hub = Hub(cfg, store.writer, self.alerts, self.telemetry)
         self.ingest = Ingest(cfg, self.telemetry, store.writer)
         self.uplink = Uplink(cfg, store.writer, store.read(), started_ms=self.started_ms)
+        # Whatever commits a message to the outbox wakes the uplink; no caller has to remember to.
+        store.writer.add_post_commit_hook(lambda: self.uplink.wake() if outbox.take_enqueued() else None)
         self.drivers: list[Any] = []
         self.services: dict[str, Any] = {}
         self.broker: Any = None

@@ -158,10 +158,9 @@ class Equipment(threading.Thread):
 def run_demo(*, duration: float = 0, web_port: int = 0, status: bool = True) -> None:
     """Run the demo until Ctrl-C (or ``duration`` seconds)."""
     from devices import registry
-    from gateway.app import build
-
     from devices.escpos.simulator import VirtualPrinter
     from devices.scanner.simulator import ScannerSimulator
+    from gateway.app import build
 
     tmp = Path(tempfile.mkdtemp(prefix="storegw-demo-"))
     broker_port = free_port()

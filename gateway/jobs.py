@@ -48,9 +48,8 @@ def build_scheduler(gw: Gateway) -> BackgroundScheduler:
 
 
 def summaries(gw: Gateway) -> None:
-    """Send closed windows; wake the uplink when something was queued."""
-    fut = gw.store.writer.submit(gw.telemetry.flush_summaries)
-    fut.add_done_callback(lambda f: gw.uplink.wake() if not f.exception() and f.result() else None)
+    """Queue closed windows (the commit wakes the uplink)."""
+    gw.store.writer.submit(gw.telemetry.flush_summaries)
 
 
 def budget(gw: Gateway, conn: Connection) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -48,6 +49,18 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
+# Set by enqueue on the writer thread that ran it; read after the commit (take_enqueued) to wake the
+# uplink only when a transaction really added something. Thread-local: one flag per writer.
+_pending = threading.local()
+
+
+def take_enqueued() -> bool:
+    """Return (and reset) whether this thread enqueued anything since the last call."""
+    hit = getattr(_pending, "hit", False)
+    _pending.hit = False
+    return hit
+
+
 # Called with (topic, payload) for every message enqueued; the test suite sets it to check each
 # produced message against its JSON Schema in docs/schemas. None in production.
 on_enqueue: Any = None
@@ -58,6 +71,7 @@ def enqueue(conn: Connection, lane: Lane, topic: str, msg_id: str, kind: str, pa
     """Add one message to the outbox inside the caller's transaction; return its sequence."""
     if on_enqueue is not None:
         on_enqueue(topic, payload)
+    _pending.hit = True
     body = payload if isinstance(payload, bytes) else dumps(payload)
     cur = conn.execute(
         "INSERT INTO outbox (lane, topic, msg_id, kind, payload, size, retain, created_ms) "

@@ -52,10 +52,11 @@ class Uplink:
         self._deleting: set[int] = set()  # acked seqs whose delete has not committed yet
         self._acked: collections.deque[int] = collections.deque()  # mids, from the paho callback
         self._deleted: collections.deque[list[int]] = collections.deque()  # from the writer's on_commit
-        self._watermark: dict[int, int] = {}
         self._tokens = 0.0
         self._rng = random.Random()
         self._wake = threading.Event()
+        self._more = True  # the last read filled every free slot: there may be more to send
+        self._last_fetch = 0.0
 
     # -- status messages
     def _status(self, state: str) -> tuple[str, bytes]:
@@ -70,7 +71,7 @@ class Uplink:
         self._wake.set()
 
     def wake(self) -> None:
-        """Tell the uplink there is something new in the outbox."""
+        """Tell the uplink there is something new in the outbox (called after each commit that queued one)."""
         self._wake.set()
 
     # -- paho callbacks (this thread, inside client.loop): one thing each
@@ -166,7 +167,7 @@ class Uplink:
         self.connected = False
         self._inflight.clear()
         self._acked.clear()
-        self._watermark.clear()
+        self._more = True
 
     def _serve(self, client: paho.Client) -> None:
         last_fill = time.monotonic()
@@ -186,7 +187,11 @@ class Uplink:
                 self._heartbeat_due = False
                 topic, payload = self._status("online")
                 client.publish(topic, payload, qos=1, retain=True)
-            self._fill(client, rate)
+            # Read the outbox only when something was committed to it, a read left rows behind, or
+            # as a once-a-second safety net; an idle store does not query it 50 times a second.
+            if self._wake.is_set() or self._more or now - self._last_fetch >= 1.0:
+                self._wake.clear()
+                self._fill(client, rate)
             self.last_progress = now
         if self._stop.is_set() and self.connected:
             topic, payload = self._status("offline")
@@ -216,8 +221,11 @@ class Uplink:
         if rate > 0:
             room = min(room, int(self._tokens))
         if room <= 0:
+            self._more = True  # try again once acks or tokens free a slot
             return
+        self._last_fetch = time.monotonic()
         rows = fetch(self.read_conn, room, exclude=set(self._inflight.values()) | self._deleting)
+        self._more = len(rows) >= room
         for row in rows:
             info = client.publish(row.topic, row.payload, qos=1, retain=row.retain)
             if info.rc != paho.MQTT_ERR_SUCCESS:

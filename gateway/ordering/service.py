@@ -112,17 +112,13 @@ class OrderingService:
                 self.reconcile_prints(min_age_ms=3000)
                 if time.monotonic() - last_summary >= 30:
                     last_summary = time.monotonic()
-                    self.writer.submit(lambda c: summary.hourly(self, c), on_commit=self._wake_uplink)
+                    self.writer.submit(lambda c: summary.hourly(self, c))
             except Exception:
                 _LOGGER.exception("Ordering housekeeping failed")
 
     def _rev(self) -> str:
         row = self.gw.store.read().execute("SELECT value FROM ord_meta WHERE key = 'rev'").fetchone()
         return row[0] if row else ""
-
-    def _wake_uplink(self, sent: Any) -> None:
-        if sent:
-            self.gw.uplink.wake()
 
     @property
     def printing(self) -> Any:
@@ -475,8 +471,6 @@ class OrderingService:
     def _bump_many(self, channels: Any) -> None:
         if channels:
             self.notifier.bump(*channels)
-            if "uplink" in channels:
-                self.gw.uplink.wake()
 
     def _on_scan(self, event: Any) -> None:
         """Scanner event (hub dispatch thread): a ticket or line code marks dishes served (划菜)."""

@@ -232,7 +232,7 @@ def pay(svc: OrderingService, c: Connection, table_id: str, method: str, referen
     c.execute("UPDATE ord_sessions SET paid_ms = ? WHERE id = ?", (now_ms(), b["session"]))
     audit(c, who, "pay", f"table:{table_id}", f"{method} {due}")
     summary.bill_summary(svc, c, b["session"], table_id, method, b)
-    return pid, [f"table:{table_id}", "staff", "uplink"]
+    return pid, [f"table:{table_id}", "staff"]
 
 
 def ack_task(svc: OrderingService, c: Connection, task_id: int, who: str) -> tuple[int, list[str]]:

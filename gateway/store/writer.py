@@ -53,11 +53,11 @@ class Writer:
         self._max_batch = max_batch
         self._thread: threading.Thread | None = None
         self.stats = WriterStats()
-        self._hooks: list[Callable[[Connection], None]] = []
+        self._after_commit: list[Callable[[], None]] = []
 
-    def add_pre_commit_hook(self, hook: Callable[[Connection], None]) -> None:
-        """Run ``hook(conn)`` inside every transaction after the batch's writes (e.g. flush caches)."""
-        self._hooks.append(hook)
+    def add_post_commit_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook()`` on the writer thread after every commit (it must be quick and not raise)."""
+        self._after_commit.append(hook)
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -128,8 +128,6 @@ class Writer:
                 else:
                     conn.execute("RELEASE w")
                     results.append((job, value, None))
-            for hook in self._hooks:
-                hook(conn)
             conn.execute("COMMIT")
         except DatabaseError as err:
             _LOGGER.exception("Database transaction of %d writes failed", len(batch))
@@ -147,6 +145,11 @@ class Writer:
         self.stats.writes += len(batch)
         self.stats.max_batch = max(self.stats.max_batch, len(batch))
         self.stats.last_commit_monotonic = time.monotonic()
+        for hook in self._after_commit:
+            try:
+                hook()
+            except Exception:
+                _LOGGER.exception("post-commit hook failed")
         for job, value, error in results:
             if error is not None:
                 self.stats.failed += 1
