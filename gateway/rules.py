@@ -46,6 +46,7 @@ class RuleEngine:
         self._by_metric: dict[str, list[AlertRule]] = {}
         for rule in rules:
             self._by_metric.setdefault(rule.metric, []).append(rule)
+        self._matches: dict[tuple[str, str], bool] = {}  # (rule, device) -> glob match, off the hot path
 
     @staticmethod
     def key(rule: AlertRule, device: str) -> str:
@@ -59,7 +60,10 @@ class RuleEngine:
             if not rules or isinstance(value, bool):
                 continue
             for rule in rules:
-                if rule.matches(device):
+                hit = self._matches.get((rule.name, device))
+                if hit is None:
+                    hit = self._matches[(rule.name, device)] = rule.matches(device)
+                if hit:
                     self._step(conn, rule, device, float(value), ts_ms)
 
     def _step(self, conn: Connection, rule: AlertRule, device: str, value: float, ts_ms: int) -> None:
