@@ -120,12 +120,17 @@ class IngestStats:
         self._rate: deque[tuple[float, int]] = deque(maxlen=120)
         self._last_log: dict[str, float] = {}
 
+    MAX_TRACKED = 500  # distinct device ids counted by name; a flood of made-up ids must not grow memory
+
     def note_invalid(self, device: str, reason: str) -> None:
         """Count a bad payload; log at most once per device per minute."""
-        self.invalid[(device[:64], reason)] += 1
+        device = device[:64]
+        if device not in self._last_log and len(self._last_log) >= self.MAX_TRACKED:
+            device = "(other)"
+        self.invalid[(device, reason)] += 1
         now = time.monotonic()
-        if now - self._last_log.get(device[:64], -1e9) >= 60:
-            self._last_log[device[:64]] = now
+        if now - self._last_log.get(device, -1e9) >= 60:
+            self._last_log[device] = now
             _LOGGER.warning("Invalid telemetry from %s: %s (further ones counted, logged once a minute)",
                             device[:64], reason)
 

@@ -205,3 +205,14 @@ listen = "127.0.0.1:{free_port()}"
     finally:
         gw.stop()
     time.sleep(0.1)
+
+
+def test_invalid_counters_stay_bounded_under_a_flood_of_made_up_ids():
+    from gateway.telemetry import IngestStats
+
+    stats = IngestStats()
+    for i in range(5000):
+        stats.note_invalid(f"dev-{i}", "not_json")
+    assert sum(stats.invalid.values()) == 5000
+    assert len(stats.invalid) <= IngestStats.MAX_TRACKED + 1
+    assert stats.invalid_summary() == {"not_json": 5000}
