@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from _harness import free_port  # noqa: E402
+from _harness import Broker, free_port  # noqa: E402
 
 from devices.escpos.simulator import VirtualPrinter, decode_tickets  # noqa: E402
 from gateway.mqtt import new_client  # noqa: E402
@@ -256,18 +256,7 @@ submit_rate = 10
 
 
 def run_command(config: Path) -> list[str]:
-    """`storegw run`, or an equivalent launcher while `run` cannot start printers (devices validated twice)."""
-    from devices import registry
-    from gateway import config as gwconfig
-    from gateway.errors import ConfigError
-
-    try:
-        registry.validate(registry.validate(gwconfig.load(config)))
-    except ConfigError:
-        code = ("import signal,sys,threading;from gateway import config;from gateway.app import build;"
-                "gw=build(config.load(sys.argv[1]));e=threading.Event();"
-                "signal.signal(signal.SIGTERM,lambda *a:e.set());gw.start();e.wait();gw.stop()")
-        return [sys.executable, "-c", code, str(config)]
+    """Return `storegw run` for this config."""
     return [sys.executable, "-m", "gateway", "run", "--config", str(config)]
 
 
@@ -292,12 +281,8 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="storegw-rush-"))
-    mqtt_port, web_port = free_port(), free_port()
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    (work / "mosquitto.conf").write_text(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n"
-                                         "persistence false\nmax_queued_messages 200000\nlog_dest none\n")
-    broker = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    broker = Broker(work / "mosquitto").start()
+    mqtt_port, web_port = broker.port, free_port()
     printers = {s: TimedPrinter().start() for s in STATIONS}
     config = write_config(work, mqtt_port, web_port, printers, args.threads)
     tables = [f"T{i:02d}" for i in range(1, args.tables + 1)]
@@ -399,8 +384,7 @@ def main() -> None:
             gw.wait(20)
         except subprocess.TimeoutExpired:
             gw.kill()
-        broker.terminate()
-        broker.wait(5)
+        broker.stop()
         for p in printers.values():
             p.stop()
     print(json.dumps(result))

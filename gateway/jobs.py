@@ -81,7 +81,8 @@ def backlog(gw: Gateway) -> None:
 
 def watchdog(gw: Gateway) -> None:
     """Feed systemd's watchdog only while the writer, ingest and uplink loops make progress."""
-    stale = gw.stalled_loops(max_age=_watchdog_interval() * 2 if _watchdog_interval() else 60)
+    interval = _watchdog_interval()
+    stale = gw.stalled_loops(max_age=interval * 2 if interval else 60)
     if stale:
         _LOGGER.error("Not feeding the watchdog: %s made no progress", ", ".join(stale))
         return

@@ -113,18 +113,9 @@ def devices_toml(*printers: tuple[str, str, str], fast: bool = True) -> str:
 
 
 def run_command(config: Path) -> list[str]:
-    """Return the command that runs a gateway for this config: `storegw run`, unless it cannot start
-    printers yet (double validation of device options), then the equivalent tests/ordering/run_gateway.py."""
+    """Return `storegw run` for this config."""
     import sys
 
-    from devices import registry
-    from gateway import config as gwconfig
-    from gateway.errors import ConfigError
-
-    try:
-        registry.validate(registry.validate(gwconfig.load(config)))
-    except ConfigError:
-        return [sys.executable, str(Path(__file__).with_name("run_gateway.py")), str(config)]
     return [sys.executable, "-m", "gateway", "run", "--config", str(config)]
 
 
