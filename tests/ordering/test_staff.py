@@ -52,6 +52,21 @@ def test_login_requires_right_pin_and_pins_are_argon2(gw, svc, client):
     assert client.get("/staff/menu").status_code == 403  # waiters do not edit the menu
 
 
+def test_login_attempts_are_limited_per_app(gw, svc):
+    from web import create_app
+    from web.staff.views import LOGIN_ATTEMPTS_PER_MINUTE
+
+    add_staff(svc, "li", "waiter", "1357")
+    c = create_app(gw, {"TESTING": True}).test_client()
+    for _ in range(LOGIN_ATTEMPTS_PER_MINUTE):
+        assert login(c, "li", "0000")[0].status_code == 401
+    r, _ = login(c, "li", "1357")  # even the right PIN waits out the minute
+    assert r.status_code == 401 and "Too many attempts" in r.get_data(as_text=True)
+    # The limit belongs to one app (one running gateway), not to the process.
+    fresh = create_app(gw, {"TESTING": True}).test_client()
+    assert login(fresh, "li", "1357")[0].status_code == 303
+
+
 def test_csrf_is_required_on_every_staff_form(staff_client):
     r = staff_client.post("/staff/tables/A1/open", data={"covers": "2"})
     assert r.status_code == 400

@@ -39,11 +39,12 @@ from web import services_of
 from web.diner.views import CSP, lang_of, ordering, sse
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
-_login_limit = RateLimiter(10, 60.0)
+LOGIN_ATTEMPTS_PER_MINUTE = 10  # per client address, per app
 
 
 def init_app(app: Any) -> None:
     """Key the staff session cookie with the store secret; name and scope the cookie."""
+    app.extensions["storegw_login_limit"] = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE, 60.0)
     gw = services_of(app)
     svc = getattr(gw, "services", {}).get("ordering")
     if svc is not None and svc.secret:
@@ -149,7 +150,7 @@ def login() -> Any:
     """Sign in with name and PIN."""
     error = ""
     if request.method == "POST":
-        if not _login_limit.allow(request.remote_addr or "?"):
+        if not current_app.extensions["storegw_login_limit"].allow(request.remote_addr or "?"):
             error = "Too many attempts; wait a minute."
         else:
             member = staffops.verify(services_of(current_app).store.read(), request.form.get("name", "").strip(),
