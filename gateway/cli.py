@@ -85,7 +85,8 @@ def run(config_path: str) -> None:
     signal.signal(signal.SIGINT, _signal)
     try:
         gw.start()
-        stop.wait()
+        while not stop.wait(0.5):  # a timed wait: the main thread then runs the handler whichever thread got the signal
+            pass
     finally:
         logging.getLogger(__name__).info("Stopping")
         gw.stop()
