@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.models import DEVICE_ID_RE
 
 # ---------------------------------------------------------------------------
 # value validators
@@ -31,7 +32,6 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 STORE_ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def _type_name(value: Any) -> str:
@@ -505,6 +505,13 @@ def _cross_checks(cfg: Config) -> None:
                           key="uplink.cert_file")
     if cfg.telemetry.summary_window < 1:
         raise ConfigError("telemetry.summary_window: must be at least \"1s\"", key="telemetry.summary_window")
+    lm = cfg.local_mqtt
+    local_id = lm.client_id or f"storegw-{cfg.store.id}-local"
+    if (lm.host, lm.port) == (up.host, up.port) and local_id == (up.client_id or f"storegw-{cfg.store.id}"):
+        # One broker drops a session when another connects with its id: the two would take turns forever.
+        raise ConfigError(f"local_mqtt.client_id: {local_id!r} is also the uplink's client id on the same broker "
+                          f"{up.host}:{up.port}; the broker would keep disconnecting one for the other. "
+                          "Give them different ids (or leave both unset)", key="local_mqtt.client_id")
 
 
 def load(path: str | Path) -> Config:

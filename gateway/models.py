@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Metric = float | bool
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # equipment and staff-device ids (C2, C3)
 
 
 def utcnow() -> dt.datetime:

@@ -77,6 +77,8 @@ def test_durations_parse():
     (MINIMAL + "[[devices]]\nid = 'a b'\nkind = 'scanner'\n", "devices[0].id: expected"),
     (MINIMAL + "[[devices]]\nid = 'a'\nkind = 'scanner'\n[[devices]]\nid = 'a'\nkind = 'scanner'\n", "used twice"),
     ("[store\nid=1", "not valid TOML"),
+    (MINIMAL + "[local_mqtt]\nclient_id = 'storegw-sh-001'\n[uplink]\nhost = '127.0.0.1'\nport = 1883\n",
+     "the broker would keep disconnecting one for the other"),
 ])
 def test_errors_name_the_key_and_the_fix(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as err:
