@@ -53,8 +53,9 @@ from gateway.alerts import AlertManager  # noqa: E402
 from gateway.config import load as load_config  # noqa: E402
 from gateway.hqwatch import HQCollector  # noqa: E402
 from gateway.mqtt import new_client  # noqa: E402
+from gateway.payload import parse  # noqa: E402
 from gateway.store import open_store  # noqa: E402
-from gateway.telemetry import Telemetry, parse  # noqa: E402
+from gateway.telemetry import Telemetry  # noqa: E402
 
 log = make_log("drain")
 

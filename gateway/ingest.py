@@ -1,83 +1,108 @@
 """Local MQTT ingest: subscribe to equipment topics, PUBACK only after the reading is committed.
 
-The paho callback does one thing (hand the message to a bounded queue); the ingest thread
-parses a batch, hands it to the writer, and acknowledges each message to the broker from the
-writer's on-commit callback. A crash before commit means the broker redelivers (persistent
-session, QoS 1) and the idempotent insert ignores what was already stored.
+One thread (``storegw-ingest``) owns the paho client and drives it with paho's external event loop
+(``loop_read``/``loop_write``/``loop_misc`` on one ``select``): it reads every packet that has
+arrived, parses the messages (``gateway.payload``) into a batch, hands the batch to the writer as
+one write, and acknowledges the batch's messages when the writer's on-commit callback tells it
+the transaction committed (a queue plus a wake-up pipe: paho is only ever touched by this thread).
+A crash before the commit means the broker delivers the messages again (persistent session,
+QoS 1) and the idempotent insert ignores what was already stored.
 
-At most ``MAX_PENDING`` batches wait for the writer at once: while one commits, messages pile
-up in the queue and the next batch takes them all, so under load transactions get bigger
-instead of the writer queue filling with tiny batches.
+Why not ``loop_start()``: paho's own loop does one ``select`` per packet and wakes its thread
+through a socket pair for every acknowledgement from another thread; on a Pi-class board that was
+most of the ingest's CPU, all of it holding the interpreter lock the writer needs. Reading every
+waiting packet per wake-up and writing the PUBACKs of a whole batch in one pass removes it
+(``bench/ingest.py``; docs/architecture.md, "Ingest").
+
+At most ``MAX_PENDING`` batches wait for the writer at once: while one commits, messages pile up
+and the next batch takes them all, so under load transactions get bigger instead of the writer
+queue filling with tiny batches. Past ``max_buffer`` waiting messages the thread stops reading the
+socket and the broker holds the rest (backpressure).
 """
 
 from __future__ import annotations
 
-import json
+import collections
 import logging
-import queue
+import os
+import select
 import threading
 import time
-from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as paho
 
-from gateway.config import DEVICE_ID_RE, Config
-from gateway.models import now_ms
-from gateway.mqtt import configure_auth, describe_rc, new_client
+from gateway.config import Config
+from gateway.errors import StoreError
+from gateway.models import Reading, now_ms
+from gateway.mqtt import configure_auth, describe_rc, new_client, skip_topic_callbacks
+from gateway.payload import InvalidPayload, parse, parse_status
 from gateway.store.writer import Writer
-from gateway.telemetry import InvalidPayload, Telemetry, parse
+from gateway.telemetry import Telemetry
 
 _LOGGER = logging.getLogger(__name__)
 
 TOPICS = [("devices/+/telemetry", 1), ("devices/+/status", 1)]
 MAX_PENDING = 2  # batches handed to the writer and not yet committed
-
-
-@dataclass(slots=True)
-class _Msg:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
+TICK_S = 1.0
+RECONNECT_MAX_S = 30.0
 
 
 class Ingest:
-    """Subscriber + ingest thread for the local broker."""
+    """The local broker's session, the parsing and the hand-over to the writer."""
 
     def __init__(self, cfg: Config, telemetry: Telemetry, writer: Writer, *, batch: int = 1000,
-                 max_queue: int = 20000) -> None:
+                 max_buffer: int = 20000) -> None:
         self.cfg = cfg
         self.telemetry = telemetry
         self.writer = writer
         self.batch = batch
-        # SimpleQueue (C, no per-item condition variables) bounded by hand in _on_message.
-        self.queue: queue.SimpleQueue[_Msg] = queue.SimpleQueue()
-        self.max_queue = max_queue
-        self._room = threading.Event()
-        self._slots = threading.BoundedSemaphore(MAX_PENDING)
-        self.connected = False
+        self.max_buffer = max_buffer
+        self.max_payload = cfg.telemetry.max_payload
+        self.connected = False  # subscribed: from then on nothing published is missed
         self.last_progress = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._buffer: list[tuple[str, bytes, int, int]] = []
+        self._delivered = 0
+        self._pending: dict[int, tuple[int, list[tuple[int, int]]]] = {}  # batch → (connection, [(mid, qos)])
+        self._committed: collections.deque[int] = collections.deque()  # appended by the writer thread
+        self._next_batch = 1
+        self._conn_gen = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         lm = cfg.local_mqtt
         self.client = new_client(lm.client_id or f"storegw-{cfg.store.id}-local", clean=False, manual_ack=True)
         configure_auth(self.client, tls=False, username=lm.username, password_file=lm.password_file,
                        section="local_mqtt")
         self.client.max_inflight_messages_set(1000)
-        self.client.reconnect_delay_set(1, 30)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        # PUBACKs are queued and written in one pass when the socket is writable, not one send each.
+        self.client.on_socket_register_write = lambda *a: None
+        skip_topic_callbacks(self.client)
 
-    # -- paho callbacks (network thread): one thing each, never raise
+    # -- paho callbacks (ingest thread): one thing each, never raise
     def _on_connect(self, client: paho.Client, userdata: object, flags: object, rc: object,
                     props: object = None) -> None:
         if getattr(rc, "is_failure", False):
             _LOGGER.warning("Local broker refused the connection: %s", describe_rc(rc))
             return
-        self.connected = True
+        self._conn_gen += 1
         client.subscribe(TOPICS)
-        _LOGGER.info("Connected to the local broker %s:%s", self.cfg.local_mqtt.host, self.cfg.local_mqtt.port)
+
+    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, reason_codes: list,
+                      props: object = None) -> None:
+        if any(getattr(rc, "is_failure", False) for rc in reason_codes):
+            _LOGGER.error("The local broker refused the subscription to %s: check its ACL",
+                          ", ".join(t for t, _ in TOPICS))
+            return
+        self.connected = True
+        lm = self.cfg.local_mqtt
+        _LOGGER.info("Connected to the local broker %s:%s", lm.host, lm.port)
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, rc: object,
                        props: object = None) -> None:
@@ -86,115 +111,146 @@ class Ingest:
         self.connected = False
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        # Blocking when full is the backpressure: the broker holds what we have not acknowledged.
-        if self.queue.qsize() >= self.max_queue:
-            self._wait_for_room()
-        self.queue.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos))
-
-    def _wait_for_room(self) -> None:
-        while self.queue.qsize() >= self.max_queue and not self._stop.is_set():
-            self._room.clear()
-            if self.queue.qsize() < self.max_queue:
-                break
-            self._room.wait(0.1)  # set by the ingest thread after each batch; the timeout covers a race
+        self._buffer.append((msg.topic, msg.payload, msg.mid, msg.qos))
+        self._delivered += 1
 
     # -- lifecycle
     def start(self) -> None:
-        """Connect (in the background, retrying) and start the ingest thread."""
+        """Start the ingest thread (it connects, and reconnects, by itself)."""
         self._thread = threading.Thread(target=self._run, name="storegw-ingest", daemon=True)
         self._thread.start()
-        self.client.connect_async(self.cfg.local_mqtt.host, self.cfg.local_mqtt.port, keepalive=30)
-        self.client.loop_start()
 
     def stop(self) -> None:
         """Disconnect and stop the thread (unacknowledged messages stay with the broker)."""
         self._stop.set()
+        self._wake()
+        if self._thread:
+            self._thread.join(10)
         self.connected = False
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _wake(self) -> None:
         try:
-            self.client.disconnect()
-            self.client.loop_stop()
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is already waiting, or we are closing
+
+    # -- the loop
+    def _run(self) -> None:
+        client = self.client
+        lm = self.cfg.local_mqtt
+        delay, next_try, up_since = 1.0, 0.0, 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self.last_progress = now
+            sock = client.socket()
+            if sock is None and now >= next_try:
+                try:
+                    client.connect(lm.host, lm.port, keepalive=30)
+                    sock, up_since = client.socket(), now
+                except OSError as err:
+                    if delay == 1.0:
+                        _LOGGER.warning("Cannot reach the local broker %s:%s: %s; retrying", lm.host, lm.port,
+                                        err.strerror or err)
+                    next_try, delay = now + delay, min(delay * 2, RECONNECT_MAX_S)
+            rlist: list[Any] = [self._wake_r]
+            wlist: list[Any] = []
+            if sock is not None:
+                if len(self._buffer) < self.max_buffer:
+                    rlist.append(sock)
+                if client.want_write():
+                    wlist.append(sock)
+                timeout = TICK_S
+            else:
+                timeout = max(0.05, min(TICK_S, next_try - now))
+            readable, _, _ = select.select(rlist, wlist, [], timeout)
+            if self._wake_r in readable:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            if sock is not None and sock in readable:
+                for _ in range(1000):  # loop_read reads one packet per call: read all that arrived
+                    before = self._delivered
+                    if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._delivered == before:
+                        break
+            self._ack_committed()
+            self._flush()
+            if client.socket() is not None:
+                if client.want_write():
+                    client.loop_write()
+                client.loop_misc()
+            if sock is not None and client.socket() is None:  # lost just now
+                self._buffer.clear()  # not acknowledged: the broker delivers them again after reconnecting
+                if self.connected:
+                    self._on_disconnect(client, None, None, "connection lost")
+                if time.monotonic() - up_since > 60:
+                    delay = 1.0  # it had been up a while: reconnect soon; else back off (flapping)
+                next_try, delay = time.monotonic() + delay, min(delay * 2, RECONNECT_MAX_S)
+        try:
+            client.disconnect()  # clean: the session and everything unacknowledged stay with the broker
+            if client.socket() is not None and client.want_write():
+                client.loop_write()
         except OSError:
             pass
-        if self._thread:
-            self._thread.join(5)
 
-    def _ack(self, mids: list[tuple[int, int]]) -> None:
-        for mid, qos in mids:
-            if qos:
-                self.client.ack(mid, qos)
+    def _ack_committed(self) -> None:
+        """PUBACK the batches the writer committed, unless the connection changed since."""
+        while self._committed:
+            gen, acks = self._pending.pop(self._committed.popleft(), (-1, []))
+            if gen != self._conn_gen or not self.connected:
+                continue  # the broker delivers them again on the new connection; the insert ignores them
+            for mid, qos in acks:
+                if qos:
+                    self.client.ack(mid, qos)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            # Room at the writer first, then the batch: it then holds whatever arrived meanwhile.
-            if not self._slots.acquire(timeout=0.5):
-                self.last_progress = time.monotonic()
+    def _flush(self) -> None:
+        """Parse buffered messages into batches while fewer than MAX_PENDING await their commit."""
+        while self._buffer and len(self._pending) < MAX_PENDING:
+            msgs = self._buffer[:self.batch]
+            del self._buffer[:self.batch]
+            received = now_ms()
+            readings: list[Reading] = []
+            statuses: list[tuple[str, str]] = []
+            acks: list[tuple[int, int]] = []
+            note = self.telemetry.stats.note_invalid
+            for topic, payload, mid, qos in msgs:
+                parts = topic.split("/")
+                device = parts[1] if len(parts) == 3 else ""
+                try:
+                    if parts[2:] == ["status"]:
+                        statuses.append((device, parse_status(device, payload)))
+                    else:
+                        readings.append(parse(device, payload, received, self.max_payload))
+                    acks.append((mid, qos))
+                except InvalidPayload as err:
+                    note(device or "?", err.reason)
+                    if qos:  # nothing to keep; acknowledging stops redelivery of a poison message
+                        self.client.ack(mid, qos)
+            if not (readings or statuses):
                 continue
+            batch = self._next_batch
+            self._next_batch += 1
+            self._pending[batch] = (self._conn_gen, acks)
             try:
-                submitted = self._take_batch()
-            except BaseException:
-                self._slots.release()
-                raise
-            if not submitted:
-                self._slots.release()
-            self.last_progress = time.monotonic()
+                self.writer.submit(lambda conn, r=readings, s=statuses: self._write(conn, r, s),
+                                   on_commit=lambda _, b=batch: self._on_commit(b))
+            except StoreError as err:  # not acknowledged: the broker keeps them; the watchdog sees the writer
+                self._pending.pop(batch, None)
+                _LOGGER.error("Cannot store a telemetry batch: %s", err)
+                return
 
-    def _take_batch(self) -> bool:
-        """Parse one batch from the queue and hand it to the writer; return whether a write was submitted."""
-        try:
-            first = self.queue.get(timeout=0.5)
-        except queue.Empty:
-            return False
-        msgs = [first]
-        get = self.queue.get_nowait
-        while len(msgs) < self.batch:
-            try:
-                msgs.append(get())
-            except queue.Empty:
-                break
-        if not self._room.is_set():
-            self._room.set()
-        max_payload = self.cfg.telemetry.max_payload
-        received = now_ms()
-        readings = []
-        statuses: list[tuple[str, str]] = []
-        acks: list[tuple[int, int]] = []
-        bad: list[tuple[int, int]] = []
-        for m in msgs:
-            parts = m.topic.split("/")
-            device = parts[1] if len(parts) == 3 else ""
-            try:
-                if parts[2:] == ["status"]:
-                    statuses.append((device, _parse_status(device, m.payload)))
-                else:
-                    readings.append(parse(device, m.payload, received, max_payload))
-                acks.append((m.mid, m.qos))
-            except InvalidPayload as err:
-                self.telemetry.stats.note_invalid(device or "?", err.reason)
-                bad.append((m.mid, m.qos))
-        self._ack(bad)  # nothing to keep; acknowledging stops redelivery of poison messages
-        if not (readings or statuses):
-            return False
-        future = self.writer.submit(lambda conn, r=readings, s=statuses: self._write(conn, r, s),
-                                    on_commit=lambda _, a=acks: self._ack(a))
-        # Resolved (committed or failed) before on_commit runs: the next batch may start forming.
-        future.add_done_callback(lambda _: self._slots.release())
-        return True
+    def _on_commit(self, batch: int) -> None:
+        """Writer thread: the batch committed; the ingest thread acknowledges it."""
+        self._committed.append(batch)
+        self._wake()
 
-    def _write(self, conn: object, readings: list, statuses: list[tuple[str, str]]) -> int:
-        n = self.telemetry.write_batch(conn, readings) if readings else 0  # type: ignore[arg-type]
+    def _write(self, conn: Any, readings: list[Reading], statuses: list[tuple[str, str]]) -> int:
+        n = self.telemetry.write_batch(conn, readings) if readings else 0
         for device, state in statuses:
-            self.telemetry.status(conn, device, state)  # type: ignore[arg-type]
+            self.telemetry.status(conn, device, state)
         return n
-
-
-def _parse_status(device: str, payload: bytes) -> str:
-    if not DEVICE_ID_RE.match(device):
-        raise InvalidPayload("bad_device_id")
-    try:
-        obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidPayload("not_json") from None
-    state = obj.get("state") if isinstance(obj, dict) else None
-    if state not in ("online", "offline"):
-        raise InvalidPayload("bad_status")
-    return state

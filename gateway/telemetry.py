@@ -1,24 +1,23 @@
-"""Equipment telemetry: validate payloads, store readings idempotently, build window summaries.
+"""Equipment telemetry: store readings idempotently, build window summaries, forward raw.
 
-``parse`` runs on the ingest thread (no database); ``Telemetry.write_batch`` runs inside one
-writer transaction and updates the readings, the windows, the rules and the outbox together.
+Payloads are parsed by ``gateway.payload`` in the ingest process (no database);
+``Telemetry.write_batch`` runs inside one writer transaction and updates the readings, the windows,
+the rules and the outbox together.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import hashlib
 import json
 import logging
-import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.alerts import AlertManager
-from gateway.config import DEVICE_ID_RE, Config
+from gateway.config import Config
 from gateway.models import Reading, iso_ms, now_ms
 from gateway.outbox import Lane, enqueue
 from gateway.rules import OfflineWatch, RuleEngine
@@ -26,85 +25,11 @@ from gateway.store.db import Connection
 
 _LOGGER = logging.getLogger(__name__)
 
-_MIN_TS = 946684800000  # 2000-01-01
-_MAX_TS = 4102444800000  # 2100-01-01
-
+_INSERT_READING = ("INSERT OR IGNORE INTO readings (device_id, ts_ms, digest, received_ms, metrics) "
+                   "VALUES (?, ?, ?, ?, ?)")
 
 # What outbox.dumps(...).decode() produces, without building an encoder per reading.
 _encode_metrics = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-class InvalidPayload(ValueError):
-    """A telemetry message that cannot be used; ``reason`` is a short counter name."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
-
-
-def _reject_constant(name: str) -> float:
-    raise InvalidPayload("non_finite", f"{name} is not a number")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-
-
-def _loads(payload: bytes | str) -> Any:
-    """Do ``json.loads(payload, parse_constant=_reject_constant)`` without building a decoder per call."""
-    if isinstance(payload, (bytes, bytearray)):
-        return _DECODER.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
-    return json.loads(payload, parse_constant=_reject_constant)
-
-
-def _parse_ts(value: Any) -> int:
-    if isinstance(value, bool):
-        raise InvalidPayload("bad_ts", "ts must be epoch milliseconds or ISO-8601")
-    if isinstance(value, (int, float)):
-        ts = int(value)
-    elif isinstance(value, str):
-        try:
-            d = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidPayload("bad_ts", "ts is not ISO-8601") from None
-        if d.tzinfo is None:
-            d = d.replace(tzinfo=dt.UTC)
-        ts = int(d.timestamp() * 1000)
-    else:
-        raise InvalidPayload("bad_ts", "ts must be epoch milliseconds or ISO-8601")
-    if not _MIN_TS <= ts <= _MAX_TS:
-        raise InvalidPayload("bad_ts", "ts out of range (epoch milliseconds expected)")
-    return ts
-
-
-def parse(device: str, payload: bytes, received_ms: int, max_payload: int = 65536) -> Reading:
-    """Turn one ``devices/{id}/telemetry`` payload into a Reading or raise InvalidPayload."""
-    if not DEVICE_ID_RE.match(device):
-        raise InvalidPayload("bad_device_id")
-    if len(payload) > max_payload:
-        raise InvalidPayload("oversize", f"{len(payload)} bytes > {max_payload}")
-    try:
-        obj = _loads(payload)
-    except InvalidPayload:
-        raise
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidPayload("not_json") from None
-    if not isinstance(obj, dict):
-        raise InvalidPayload("not_object")
-    ts = _parse_ts(obj["ts"]) if "ts" in obj else received_ms
-    metrics: dict[str, float | bool] = {}
-    for key, value in obj.items():
-        if key == "ts":
-            continue
-        if isinstance(value, bool):
-            metrics[key] = value
-        elif isinstance(value, (int, float)):
-            if not math.isfinite(value):
-                raise InvalidPayload("non_finite")
-            metrics[key] = float(value)
-    if not metrics:
-        raise InvalidPayload("no_metrics")
-    digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
-    return Reading(device, ts, metrics, digest)
 
 
 @dataclass
@@ -218,20 +143,18 @@ class Telemetry:
         # Window updates of the batch, folded per window after the loop: one read and one write per
         # window instead of one upsert per reading and metric (see _write_windows).
         updates: dict[tuple[int, int, int], list[tuple[bool, float | bool, float, int]]] = {}
+        rows: list[tuple[int, int, bytes, int, str]] = []
+        fresh: list[tuple[Reading, int]] = []
         for r in readings:
             dev = self._device_id(conn, r.device, now)
             seen_devices[r.device] = dev
             if r.ts_ms < oldest:
                 self.stats.note_invalid(r.device, "too_old")
                 continue
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO readings (device_id, ts_ms, digest, received_ms, metrics) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (dev, r.ts_ms, bytes.fromhex(r.digest), now, _encode_metrics(dict(r.metrics))))
-            if cur.rowcount != 1:
-                self.stats.duplicates += 1
-                continue
-            new += 1
+            rows.append((dev, r.ts_ms, bytes.fromhex(r.digest), now, _encode_metrics(dict(r.metrics))))
+            fresh.append((r, dev))
+        fresh = self._insert_readings(conn, rows, fresh)
+        for r, dev in fresh:
             wstart = r.ts_ms - r.ts_ms % self.window_ms
             for metric, value in r.metrics.items():
                 key = (dev, self._metric_id(conn, metric), wstart)
@@ -243,6 +166,7 @@ class Telemetry:
             if self.forwards_raw(r.device):
                 raw_items.append({"id": f"{self.store_id}:{r.device}:{r.ts_ms}:{r.digest}", "device": r.device,
                                   "ts": iso_ms(r.ts_ms), "metrics": dict(r.metrics)})
+        new = len(fresh)
         self._write_windows(conn, updates)
         for name, dev in seen_devices.items():
             self.offline.seen(conn, name, now)
@@ -253,6 +177,29 @@ class Telemetry:
             enqueue(conn, Lane.BULK, f"{self.prefix}/telemetry/raw", chunk[0]["id"], "raw", chunk)
         self.stats.committed += new
         return new
+
+    def _insert_readings(self, conn: Connection, rows: list[tuple[int, int, bytes, int, str]],
+                         fresh: list[tuple[Reading, int]]) -> list[tuple[Reading, int]]:
+        """Insert the rows (idempotently); return the readings that were new.
+
+        One ``executemany`` for the batch; only when it stored fewer rows than given (a broker
+        redelivering after a crash) is it rolled back and redone row by row to find the duplicates.
+        """
+        if not rows:
+            return fresh
+        conn.execute("SAVEPOINT readings")
+        if conn.executemany(_INSERT_READING, rows).rowcount == len(rows):
+            conn.execute("RELEASE readings")
+            return fresh
+        conn.execute("ROLLBACK TO readings")
+        conn.execute("RELEASE readings")
+        kept = []
+        for row, item in zip(rows, fresh, strict=True):
+            if conn.execute(_INSERT_READING, row).rowcount == 1:
+                kept.append(item)
+            else:
+                self.stats.duplicates += 1
+        return kept
 
     def _write_windows(self, conn: Connection,
                        updates: dict[tuple[int, int, int], list[tuple[bool, float | bool, float, int]]]) -> None:

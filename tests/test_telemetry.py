@@ -13,8 +13,9 @@ from gateway import config as config_mod
 from gateway.alerts import AlertManager
 from gateway.models import now_ms
 from gateway.outbox import Lane, enforce_budget, enqueue, fetch
+from gateway.payload import InvalidPayload, parse
 from gateway.store import open_store
-from gateway.telemetry import InvalidPayload, Telemetry, parse
+from gateway.telemetry import Telemetry
 
 NOW = 1_795_000_000_000
 
@@ -188,6 +189,7 @@ listen = "127.0.0.1:{free_port()}"
     gw = build(registry.validate(config_mod.load(cfg_path)))
     gw.start(web=False)
     try:
+        wait_for(lambda: gw.health()["local_mqtt"]["connected"], timeout=20, what="subscribed")
         client = new_client("bad-sender", clean=True)
         client.connect("127.0.0.1", broker.port)
         client.loop_start()

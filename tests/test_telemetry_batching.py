@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from gateway import config as config_mod
 from gateway.alerts import AlertManager
 from gateway.models import now_ms
+from gateway.payload import parse
 from gateway.store import open_store
-from gateway.telemetry import Telemetry, parse
+from gateway.telemetry import Telemetry
 
 # The statement write_batch ran once per reading and metric before it folded per window.
 REFERENCE_UPSERT = (
