@@ -229,7 +229,8 @@ class LocalMqttConfig:
     port: int = opt("port", 1883, help="Broker port.")
     embedded: bool = opt("bool", False, help="Start the built-in pure-Python broker on host:port (dev/demo only).")
     client_id: str = opt("str", "", help="MQTT client id of the gateway; default storegw-STORE_ID-local "
-                         "(stable, so the broker keeps the persistent session).")
+                         "(stable, so the broker keeps the persistent session); must differ from "
+                         "uplink.client_id when both use one broker.")
     username: str = opt("str", "", help="Username on the local broker.")
     password_file: str = opt("path", "", help="File holding the local broker password (never in this file).",
                              secret=True)
