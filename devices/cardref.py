@@ -6,9 +6,14 @@ always gives the same ref on one gateway, so the members service can look it up,
 database or log cannot be turned back into card numbers (card ids are short, so a plain hash could
 be brute-forced; the keyed HMAC cannot without the secret).
 
-The secret is per gateway: the environment variable ``STOREGW_CARD_SECRET`` (set it from a systemd
-credential or the provisioning tool). Without it a random secret is made once per process, with
-one warning: refs then change when storegw restarts, which is fine for a demo, not for a store.
+Where the secret comes from, first that exists:
+
+1. the environment variable ``STOREGW_CARD_SECRET`` — one secret for the whole chain (a systemd
+   credential put there by provisioning), so one card gives the same ref in every store and HQ
+   can link a member's visits across stores;
+2. the gateway's own secret, kept in its encrypted database and handed over at start
+   (``use_gateway_secret``) — refs are stable at this store, across restarts and restores;
+3. a random secret for this process, with one warning — for tools and tests without a gateway.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ _LOGGER = logging.getLogger(__name__)
 ENV_VAR = "STOREGW_CARD_SECRET"
 _lock = threading.Lock()
 _process_secret: bytes | None = None
+_gateway_secret: bytes | None = None
 
 
 def card_ref(secret: bytes, card_id: str) -> str:
@@ -32,12 +38,20 @@ def card_ref(secret: bytes, card_id: str) -> str:
     return hmac.new(secret, card_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def use_gateway_secret(secret: bytes | None) -> None:
+    """Set (or, with None, forget) the running gateway's own secret; ``$STOREGW_CARD_SECRET`` still wins."""
+    global _gateway_secret
+    _gateway_secret = secret
+
+
 def gateway_secret() -> bytes:
-    """Return the card-ref secret: ``$STOREGW_CARD_SECRET``, else a random per-process one (warned once)."""
+    """Return the card-ref secret: ``$STOREGW_CARD_SECRET``, else the gateway's, else a per-process one."""
     global _process_secret
     value = os.environ.get(ENV_VAR, "")
     if value:
         return value.encode("utf-8")
+    if _gateway_secret is not None:
+        return _gateway_secret
     with _lock:
         if _process_secret is None:
             _process_secret = secrets.token_bytes(32)

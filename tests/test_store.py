@@ -135,3 +135,38 @@ def test_migrations_are_recorded_once(tmp_path, store):
     names2 = [r[0] for r in s2.read().execute("SELECT name FROM _migrations")]
     assert names2 == names
     s2.close()
+
+
+def test_card_ref_secret_is_the_gateways_own_and_survives_a_restart(tmp_path, monkeypatch):
+    """Without the chain's STOREGW_CARD_SECRET, card refs use a secret kept in the encrypted database:
+    the same card gives the same ref after a restart, and the secret is nowhere in plaintext."""
+    from realparts import config_text, free_port
+
+    from devices import cardref, registry
+    from gateway import config as config_mod
+    from gateway.app import build
+
+    monkeypatch.delenv(cardref.ENV_VAR, raising=False)
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(config_text(tmp_path / "data", local_port=free_port(), hq_port=free_port(),
+                                    web_port=free_port()))
+    refs = []
+    try:
+        for _ in range(2):
+            gw = build(registry.validate(config_mod.load(cfg_path)))
+            gw.start(web=False)
+            try:
+                refs.append((cardref.gateway_secret(), cardref.card_ref(cardref.gateway_secret(), "em4100:0102030405")))
+            finally:
+                gw.stop()
+    finally:
+        cardref.use_gateway_secret(None)
+    assert refs[0] == refs[1]
+    secret = refs[0][0]
+    assert len(secret) == 32
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            assert secret not in blob and secret.hex().encode() not in blob, path
+    monkeypatch.setenv(cardref.ENV_VAR, "chain-wide")
+    assert cardref.gateway_secret() == b"chain-wide"  # the chain's secret wins

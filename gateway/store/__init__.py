@@ -13,7 +13,22 @@ from gateway.store.writer import Writer
 
 _LOGGER = logging.getLogger(__name__)
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "ensure_secret", "open_store"]
+
+
+def ensure_secret(conn: Connection, name: str) -> bytes:
+    """Return the gateway's random 32-byte secret called ``name``, creating it on first use.
+
+    Kept in the encrypted database's ``meta`` table (so it is as safe as the data it protects,
+    and a backup restores it with that data). Call it inside a write (``writer.call``).
+    """
+    key = f"secret:{name}"
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    if row:
+        return bytes.fromhex(row[0])
+    value = os.urandom(32)
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value.hex()))
+    return value
 
 
 class Store:
