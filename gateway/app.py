@@ -126,7 +126,7 @@ class Gateway:
         from gateway.store import ensure_secret
 
         # Card readers turn card ids into refs with this gateway's secret (unless the chain's is set).
-        cardref.use_gateway_secret(self.store.writer.call(lambda c: ensure_secret(c, "card-ref")))
+        cardref.use_gateway_secret(self.store.writer.call(lambda c: ensure_secret(c, "secret:card-ref")))
         for dev in self.cfg.devices:
             spec = registry.spec(dev.kind)
             if spec is None or dev.kind in registry.SERVICE_KINDS:

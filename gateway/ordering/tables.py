@@ -12,12 +12,12 @@ import hashlib
 import hmac
 import io
 import re
-import secrets
 from dataclasses import dataclass
 
 import segno
 
 from gateway.errors import OrderingError
+from gateway.store import ensure_secret as store_secret
 from gateway.store.db import Connection
 
 TABLE_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
@@ -37,12 +37,7 @@ class Table:
 
 def ensure_secret(conn: Connection) -> bytes:
     """Return the per-store signing secret, creating it on first run (inside a write transaction)."""
-    row = conn.execute("SELECT value FROM ord_meta WHERE key = ?", (SECRET_KEY,)).fetchone()
-    if row:
-        return bytes.fromhex(row[0])
-    value = secrets.token_bytes(32)
-    conn.execute("INSERT INTO ord_meta (key, value) VALUES (?, ?)", (SECRET_KEY, value.hex()))
-    return value
+    return store_secret(conn, SECRET_KEY, table="ord_meta")
 
 
 def _sig(secret: bytes, store: str, table: str, version: int) -> str:

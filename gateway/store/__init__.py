@@ -16,18 +16,20 @@ _LOGGER = logging.getLogger(__name__)
 __all__ = ["Store", "ensure_secret", "open_store"]
 
 
-def ensure_secret(conn: Connection, name: str) -> bytes:
-    """Return the gateway's random 32-byte secret called ``name``, creating it on first use.
+def ensure_secret(conn: Connection, key: str, *, table: str = "meta") -> bytes:
+    """Return the random 32-byte secret stored under ``key``, creating it on first use.
 
-    Kept in the encrypted database's ``meta`` table (so it is as safe as the data it protects,
-    and a backup restores it with that data). Call it inside a write (``writer.call``).
+    Kept in a key/value table of the encrypted database (``meta``, or a service's own such table):
+    as safe as the data it protects, and a backup restores it with that data. Call it inside a
+    write (``writer.call``). ``table`` is a name from code, never from input.
     """
-    key = f"secret:{name}"
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    if not table.isidentifier():
+        raise ValueError(f"not a table name: {table!r}")
+    row = conn.execute(f"SELECT value FROM {table} WHERE key = ?", (key,)).fetchone()  # noqa: S608
     if row:
         return bytes.fromhex(row[0])
     value = os.urandom(32)
-    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value.hex()))
+    conn.execute(f"INSERT INTO {table} (key, value) VALUES (?, ?)", (key, value.hex()))  # noqa: S608
     return value
 
 
