@@ -14,6 +14,13 @@ most of the ingest's CPU, all of it holding the interpreter lock the writer need
 waiting packet per wake-up and writing the PUBACKs of a whole batch in one pass removes it
 (``bench/ingest.py``; docs/architecture.md, "Ingest").
 
+A batch whose write fails (an exception in the transaction) is written again message by message
+in one group: the good messages commit and are acknowledged; a message that fails on its own is
+dropped, acknowledged and counted as ``write_failed`` in health (it would fail forever). When not
+one message of the group can be written the fault is the database's (disk full, I/O error), not
+the data's: nothing is acknowledged and the ingest reconnects (with backoff), so the broker
+delivers everything again once the writer can write.
+
 At most ``MAX_PENDING`` batches wait for the writer at once: while one commits, messages pile up
 and the next batch takes them all, so under load transactions get bigger instead of the writer
 queue filling with tiny batches. Past ``max_buffer`` waiting messages the thread stops reading the
@@ -43,6 +50,8 @@ from gateway.telemetry import Telemetry
 _LOGGER = logging.getLogger(__name__)
 
 TOPICS = [("devices/+/telemetry", 1), ("devices/+/status", 1)]
+_Item = tuple[str, "Reading | str", int, int]  # (device, reading or status state, mid, qos)
+_Group = list[Any]  # [written, failed items, size] of a failed batch retried message by message
 MAX_PENDING = 2  # batches handed to the writer and not yet committed
 TICK_S = 1.0
 RECONNECT_MAX_S = 30.0
@@ -65,8 +74,9 @@ class Ingest:
         self._thread: threading.Thread | None = None
         self._buffer: list[tuple[str, bytes, int, int]] = []
         self._delivered = 0
-        self._pending: dict[int, tuple[int, list[tuple[int, int]]]] = {}  # batch → (connection, [(mid, qos)])
-        self._committed: collections.deque[int] = collections.deque()  # appended by the writer thread
+        # batch → (connection it came on, its messages, the retry group when written one by one)
+        self._pending: dict[int, tuple[int, list[_Item], _Group | None]] = {}
+        self._done: collections.deque[tuple[int, bool]] = collections.deque()  # appended by the writer thread
         self._next_batch = 1
         self._conn_gen = 0
         self._wake_r, self._wake_w = os.pipe()
@@ -178,7 +188,7 @@ class Ingest:
                     before = self._delivered
                     if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._delivered == before:
                         break
-            self._ack_committed()
+            self._settle()
             self._flush()
             if client.socket() is not None:
                 if client.want_write():
@@ -198,15 +208,54 @@ class Ingest:
         except OSError:
             pass
 
-    def _ack_committed(self) -> None:
-        """PUBACK the batches the writer committed, unless the connection changed since."""
-        while self._committed:
-            gen, acks = self._pending.pop(self._committed.popleft(), (-1, []))
-            if gen != self._conn_gen or not self.connected:
-                continue  # the broker delivers them again on the new connection; the insert ignores them
-            for mid, qos in acks:
-                if qos:
-                    self.client.ack(mid, qos)
+    def _settle(self) -> None:
+        """Act on the writes the writer finished: PUBACK what committed, isolate what failed."""
+        while self._done:
+            batch, ok = self._done.popleft()
+            entry = self._pending.pop(batch, None)
+            if entry is None:
+                continue
+            gen, items, group = entry
+            current = gen == self._conn_gen and self.connected
+            if ok:
+                if group is not None:
+                    group[0] += 1
+                if current:
+                    self._ack(items)
+                # else: the broker delivers them again on the new connection; the insert ignores them
+            elif group is None and current:
+                self._retry_one_by_one(items)
+            elif group is not None:
+                group[1].append(items[0])
+            if group is not None and group[2] == group[0] + len(group[1]):  # every single write is back
+                self._failed_singly(group, current)
+
+    def _retry_one_by_one(self, items: list[_Item]) -> None:
+        """A batch's write failed: write each message on its own to keep the good ones."""
+        group: _Group = [0, [], len(items)]  # [committed, failed items, size]
+        for item in items:
+            self._submit([item], group)
+
+    def _failed_singly(self, group: _Group, current: bool) -> None:
+        committed, failed, size = group
+        if committed == 0:
+            if not current:
+                return  # the new connection gets them again anyway
+            # Nothing of it could be written: the database, not the data (disk full, I/O error). Keep
+            # the messages with the broker and make it deliver them again after a reconnect.
+            _LOGGER.error("Telemetry could not be written (%d messages); reconnecting to the local broker "
+                          "to have them delivered again", size)
+            self.client.disconnect()
+            return
+        for device, _value, _mid, _qos in failed:  # these messages break the write: drop and count them
+            self.telemetry.stats.note_invalid(device, "write_failed")
+        if current:
+            self._ack(failed)
+
+    def _ack(self, items: list[_Item]) -> None:
+        for _device, _value, mid, qos in items:
+            if qos:
+                self.client.ack(mid, qos)
 
     def _flush(self) -> None:
         """Parse buffered messages into batches while fewer than MAX_PENDING await their commit."""
@@ -214,43 +263,48 @@ class Ingest:
             msgs = self._buffer[:self.batch]
             del self._buffer[:self.batch]
             received = now_ms()
-            readings: list[Reading] = []
-            statuses: list[tuple[str, str]] = []
-            acks: list[tuple[int, int]] = []
+            items: list[_Item] = []
             note = self.telemetry.stats.note_invalid
             for topic, payload, mid, qos in msgs:
                 parts = topic.split("/")
                 device = parts[1] if len(parts) == 3 else ""
                 try:
                     if parts[2:] == ["status"]:
-                        statuses.append((device, parse_status(device, payload)))
+                        items.append((device, parse_status(device, payload), mid, qos))
                     else:
-                        readings.append(parse(device, payload, received, self.max_payload))
-                    acks.append((mid, qos))
+                        items.append((device, parse(device, payload, received, self.max_payload), mid, qos))
                 except InvalidPayload as err:
                     note(device or "?", err.reason)
                     if qos:  # nothing to keep; acknowledging stops redelivery of a poison message
                         self.client.ack(mid, qos)
-            if not (readings or statuses):
-                continue
-            batch = self._next_batch
-            self._next_batch += 1
-            self._pending[batch] = (self._conn_gen, acks)
-            try:
-                self.writer.submit(lambda conn, r=readings, s=statuses: self._write(conn, r, s),
-                                   on_commit=lambda _, b=batch: self._on_commit(b))
-            except StoreError as err:  # not acknowledged: the broker keeps them; the watchdog sees the writer
-                self._pending.pop(batch, None)
-                _LOGGER.error("Cannot store a telemetry batch: %s", err)
+            if items and not self._submit(items, None):
                 return
 
-    def _on_commit(self, batch: int) -> None:
-        """Writer thread: the batch committed; the ingest thread acknowledges it."""
-        self._committed.append(batch)
+    def _submit(self, items: list[_Item], group: _Group | None) -> bool:
+        """Hand one write to the writer; its outcome comes back through ``_done``."""
+        batch = self._next_batch
+        self._next_batch += 1
+        self._pending[batch] = (self._conn_gen, items, group)
+        try:
+            future = self.writer.submit(lambda conn: self._write(conn, items),
+                                        on_commit=lambda _: self._finished(batch, True))
+        except StoreError as err:  # not acknowledged: the broker keeps them; the watchdog sees the writer
+            self._pending.pop(batch, None)
+            _LOGGER.error("Cannot store telemetry: %s", err)
+            return False
+        future.add_done_callback(lambda f: None if f.cancelled() or f.exception() is None
+                                 else self._finished(batch, False))
+        return True
+
+    def _finished(self, batch: int, ok: bool) -> None:
+        """Writer thread: the write committed (or failed); the ingest thread acts on it."""
+        self._done.append((batch, ok))
         self._wake()
 
-    def _write(self, conn: Any, readings: list[Reading], statuses: list[tuple[str, str]]) -> int:
+    def _write(self, conn: Any, items: list[_Item]) -> int:
+        readings = [value for _, value, _, _ in items if type(value) is Reading]
         n = self.telemetry.write_batch(conn, readings) if readings else 0
-        for device, state in statuses:
-            self.telemetry.status(conn, device, state)
+        for device, value, _, _ in items:
+            if type(value) is str:
+                self.telemetry.status(conn, device, value)
         return n

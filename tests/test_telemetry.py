@@ -218,3 +218,94 @@ def test_invalid_counters_stay_bounded_under_a_flood_of_made_up_ids():
     assert sum(stats.invalid.values()) == 5000
     assert len(stats.invalid) <= IngestStats.MAX_TRACKED + 1
     assert stats.invalid_summary() == {"not_json": 5000}
+
+
+def _gateway_on(broker, hq_port, tmp_path):
+    from devices import registry
+    from gateway.app import build
+
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(f"""
+[store]
+id = "sh-001"
+data_dir = "{(tmp_path / 'data').as_posix()}"
+[local_mqtt]
+port = {broker.port}
+[uplink]
+port = {hq_port}
+tls = false
+[web]
+listen = "127.0.0.1:{free_port()}"
+""")
+    return build(registry.validate(config_mod.load(cfg_path)))
+
+
+def test_a_reading_that_breaks_the_write_is_isolated_and_the_stream_goes_on(broker, tmp_path, monkeypatch):
+    """A batch whose transaction fails is written message by message: the good ones commit, the one
+    that fails on its own is dropped and counted as write_failed, later readings flow."""
+    from gateway.mqtt import new_client
+
+    gw = _gateway_on(broker, free_port(), tmp_path)
+    real = gw.telemetry.write_batch
+
+    def write_batch(conn, readings):
+        if any("poison" in r.metrics for r in readings):
+            raise RuntimeError("a bug triggered by one reading")
+        return real(conn, readings)
+
+    monkeypatch.setattr(gw.telemetry, "write_batch", write_batch)
+    gw.start(web=False)
+    client = new_client("poison-sender", clean=True)
+    try:
+        wait_for(lambda: gw.health()["local_mqtt"]["connected"], timeout=20, what="subscribed")
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        infos = [client.publish("devices/fridge-1/telemetry", json.dumps({"temp_c": i}), qos=1) for i in range(40)]
+        infos.append(client.publish("devices/fridge-1/telemetry", json.dumps({"poison": 1}), qos=1))
+        infos += [client.publish("devices/fridge-1/telemetry", json.dumps({"temp_c": 100 + i}), qos=1)
+                  for i in range(40)]
+        for info in infos:
+            info.wait_for_publish(5)
+        wait_for(lambda: gw.health()["ingest"]["committed"] >= 80, timeout=20, what="the good readings")
+        wait_for(lambda: gw.health()["ingest"]["invalid"].get("write_failed") == 1, timeout=10,
+                 what="the poison counted")
+        client.publish("devices/fridge-1/telemetry", json.dumps({"temp_c": 1000}), qos=1).wait_for_publish(5)
+        wait_for(lambda: gw.health()["ingest"]["committed"] >= 81, timeout=10, what="the stream goes on")
+        assert gw.health()["ingest"]["committed"] == 81
+    finally:
+        client.loop_stop()
+        gw.stop()
+
+
+def test_when_nothing_can_be_written_nothing_is_acknowledged(broker, tmp_path, monkeypatch):
+    """The database refuses every write (think disk full): no PUBACK, the broker keeps the readings,
+    and once writes work again they all arrive (the ingest reconnects to have them redelivered)."""
+    from gateway.mqtt import new_client
+
+    gw = _gateway_on(broker, free_port(), tmp_path)
+    real = gw.telemetry.write_batch
+    broken = [True]
+
+    def write_batch(conn, readings):
+        if broken[0]:
+            raise OSError(28, "No space left on device")
+        return real(conn, readings)
+
+    monkeypatch.setattr(gw.telemetry, "write_batch", write_batch)
+    gw.start(web=False)
+    client = new_client("full-disk-sender", clean=True)
+    try:
+        wait_for(lambda: gw.health()["local_mqtt"]["connected"], timeout=20, what="subscribed")
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        for i in range(30):
+            client.publish("devices/fridge-2/telemetry", json.dumps({"temp_c": i}), qos=1).wait_for_publish(5)
+        time.sleep(1.5)
+        h = gw.health()["ingest"]
+        assert h["committed"] == 0 and "write_failed" not in h["invalid"]
+        broken[0] = False
+        wait_for(lambda: gw.health()["ingest"]["committed"] >= 30, timeout=40, what="redelivered after recovery")
+        assert gw.health()["ingest"]["committed"] == 30
+    finally:
+        client.loop_stop()
+        gw.stop()
