@@ -46,7 +46,8 @@ class RuleEngine:
         self._by_metric: dict[str, list[AlertRule]] = {}
         for rule in rules:
             self._by_metric.setdefault(rule.metric, []).append(rule)
-        self._matches: dict[tuple[str, str], bool] = {}  # (rule, device) -> glob match, off the hot path
+        # (metric, device) -> the matching rules with their alert keys: globs and keys off the hot path
+        self._targets: dict[tuple[str, str], tuple[tuple[AlertRule, str], ...]] = {}
 
     @staticmethod
     def key(rule: AlertRule, device: str) -> str:
@@ -55,19 +56,19 @@ class RuleEngine:
 
     def evaluate(self, conn: Connection, device: str, metrics: dict, ts_ms: int) -> None:
         """Evaluate one reading's metrics against every matching rule."""
+        by_metric, targets = self._by_metric, self._targets
         for metric, value in metrics.items():
-            rules = self._by_metric.get(metric)
+            rules = by_metric.get(metric)
             if not rules or isinstance(value, bool):
                 continue
-            for rule in rules:
-                hit = self._matches.get((rule.name, device))
-                if hit is None:
-                    hit = self._matches[(rule.name, device)] = rule.matches(device)
-                if hit:
-                    self._step(conn, rule, device, float(value), ts_ms)
+            hits = targets.get((metric, device))
+            if hits is None:
+                hits = targets[(metric, device)] = tuple(
+                    (rule, self.key(rule, device)) for rule in rules if rule.matches(device))
+            for rule, key in hits:
+                self._step(conn, rule, device, key, float(value), ts_ms)
 
-    def _step(self, conn: Connection, rule: AlertRule, device: str, value: float, ts_ms: int) -> None:
-        key = self.key(rule, device)
+    def _step(self, conn: Connection, rule: AlertRule, device: str, key: str, value: float, ts_ms: int) -> None:
         if self.alerts.is_active(key):
             if recovered(rule, value):
                 self.alerts.clear(conn, key, value=value, ts_ms=ts_ms)
