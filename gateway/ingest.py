@@ -83,7 +83,8 @@ class Ingest:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         lm = cfg.local_mqtt
-        self.client = new_client(lm.client_id or f"storegw-{cfg.store.id}-local", clean=False, manual_ack=True)
+        self.client = new_client(lm.client_id or f"storegw-{cfg.store.id}-local", clean=False, manual_ack=True,
+                                 read_buffer=True)
         configure_auth(self.client, tls=False, username=lm.username, password_file=lm.password_file,
                        section="local_mqtt")
         self.client.max_inflight_messages_set(1000)
@@ -174,7 +175,7 @@ class Ingest:
                     rlist.append(sock)
                 if client.want_write():
                     wlist.append(sock)
-                timeout = TICK_S
+                timeout = 0.0 if sock.pending() else TICK_S
             else:
                 timeout = max(0.05, min(TICK_S, next_try - now))
             readable, _, _ = select.select(rlist, wlist, [], timeout)
@@ -183,10 +184,12 @@ class Ingest:
                     os.read(self._wake_r, 4096)
                 except BlockingIOError:
                     pass
-            if sock is not None and sock in readable:
+            if sock is not None and (sock in readable or sock.pending()):
                 for _ in range(1000):  # loop_read reads one packet per call: read all that arrived
                     before = self._delivered
-                    if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._delivered == before:
+                    if client.loop_read() != paho.MQTT_ERR_SUCCESS:
+                        break
+                    if self._delivered == before and not (client.socket() is sock and sock.pending()):
                         break
             self._settle()
             self._flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 import ssl
 from pathlib import Path
 
@@ -12,15 +13,75 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from gateway.errors import ConfigError, UplinkError
 
 
-def new_client(client_id: str, *, clean: bool, protocol: str = "3.1.1", manual_ack: bool = False) -> paho.Client:
-    """Create a paho client (callback API v2) without connecting it."""
+def new_client(client_id: str, *, clean: bool, protocol: str = "3.1.1", manual_ack: bool = False,
+               read_buffer: bool = False) -> paho.Client:
+    """Create a paho client (callback API v2) without connecting it.
+
+    ``read_buffer``: read the plain-TCP socket in large chunks (see ``ReadBufferedSocket``); only for a
+    client driven by an external loop that honours ``socket().pending()``.
+    """
+    cls = _ReadBufferedClient if read_buffer else paho.Client
     if protocol == "5":
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5,
-                             manual_ack=manual_ack)
+        client = cls(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5,
+                     manual_ack=manual_ack)
     else:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
-                             protocol=MQTTProtocolVersion.MQTTv311, manual_ack=manual_ack)
+        client = cls(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
+                     protocol=MQTTProtocolVersion.MQTTv311, manual_ack=manual_ack)
     return client
+
+
+class ReadBufferedSocket:
+    """A socket-like object (as paho accepts) that reads the socket in chunks of up to 64 KiB.
+
+    paho reads every packet with three or more ``recv`` calls (command byte, length bytes, body);
+    for a stream of small telemetry messages that is most of the ingest's system calls, and each
+    one lets go of the interpreter lock. This serves those small reads from one large read.
+    ``pending()`` says how many bytes are buffered, as ``ssl.SSLSocket.pending()`` does, so an
+    event loop must not wait in ``select`` while it is non-zero (paho's own loop honours it too).
+    """
+
+    CHUNK = 65536
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data = self._sock.recv(self.CHUNK)  # BlockingIOError when empty, b"" at end of stream
+            if len(data) <= bufsize:
+                self._buf, self._pos = b"", 0
+                return data
+            self._buf, self._pos = data, 0
+        end = self._pos + bufsize
+        chunk = self._buf[self._pos:end]
+        self._pos = end
+        return chunk
+
+    def pending(self) -> int:
+        return max(0, len(self._buf) - self._pos)
+
+    def send(self, data: bytes | bytearray) -> int:
+        return self._sock.send(data)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+class _ReadBufferedClient(paho.Client):
+    def _create_socket(self):  # type: ignore[no-untyped-def]
+        sock = super()._create_socket()
+        return ReadBufferedSocket(sock) if type(sock) is socket.socket else sock
 
 
 class _NoTopicCallbacks:
