@@ -14,12 +14,12 @@ most of the ingest's CPU, all of it holding the interpreter lock the writer need
 waiting packet per wake-up and writing the PUBACKs of a whole batch in one pass removes it
 (``bench/ingest.py``; docs/architecture.md, "Ingest").
 
-A batch whose write fails (an exception in the transaction) is written again message by message
-in one group: the good messages commit and are acknowledged; a message that fails on its own is
-dropped, acknowledged and counted as ``write_failed`` in health (it would fail forever). When not
-one message of the group can be written the fault is the database's (disk full, I/O error), not
-the data's: nothing is acknowledged and the ingest reconnects (with backoff), so the broker
-delivers everything again once the writer can write.
+A batch whose write fails (an exception in the transaction) is written again message by message:
+the good messages commit and are acknowledged; a message that fails on its own is dropped,
+acknowledged and counted as ``write_failed`` in health (it would fail forever). When not one
+message can be written, a one-row probe write tells bad data from a database that cannot write
+(disk full, I/O error); in the second case nothing is acknowledged and the ingest reconnects (with
+backoff), so the broker delivers everything again once the writer can write.
 
 At most ``MAX_PENDING`` batches wait for the writer at once: while one commits, messages pile up
 and the next batch takes them all, so under load transactions get bigger instead of the writer
@@ -35,6 +35,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -51,7 +52,13 @@ _LOGGER = logging.getLogger(__name__)
 
 TOPICS = [("devices/+/telemetry", 1), ("devices/+/status", 1)]
 _Item = tuple[str, "Reading | str", int, int]  # (device, reading or status state, mid, qos)
+
 _Group = list[Any]  # [written, failed items, size] of a failed batch retried message by message
+_PROBE = object()  # marks the one-row write that tells bad data from a database that cannot write
+
+
+def _probe_write(conn: Any) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('ingest:probe', ?)", (str(now_ms()),))
 MAX_PENDING = 2  # batches handed to the writer and not yet committed
 TICK_S = 1.0
 RECONNECT_MAX_S = 30.0
@@ -75,7 +82,7 @@ class Ingest:
         self._buffer: list[tuple[str, bytes, int, int]] = []
         self._delivered = 0
         # batch → (connection it came on, its messages, the retry group when written one by one)
-        self._pending: dict[int, tuple[int, list[_Item], _Group | None]] = {}
+        self._pending: dict[int, tuple[int, list[_Item], _Group | object | None]] = {}
         self._done: collections.deque[tuple[int, bool]] = collections.deque()  # appended by the writer thread
         self._next_batch = 1
         self._conn_gen = 0
@@ -198,6 +205,7 @@ class Ingest:
                     client.loop_write()
                 client.loop_misc()
             if sock is not None and client.socket() is None:  # lost just now
+                self._conn_gen += 1  # what came on it is never acknowledged on another connection
                 self._buffer.clear()  # not acknowledged: the broker delivers them again after reconnecting
                 if self.connected:
                     self._on_disconnect(client, None, None, "connection lost")
@@ -219,7 +227,11 @@ class Ingest:
             if entry is None:
                 continue
             gen, items, group = entry
-            current = gen == self._conn_gen and self.connected
+            current = gen == self._conn_gen  # still the connection these messages came on
+            if group is _PROBE:
+                if current:
+                    self._probed(items, ok)
+                continue
             if ok:
                 if group is not None:
                     group[0] += 1
@@ -240,20 +252,31 @@ class Ingest:
             self._submit([item], group)
 
     def _failed_singly(self, group: _Group, current: bool) -> None:
-        committed, failed, size = group
-        if committed == 0:
-            if not current:
-                return  # the new connection gets them again anyway
-            # Nothing of it could be written: the database, not the data (disk full, I/O error). Keep
-            # the messages with the broker and make it deliver them again after a reconnect.
-            _LOGGER.error("Telemetry could not be written (%d messages); reconnecting to the local broker "
-                          "to have them delivered again", size)
-            self.client.disconnect()
+        committed, failed, _size = group
+        if not failed or not current:
+            return  # all written; or the new connection gets the failed ones again anyway
+        if committed:
+            self._drop(failed)  # the others could be written: these messages are what breaks the write
             return
-        for device, _value, _mid, _qos in failed:  # these messages break the write: drop and count them
+        # Not one could be written: the data, or the database (disk full, I/O error)? A write of one
+        # small row tells them apart.
+        self._submit(failed, _PROBE, write=_probe_write)
+
+    def _probed(self, failed: list[_Item], database_ok: bool) -> None:
+        if database_ok:
+            self._drop(failed)
+            return
+        # The database cannot write: keep the messages with the broker and have it deliver them
+        # again after a reconnect (with backoff), by which time the writer may write again.
+        _LOGGER.error("Telemetry could not be written (%d messages); reconnecting to the local broker "
+                      "to have them delivered again", len(failed))
+        self.client.disconnect()
+
+    def _drop(self, failed: list[_Item]) -> None:
+        """Acknowledge and count messages that fail to write on their own (they would fail forever)."""
+        for device, _value, _mid, _qos in failed:
             self.telemetry.stats.note_invalid(device, "write_failed")
-        if current:
-            self._ack(failed)
+        self._ack(failed)
 
     def _ack(self, items: list[_Item]) -> None:
         for _device, _value, mid, qos in items:
@@ -283,13 +306,14 @@ class Ingest:
             if items and not self._submit(items, None):
                 return
 
-    def _submit(self, items: list[_Item], group: _Group | None) -> bool:
+    def _submit(self, items: list[_Item], group: _Group | object | None,
+                 write: Callable[[Any], object] | None = None) -> bool:
         """Hand one write to the writer; its outcome comes back through ``_done``."""
         batch = self._next_batch
         self._next_batch += 1
         self._pending[batch] = (self._conn_gen, items, group)
         try:
-            future = self.writer.submit(lambda conn: self._write(conn, items),
+            future = self.writer.submit(write or (lambda conn: self._write(conn, items)),
                                         on_commit=lambda _: self._finished(batch, True))
         except StoreError as err:  # not acknowledged: the broker keeps them; the watchdog sees the writer
             self._pending.pop(batch, None)

@@ -3,6 +3,7 @@ outbox degradation; and bad payloads through a real broker never stall the strea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -166,27 +167,31 @@ def test_fetch_orders_lanes(tel, monkeypatch):
     assert [r.msg_id for r in fetch(store.read(), 10)] == ["a1", "s1", "b1"]
 
 
-def test_bad_payloads_counted_in_health_and_stream_continues(broker, mosquitto_factory, tmp_path):
+def _gateway_on(broker, hq_port, tmp_path):
     from devices import registry
     from gateway.app import build
-    from gateway.mqtt import new_client
 
-    hq = mosquitto_factory("hq")
-    text = f"""
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(f"""
 [store]
 id = "sh-001"
 data_dir = "{(tmp_path / 'data').as_posix()}"
 [local_mqtt]
 port = {broker.port}
 [uplink]
-port = {hq.port}
+port = {hq_port}
 tls = false
 [web]
 listen = "127.0.0.1:{free_port()}"
-"""
-    cfg_path = tmp_path / "c.toml"
-    cfg_path.write_text(text)
-    gw = build(registry.validate(config_mod.load(cfg_path)))
+""")
+    return build(registry.validate(config_mod.load(cfg_path)))
+
+
+def test_bad_payloads_counted_in_health_and_stream_continues(broker, mosquitto_factory, tmp_path):
+    from gateway.mqtt import new_client
+
+    hq = mosquitto_factory("hq")
+    gw = _gateway_on(broker, hq.port, tmp_path)
     gw.start(web=False)
     try:
         wait_for(lambda: gw.health()["local_mqtt"]["connected"], timeout=20, what="subscribed")
@@ -220,46 +225,42 @@ def test_invalid_counters_stay_bounded_under_a_flood_of_made_up_ids():
     assert stats.invalid_summary() == {"not_json": 5000}
 
 
-def _gateway_on(broker, hq_port, tmp_path):
-    from devices import registry
-    from gateway.app import build
-
-    cfg_path = tmp_path / "c.toml"
-    cfg_path.write_text(f"""
-[store]
-id = "sh-001"
-data_dir = "{(tmp_path / 'data').as_posix()}"
-[local_mqtt]
-port = {broker.port}
-[uplink]
-port = {hq_port}
-tls = false
-[web]
-listen = "127.0.0.1:{free_port()}"
-""")
-    return build(registry.validate(config_mod.load(cfg_path)))
-
-
-def test_a_reading_that_breaks_the_write_is_isolated_and_the_stream_goes_on(broker, tmp_path, monkeypatch):
-    """A batch whose transaction fails is written message by message: the good ones commit, the one
-    that fails on its own is dropped and counted as write_failed, later readings flow."""
+@contextlib.contextmanager
+def _gateway_whose_writes_fail(broker, tmp_path, monkeypatch, failure):
+    """A running in-process gateway whose telemetry write raises ``failure(readings)`` when that is
+    not None, and a connected publisher; yields (gateway, publisher)."""
     from gateway.mqtt import new_client
 
     gw = _gateway_on(broker, free_port(), tmp_path)
     real = gw.telemetry.write_batch
 
     def write_batch(conn, readings):
-        if any("poison" in r.metrics for r in readings):
-            raise RuntimeError("a bug triggered by one reading")
+        err = failure(readings)
+        if err is not None:
+            raise err
         return real(conn, readings)
 
     monkeypatch.setattr(gw.telemetry, "write_batch", write_batch)
     gw.start(web=False)
-    client = new_client("poison-sender", clean=True)
+    client = new_client(f"sender-{free_port()}", clean=True)
     try:
         wait_for(lambda: gw.health()["local_mqtt"]["connected"], timeout=20, what="subscribed")
         client.connect("127.0.0.1", broker.port)
         client.loop_start()
+        yield gw, client
+    finally:
+        client.loop_stop()
+        gw.stop()
+
+
+def test_a_reading_that_breaks_the_write_is_isolated_and_the_stream_goes_on(broker, tmp_path, monkeypatch):
+    """A batch whose transaction fails is written message by message: the good ones commit, the one
+    that fails on its own is dropped and counted as write_failed, later readings flow."""
+    def failure(readings):
+        return RuntimeError("a bug triggered by one reading") if any("poison" in r.metrics for r in readings) \
+            else None
+
+    with _gateway_whose_writes_fail(broker, tmp_path, monkeypatch, failure) as (gw, client):
         infos = [client.publish("devices/fridge-1/telemetry", json.dumps({"temp_c": i}), qos=1) for i in range(40)]
         infos.append(client.publish("devices/fridge-1/telemetry", json.dumps({"poison": 1}), qos=1))
         infos += [client.publish("devices/fridge-1/telemetry", json.dumps({"temp_c": 100 + i}), qos=1)
@@ -272,32 +273,32 @@ def test_a_reading_that_breaks_the_write_is_isolated_and_the_stream_goes_on(brok
         client.publish("devices/fridge-1/telemetry", json.dumps({"temp_c": 1000}), qos=1).wait_for_publish(5)
         wait_for(lambda: gw.health()["ingest"]["committed"] >= 81, timeout=10, what="the stream goes on")
         assert gw.health()["ingest"]["committed"] == 81
-    finally:
-        client.loop_stop()
-        gw.stop()
+        # Alone in its batch it is still told from a database fault (a one-row probe write succeeds).
+        client.publish("devices/fridge-1/telemetry", json.dumps({"poison": 2}), qos=1).wait_for_publish(5)
+        wait_for(lambda: gw.health()["ingest"]["invalid"].get("write_failed") == 2, timeout=10,
+                 what="a lone poison counted")
+        assert gw.health()["ingest"]["committed"] == 81
 
 
 def test_when_nothing_can_be_written_nothing_is_acknowledged(broker, tmp_path, monkeypatch):
     """The database refuses every write (think disk full): no PUBACK, the broker keeps the readings,
     and once writes work again they all arrive (the ingest reconnects to have them redelivered)."""
-    from gateway.mqtt import new_client
-
-    gw = _gateway_on(broker, free_port(), tmp_path)
-    real = gw.telemetry.write_batch
     broken = [True]
 
-    def write_batch(conn, readings):
+    def failure(readings):
+        return OSError(28, "No space left on device") if broken[0] else None
+
+    import gateway.ingest
+
+    real_probe = gateway.ingest._probe_write
+
+    def probe(conn):  # a database that cannot write fails the one-row probe write too
         if broken[0]:
             raise OSError(28, "No space left on device")
-        return real(conn, readings)
+        return real_probe(conn)
 
-    monkeypatch.setattr(gw.telemetry, "write_batch", write_batch)
-    gw.start(web=False)
-    client = new_client("full-disk-sender", clean=True)
-    try:
-        wait_for(lambda: gw.health()["local_mqtt"]["connected"], timeout=20, what="subscribed")
-        client.connect("127.0.0.1", broker.port)
-        client.loop_start()
+    monkeypatch.setattr(gateway.ingest, "_probe_write", probe)
+    with _gateway_whose_writes_fail(broker, tmp_path, monkeypatch, failure) as (gw, client):
         for i in range(30):
             client.publish("devices/fridge-2/telemetry", json.dumps({"temp_c": i}), qos=1).wait_for_publish(5)
         time.sleep(1.5)
@@ -306,6 +307,3 @@ def test_when_nothing_can_be_written_nothing_is_acknowledged(broker, tmp_path, m
         broken[0] = False
         wait_for(lambda: gw.health()["ingest"]["committed"] >= 30, timeout=40, what="redelivered after recovery")
         assert gw.health()["ingest"]["committed"] == 30
-    finally:
-        client.loop_stop()
-        gw.stop()
