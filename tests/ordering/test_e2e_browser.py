@@ -11,7 +11,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from ordhelpers import CHROMIUM_ARGS, devices_toml, prepare_store, start_gateway, table_url, wait_for
+from ordhelpers import CHROMIUM_ARGS, devices_toml, prepare_store, run_cli, start_gateway, table_url, wait_for
 
 from devices.escpos.simulator import VirtualPrinter
 
@@ -97,3 +97,54 @@ def test_order_print_kds_bump_served(broker, write_config, gateway_process, chro
         assert outside == []
         for ctx in (a.context, b.context, staff):
             ctx.close()
+
+
+def test_queue_number_preorder_call_and_seat(broker, write_config, gateway_process, chromium):
+    """取号 and 预点餐 in Chromium: take a number, pre-order while waiting, get called and seated
+    (staff in a second browser), then the table page holds the pre-ordered dish, not yet sent."""
+    from gateway.ordering import cli
+
+    cfg = write_config(local_port=broker.port, hq_port=broker.port, uplink='client_id = "hq-side"')
+    prepare_store(cfg, staff=(("wang", "waiter"),))
+    gw = start_gateway(gateway_process, cfg).start()
+    origin = f"http://127.0.0.1:{gw.web_port}"
+    queue_url = run_cli(cli.tables, "queue-url", "--config", str(cfg)).strip()
+    assert queue_url.startswith(origin + "/q/")
+    requests: list[str] = []
+
+    diner = phone(chromium, origin, requests).new_page()
+    diner.goto(queue_url + ("&" if "?" in queue_url else "?") + "lang=en")
+    diner.get_by_role("heading", name="Take a number").wait_for()
+    diner.get_by_label("Party size").fill("3")
+    diner.get_by_label(re.compile("Nickname")).fill("<script>x</script>Li")
+    diner.get_by_role("button", name="Take a number").click()
+    diner.get_by_role("status").filter(has_text="Waiting").wait_for()
+    number = diner.locator(".qno").inner_text()
+    assert re.fullmatch(r"[A-Z]\d{3}", number), number
+    diner.get_by_role("button", name="Add Mapo tofu").click()
+    diner.locator("#cart").get_by_text("Mapo tofu").wait_for()
+
+    staff = chromium.new_context(viewport={"width": 1024, "height": 700})
+    staff.on("request", lambda r: requests.append(r.url))
+    desk = staff.new_page()
+    desk.goto(origin + "/staff/queue")
+    desk.get_by_role("textbox", name="Name 姓名").fill("wang")
+    desk.get_by_label("PIN").fill("2468")
+    desk.get_by_role("button", name="Sign in 登录").click()
+    desk.get_by_role("cell", name=number, exact=True).wait_for()
+    assert "<script>x</script>Li" in desk.locator("table.list").inner_text()  # shown as text, never run
+    desk.get_by_role("button", name=f"Call {number}").click()
+    # the diner's page is told without a reload
+    diner.get_by_role("alert").filter(has_text="Called: please come to the desk!").wait_for(timeout=10_000)
+    desk.get_by_label(f"Table for {number}").select_option("A2")
+    desk.get_by_role("button", name=f"Seat {number}").click()
+    diner.get_by_role("status").filter(has_text="Seated at table").wait_for(timeout=10_000)
+    diner.get_by_role("link", name=re.compile("Open your table's page")).click()
+    diner.get_by_role("heading", name=re.compile("Table A2")).wait_for()
+    diner.locator("#cart").get_by_text("Mapo tofu").wait_for()  # the pre-order, waiting to be sent
+    assert diner.get_by_role("button", name="Send to kitchen").is_visible()
+
+    outside = [u for u in requests if urlsplit(u).netloc != urlsplit(origin).netloc and not u.startswith("data:")]
+    assert outside == []
+    for ctx in (diner.context, staff):
+        ctx.close()
