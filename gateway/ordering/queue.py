@@ -38,9 +38,10 @@ PARTY_MAX = 30
 NICK_MAX = 24
 DEFAULT_TURN_MIN = 5     # minutes per number ahead until today's seatings give a better figure
 TOKEN_VERSION = 1
-STATUSES = ("waiting", "called", "seated", "skipped")
+STATUSES = ("waiting", "called", "seated", "skipped", "left")
 
-_COLS = "id, prefix, number, party, nickname, created_ms, called_ms, calls, skipped_ms, seated_ms, table_id, session_id"
+_COLS = ("id, prefix, number, party, nickname, created_ms, called_ms, calls, skipped_ms, seated_ms, table_id, "
+         "session_id, left_ms")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Entry:
     seated_ms: int | None
     table_id: str | None
     session_id: int | None
+    left_ms: int | None = None
 
     @property
     def label(self) -> str:
@@ -67,11 +69,13 @@ class Entry:
 
     @property
     def status(self) -> str:
-        """waiting, called, seated or skipped."""
+        """waiting, called, seated, skipped or left."""
         if self.seated_ms is not None:
             return "seated"
         if self.skipped_ms is not None:
             return "skipped"
+        if self.left_ms is not None:
+            return "left"
         return "called" if self.called_ms is not None else "waiting"
 
     @property
@@ -258,16 +262,28 @@ def call(svc: OrderingService, c: Connection, entry_id: int, who: str) -> tuple[
 
 def skip(svc: OrderingService, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
     """过号: skip a number; its pre-order cart is dropped (the diner may take a new number)."""
+    entry = _end(c, entry_id, "skipped_ms")
+    staff.audit(c, who, "queue-skip", f"queue:{entry.label}")
+    return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
+
+
+def leave(svc: OrderingService, c: Connection, entry_id: int) -> tuple[Entry, list[str]]:
+    """取消排队: the diner leaves the queue from their own page; the pre-order cart is dropped."""
+    entry = _end(c, entry_id, "left_ms")
+    return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
+
+
+def _end(c: Connection, entry_id: int, column: str) -> Entry:
+    """Take an active number out of the queue (skipped or left): drop its cart, close its session."""
     entry = _need(c, entry_id)
     if not entry.active:
         raise OrderingError(f"{entry.label} is already {entry.status}.", code="not_waiting", status=409)
     ts = now_ms()
-    c.execute("UPDATE ord_queue SET skipped_ms = ? WHERE id = ?", (ts, entry_id))
+    c.execute(f"UPDATE ord_queue SET {column} = ? WHERE id = ?", (ts, entry_id))  # noqa: S608 - a column name from code
     if entry.session_id is not None:
         c.execute("DELETE FROM ord_cart WHERE session_id = ?", (entry.session_id,))
         c.execute("UPDATE ord_sessions SET closed_ms = ? WHERE id = ? AND closed_ms IS NULL", (ts, entry.session_id))
-    staff.audit(c, who, "queue-skip", f"queue:{entry.label}")
-    return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
+    return entry
 
 
 def seat(svc: OrderingService, c: Connection, entry_id: int, table_id: str, who: str) -> tuple[Entry, list[str]]:

@@ -199,3 +199,9 @@ def _queue(conn: Connection) -> None:
         CREATE UNIQUE INDEX ord_queue_number ON ord_queue (day, prefix, number);
         CREATE INDEX ord_queue_phone ON ord_queue (phone, day)
     """)
+
+
+@migration("0220_ordering_queue_leave")
+def _queue_leave(conn: Connection) -> None:
+    """A diner may leave the queue (取消排队) from their own page."""
+    run_script(conn, "ALTER TABLE ord_queue ADD COLUMN left_ms INTEGER")

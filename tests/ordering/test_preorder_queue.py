@@ -150,6 +150,31 @@ def test_call_shows_called_live_and_skip_drops_the_number(client, svc, staff_cli
     assert "already skipped" in sc.get("/staff/queue").get_data(as_text=True)
 
 
+def test_diner_leaves_the_queue_from_their_own_page(client, svc, staff_client):
+    w = Waiter(client, svc)
+    other = Waiter(client, svc, d="queuephone0002")
+    w.take(party=2)
+    w.add("c01")
+    other.take(party=2)
+    html = w.page().get_data(as_text=True)
+    assert "Leave the queue A001" in html
+    # another phone has its own number: leaving takes that one, never A001
+    body = client.post(f"{other.base}/leave", data=other.form(), headers=JSON).get_json()
+    assert (body["ok"], body["number"], body["status"]) == (True, "A002", "left")
+    assert w.state()["queue"]["status"] == "waiting"
+    r = client.post(f"{w.base}/leave", data=w.form())
+    assert r.status_code == 303 and "left=1" in r.headers["Location"]
+    st = w.state()
+    assert st["queue"]["status"] == "left" and st["cart"] == []
+    html = w.page().get_data(as_text=True)
+    assert "You left the queue (A001)" in html and 'name="party"' in html
+    assert client.post(f"{w.base}/leave", data=w.form()).status_code == 409  # once is enough
+    assert client.post(f"{w.base}/leave", data={**w.form(), "csrf": "forged"}).status_code == 400
+    assert "Left 已取消" in staff_client.get("/staff/queue").get_data(as_text=True)
+    # a new number is a new number
+    assert client.post(f"{w.base}/take", data=w.form(party="2"), headers=JSON).get_json()["number"] == "A003"
+
+
 def test_seat_turns_the_preorder_into_the_table_cart_sent_as_round_1(client, svc, staff_client):
     w = Waiter(client, svc)
     w.take(party=3, nickname="Auntie")

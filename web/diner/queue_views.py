@@ -143,6 +143,15 @@ def queue_take(token: str) -> Any:
     return _act(token, fn, need_entry=False)
 
 
+@bp.post("/q/<token>/leave")
+def queue_leave(token: str) -> Any:
+    """Leave the queue (取消排队): only this phone's own number; its pre-order is dropped."""
+    def fn(svc: Any, entry: Any, d: str) -> Any:
+        got = svc.kitchen_call(queue.leave, entry.id)
+        return {"number": got.label, "status": got.status}, {"left": 1}
+    return _act(token, fn)
+
+
 def _selected(form: Any) -> dict[str, list[str]]:
     return {k[4:]: [v for v in form.getlist(k) if v][:10] for k in form if k.startswith("opt_")}
 
