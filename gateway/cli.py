@@ -30,6 +30,7 @@ PLUGIN_COMMANDS = (
     "gateway.ordering.cli:menu",
     "gateway.ordering.cli:staff",
     "devices.cli:simulate",
+    "provisioning.doctor:doctor",
 )
 
 

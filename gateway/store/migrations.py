@@ -53,6 +53,14 @@ def _load_all() -> None:
                 raise
 
 
+def pending(conn: Connection) -> list[str]:
+    """Return the names of the migrations this database has not had yet (read only)."""
+    _load_all()
+    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchone()
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")} if has_table else set()
+    return [name for name, _ in _MIGRATIONS if name not in done]
+
+
 def apply(conn: Connection) -> list[str]:
     """Apply every pending migration in its own transaction; return the names applied."""
     _load_all()
