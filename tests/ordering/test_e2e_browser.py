@@ -35,6 +35,18 @@ def phone(browser, origin, requests):
     return ctx
 
 
+def staff_page(browser, origin, requests, path, name, pin="2468"):
+    """A staff browser signed in as ``name`` on ``path`` (the login form redirects back)."""
+    ctx = browser.new_context(viewport={"width": 1024, "height": 700})
+    ctx.on("request", lambda r: requests.append(r.url))
+    page = ctx.new_page()
+    page.goto(origin + path)
+    page.get_by_role("textbox", name="Name 姓名").fill(name)
+    page.get_by_label("PIN").fill(pin)
+    page.get_by_role("button", name="Sign in 登录").click()
+    return page
+
+
 def test_order_print_kds_bump_served(broker, write_config, gateway_process, chromium):
     with VirtualPrinter() as printer:
         extra = "\n[ordering]\nkds_warn = \"5m\"\n\n" + devices_toml(("printer-hot", printer.url, "hot"))
@@ -78,13 +90,7 @@ def test_order_print_kds_bump_served(broker, write_config, gateway_process, chro
         # "kitchen received" appears once the printer confirmed the ticket
         a.get_by_role("status", name="Kung Pao chicken: Kitchen received").wait_for(timeout=15_000)
 
-        staff = chromium.new_context(viewport={"width": 1024, "height": 700})
-        staff.on("request", lambda r: requests.append(r.url))
-        kds = staff.new_page()
-        kds.goto(origin + "/staff/kds/hot")
-        kds.get_by_role("textbox", name="Name 姓名").fill("chef")
-        kds.get_by_label("PIN").fill("2468")
-        kds.get_by_role("button", name="Sign in 登录").click()
+        kds = staff_page(chromium, origin, requests, "/staff/kds/hot", "chef")
         kds.get_by_role("article", name=re.compile("Table A1")).wait_for()
         assert "no peanuts <b>please</b>" in kds.content().replace("&lt;", "<").replace("&gt;", ">")
         kds.get_by_role("button", name=re.compile("Bump ticket T")).click()
@@ -95,7 +101,7 @@ def test_order_print_kds_bump_served(broker, write_config, gateway_process, chro
 
         outside = [u for u in requests if urlsplit(u).netloc != urlsplit(origin).netloc and not u.startswith("data:")]
         assert outside == []
-        for ctx in (a.context, b.context, staff):
+        for ctx in (a.context, b.context, kds.context):
             ctx.close()
 
 
@@ -124,13 +130,7 @@ def test_queue_number_preorder_call_and_seat(broker, write_config, gateway_proce
     diner.get_by_role("button", name="Add Mapo tofu").click()
     diner.locator("#cart").get_by_text("Mapo tofu").wait_for()
 
-    staff = chromium.new_context(viewport={"width": 1024, "height": 700})
-    staff.on("request", lambda r: requests.append(r.url))
-    desk = staff.new_page()
-    desk.goto(origin + "/staff/queue")
-    desk.get_by_role("textbox", name="Name 姓名").fill("wang")
-    desk.get_by_label("PIN").fill("2468")
-    desk.get_by_role("button", name="Sign in 登录").click()
+    desk = staff_page(chromium, origin, requests, "/staff/queue", "wang")
     desk.get_by_role("cell", name=number, exact=True).wait_for()
     assert "<script>x</script>Li" in desk.locator("table.list").inner_text()  # shown as text, never run
     desk.get_by_role("button", name=f"Call {number}").click()
@@ -146,5 +146,5 @@ def test_queue_number_preorder_call_and_seat(broker, write_config, gateway_proce
 
     outside = [u for u in requests if urlsplit(u).netloc != urlsplit(origin).netloc and not u.startswith("data:")]
     assert outside == []
-    for ctx in (diner.context, staff):
+    for ctx in (diner.context, desk.context):
         ctx.close()
