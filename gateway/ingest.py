@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -86,9 +86,11 @@ class Ingest:
         self._done: collections.deque[tuple[int, bool]] = collections.deque()  # appended by the writer thread
         self._next_batch = 1
         self._conn_gen = 0
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # A socket pair, not a pipe: once closed, a late wake-up from the writer fails on the closed
+        # socket object instead of writing into whatever file reuses the descriptor number.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         lm = cfg.local_mqtt
         self.client = new_client(lm.client_id or f"storegw-{cfg.store.id}-local", clean=False, manual_ack=True,
                                  read_buffer=True)
@@ -145,17 +147,14 @@ class Ingest:
         if self._thread:
             self._thread.join(10)
         self.connected = False
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _wake(self) -> None:
         try:
-            os.write(self._wake_w, b"!")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up is already waiting, or we are closing
+            self._wake_w.send(b"!")
+        except OSError:
+            pass  # a wake-up is already waiting (buffer full), or we are closed
 
     # -- the loop
     def _run(self) -> None:
@@ -188,7 +187,7 @@ class Ingest:
             readable, _, _ = select.select(rlist, wlist, [], timeout)
             if self._wake_r in readable:
                 try:
-                    os.read(self._wake_r, 4096)
+                    self._wake_r.recv(4096)
                 except BlockingIOError:
                     pass
             if sock is not None and (sock in readable or sock.pending()):
