@@ -51,17 +51,18 @@ from gateway.telemetry import Telemetry
 _LOGGER = logging.getLogger(__name__)
 
 TOPICS = [("devices/+/telemetry", 1), ("devices/+/status", 1)]
-_Item = tuple[str, "Reading | str", int, int]  # (device, reading or status state, mid, qos)
+MAX_PENDING = 2  # batches handed to the writer and not yet committed
+TICK_S = 1.0
+RECONNECT_MAX_S = 30.0
 
+_Item = tuple[str, "Reading | str", int, int]  # (device, reading or status state, mid, qos)
 _Group = list[Any]  # [written, failed items, size] of a failed batch retried message by message
 _PROBE = object()  # marks the one-row write that tells bad data from a database that cannot write
 
 
 def _probe_write(conn: Any) -> None:
+    """A one-row write: does the database write at all?"""
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('ingest:probe', ?)", (str(now_ms()),))
-MAX_PENDING = 2  # batches handed to the writer and not yet committed
-TICK_S = 1.0
-RECONNECT_MAX_S = 30.0
 
 
 class Ingest:
