@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from gateway import __version__
-from gateway.clikit import handle_errors, load_config
+from gateway.clikit import CONFIG, handle_errors, load_config
 from gateway.errors import GatewayError
 
 # Commands contributed by other packages: "module:attribute" of a click command or group.
@@ -189,6 +189,79 @@ def status(config_path: str | None, url: str | None, as_json: bool) -> None:
         click.echo(format_status(doc))
     if doc.get("status") == "failing":
         sys.exit(1)
+
+
+def _answering(target: str) -> bool:
+    try:
+        with urllib.request.urlopen(target, timeout=3):  # noqa: S310 - the local health URL
+            return True
+    except urllib.error.HTTPError:
+        return True  # a 503 is a running gateway too
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@main.command()
+@CONFIG
+@click.option("--to", "dest", type=click.Path(file_okay=False), help="Directory for the backup "
+              "(default DATA_DIR/backups; better: another disk).")
+@click.option("--keep", type=int, default=7, show_default=True, help="Backups kept in that directory (0: all).")
+@handle_errors
+def backup(config_path: str, dest: str | None, keep: int) -> None:
+    """Write a consistent, checked, encrypted backup of the database (storegw may keep running).
+
+    The backup uses the database's key: keep the key somewhere else as well, a backup is useless
+    without it. Prints the backup's path.
+
+    \b
+    Example:
+      sudo -u storegw storegw backup --config /etc/storegw/storegw.toml --to /mnt/usb/storegw
+    """
+    from pathlib import Path
+
+    from gateway.store.backup import make_backup
+    from gateway.store.db import resolve_key
+
+    cfg = load_config(config_path)
+    key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
+    path = make_backup(cfg.data_path, key, Path(dest) if dest else None, keep)
+    click.echo(f"{path}  ({path.stat().st_size // 1024} KiB, checked)")
+
+
+@main.command()
+@CONFIG
+@click.argument("backup_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def restore(config_path: str, backup_file: str, yes: bool) -> None:
+    """Put a backup in place of the database (stop storegw first).
+
+    The backup must open with the current key and pass its check; the current database is moved
+    aside as storegw.db.before-restore-STAMP, never deleted. Whatever the gateway stored after the
+    backup (readings, orders, the outbox) is only in that moved-aside copy.
+
+    \b
+    Example:
+      systemctl stop storegw
+      cd /var/lib/storegw/backups
+      sudo -u storegw storegw restore --config /etc/storegw/storegw.toml storegw-20261123T020000000000Z.db
+      systemctl start storegw
+    """
+    from pathlib import Path
+
+    from gateway.store.backup import restore as do_restore
+    from gateway.store.db import resolve_key
+
+    cfg = load_config(config_path)
+    if _answering(_health_url(config_path, None)):
+        raise GatewayError("storegw is running on this config; stop it first (systemctl stop storegw)")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise GatewayError("restore replaces the database: confirm with --yes")
+        click.confirm(f"Replace {cfg.data_path / 'storegw.db'} with {backup_file}?", abort=True)
+    key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
+    aside = do_restore(cfg.data_path, key, Path(backup_file))
+    click.echo(f"restored from {backup_file}" + (f"; the previous database is now {aside}" if aside else ""))
 
 
 def format_status(doc: dict[str, Any]) -> str:
