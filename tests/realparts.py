@@ -100,6 +100,16 @@ class Mosquitto:
         self.proc = None
 
 
+def equipment(port: int, client_id: str) -> Any:
+    """A paho client connected to a broker on loopback, its network loop running: a piece of equipment."""
+    from gateway.mqtt import new_client
+
+    client = new_client(client_id, clean=True)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
 def config_text(data_dir: Path, *, local_port: int, hq_port: int, web_port: int, extra: str = "",
                 window: str = "2s", grace: str = "1s", store_id: str = "sh-001", uplink: str = "") -> str:
     """Return a test config for a gateway talking to real brokers."""

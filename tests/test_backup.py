@@ -10,9 +10,7 @@ import sys
 import time
 
 import pytest
-from realparts import ROOT, wait_for
-
-from gateway.mqtt import new_client
+from realparts import ROOT, equipment, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +38,7 @@ def test_backup_while_running_then_restore(mosquitto_factory, write_config, gate
     cfg = write_config(local_port=local.port, hq_port=hq.port)
     gw = gateway_process(cfg).start()
     wait_for(lambda: gw.health()["local_mqtt"]["connected"], timeout=20, what="subscribed")
-    client = new_client("backup-feeder", clean=True)
-    client.connect("127.0.0.1", local.port)
-    client.loop_start()
+    client = equipment(local.port, "backup-feeder")
     start = int(time.time() * 1000) - 60_000
     for i in range(300):
         client.publish("devices/fridge-1/telemetry", json.dumps({"ts": start + i, "temp_c": 4.0}), qos=1)

@@ -12,10 +12,9 @@ import sys
 import time
 
 import pytest
-from realparts import ROOT, wait_for
+from realparts import ROOT, equipment, wait_for
 
 from gateway.hqwatch import HQCollector
-from gateway.mqtt import new_client
 
 pytestmark = pytest.mark.slow
 
@@ -135,9 +134,7 @@ def test_mqtt5_and_mutual_tls_to_hq(mosquitto_factory, write_config, gateway_pro
     collector = HQCollector("127.0.0.1", hq.port, client_id="hq-tls").start()
     gw = gateway_process(cfg).start()
     wait_for(lambda: gw.health()["uplink"]["connected"], timeout=20, what="TLS uplink")
-    pub = new_client("fridge", clean=True)
-    pub.connect("127.0.0.1", local.port)
-    pub.loop_start()
+    pub = equipment(local.port, "fridge")
     old = int(time.time() * 1000) - 120_000
     for i in range(5):
         pub.publish("devices/fridge-1/telemetry", json.dumps({"ts": old + i, "temp_c": 4}), qos=1).wait_for_publish(5)
