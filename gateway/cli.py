@@ -204,10 +204,10 @@ def _answering(target: str) -> bool:
 @main.command()
 @CONFIG
 @click.option("--to", "dest", type=click.Path(file_okay=False), help="Directory for the backup "
-              "(default DATA_DIR/backups; better: another disk).")
-@click.option("--keep", type=int, default=7, show_default=True, help="Backups kept in that directory (0: all).")
+              "(default: backup.dir, else DATA_DIR/backups; better: another disk).")
+@click.option("--keep", type=int, help="Backups kept in that directory, 0 = all (default: backup.keep, 7).")
 @handle_errors
-def backup(config_path: str, dest: str | None, keep: int) -> None:
+def backup(config_path: str, dest: str | None, keep: int | None) -> None:
     """Write a consistent, checked, encrypted backup of the database (storegw may keep running).
 
     The backup uses the database's key: keep the key somewhere else as well, a backup is useless
@@ -224,7 +224,8 @@ def backup(config_path: str, dest: str | None, keep: int) -> None:
 
     cfg = load_config(config_path)
     key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
-    path = make_backup(cfg.data_path, key, Path(dest) if dest else None, keep)
+    path = make_backup(cfg.data_path, key, Path(dest) if dest else cfg.backup_path,
+                       cfg.backup.keep if keep is None else keep)
     click.echo(f"{path}  ({path.stat().st_size // 1024} KiB, checked)")
 
 

@@ -136,6 +136,17 @@ def _check_enum(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
     return check
 
 
+_CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _check_clock(value: Any, key: str) -> str:
+    text = _check_str(value, key)
+    if text and not _CLOCK_RE.match(text):
+        raise ConfigError(f'{key}: expected a local time "HH:MM" such as "03:30" (or "" for none); found "{text}"',
+                          key=key)
+    return text
+
+
 VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "str": _check_str,
     "path": _check_str,
@@ -148,6 +159,7 @@ VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "store_id": _check_store_id,
     "listen": _check_listen,
     "list[str]": _check_str_list,
+    "clock": _check_clock,
 }
 
 
@@ -350,6 +362,16 @@ class OrderingConfig:
 
 
 @dataclass(frozen=True)
+class BackupConfig:
+    """[backup]: a daily backup of the database made by storegw itself (off until ``at`` is set)."""
+
+    at: str = opt("clock", "", help='Local time (store.timezone) of the daily backup, e.g. "03:30"; "" = none '
+                  "(run `storegw backup` by hand or from a timer).")
+    dir: str = opt("path", "", help="Directory for backups; default DATA_DIR/backups (another disk is better).")
+    keep: int = opt("int", 7, help="Backups kept in that directory; older ones are deleted (0 = keep all).")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -360,6 +382,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
     devices_validated: bool = False  # family options typed by devices.registry.validate
@@ -368,6 +391,11 @@ class Config:
     def data_path(self) -> Path:
         """Return the data directory as a Path."""
         return Path(self.store.data_dir)
+
+    @property
+    def backup_path(self) -> Path:
+        """Return where backups go: backup.dir, else DATA_DIR/backups."""
+        return Path(self.backup.dir) if self.backup.dir else self.data_path / "backups"
 
     @property
     def prefix(self) -> str:
@@ -383,6 +411,7 @@ SECTIONS: dict[str, type] = {
     "telemetry": TelemetryConfig,
     "alerts": AlertsConfig,
     "ordering": OrderingConfig,
+    "backup": BackupConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.

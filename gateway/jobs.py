@@ -20,6 +20,7 @@ _LOGGER = logging.getLogger(__name__)
 
 BACKLOG_KEY = "gateway:uplink-backlog"
 BUDGET_KEY = "gateway:outbox-budget"
+BACKUP_KEY = "gateway:backup-failed"
 
 
 def _watchdog_interval() -> float | None:
@@ -41,6 +42,10 @@ def build_scheduler(gw: Gateway) -> BackgroundScheduler:
     sched.add_job(lambda: backlog(gw), "interval", seconds=10, id="backlog")
     sched.add_job(gw.uplink.heartbeat, "interval", seconds=60, id="heartbeat")
     sched.add_job(lambda: gw.ingest_stats_sample(), "interval", seconds=1, id="rate")
+    if gw.cfg.backup.at:
+        hour, minute = (int(x) for x in gw.cfg.backup.at.split(":"))
+        sched.add_job(lambda: scheduled_backup(gw), "cron", hour=hour, minute=minute,
+                      timezone=gw.cfg.store.timezone, id="backup", misfire_grace_time=3600)
     interval = _watchdog_interval()
     if interval:
         sched.add_job(lambda: watchdog(gw), "interval", seconds=interval, id="watchdog")
@@ -87,3 +92,25 @@ def watchdog(gw: Gateway) -> None:
         _LOGGER.error("Not feeding the watchdog: %s made no progress", ", ".join(stale))
         return
     gw.notify("WATCHDOG=1")
+
+
+def scheduled_backup(gw: Gateway) -> None:
+    """The daily backup ([backup] at); a failure raises the gateway alert backup-failed, the next
+    good backup clears it."""
+    from gateway.store.backup import make_backup
+    from gateway.store.db import resolve_key
+
+    cfg = gw.cfg
+    try:
+        key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
+        path = make_backup(cfg.data_path, key, cfg.backup_path, cfg.backup.keep)
+    except Exception as err:  # noqa: BLE001 - any failure is the alert; the gateway goes on
+        _LOGGER.error("Scheduled backup failed: %s", err)
+        text = f"the daily backup failed: {type(err).__name__} (see the journal)"
+        if not gw.alerts.is_active(BACKUP_KEY):
+            gw.store.writer.submit(lambda c: gw.alerts.raise_(
+                c, BACKUP_KEY, kind="gateway", rule="backup-failed", device="gateway", severity="minor", text=text))
+        return
+    _LOGGER.info("Scheduled backup written to %s", path)
+    if gw.alerts.is_active(BACKUP_KEY):
+        gw.store.writer.submit(lambda c: gw.alerts.clear(c, BACKUP_KEY))

@@ -3,7 +3,7 @@
 Read-only checks, each ending in ``ok``, ``warn`` or ``FAIL`` with the fix: the configuration, the
 data directory and its disk, the database key and the database, the local broker (connect and
 subscribe with the gateway's credentials), HQ (name, TCP, TLS, MQTT login), every configured
-device's port, the clock, and whether storegw is running. It never changes anything, and it
+device's port, the newest backup, the clock, and whether storegw is running. It never changes anything, and it
 connects with its own client ids so a running gateway's sessions are left alone.
 """
 
@@ -265,6 +265,24 @@ def check_devices(cfg: Config, timeout: float) -> list[Finding]:
     return out
 
 
+def check_backups(cfg: Config) -> list[Finding]:
+    """The newest backup in backup.dir (or DATA_DIR/backups) and its age."""
+    from gateway.store.backup import list_backups
+
+    dest = cfg.backup_path
+    newest = list_backups(dest)[-1:] if dest.is_dir() else []
+    how = f'[backup] at = "{cfg.backup.at}"' if cfg.backup.at else "no [backup] at"
+    if not newest:
+        return [Finding("backups", WARN, f"none in {dest} ({how})",
+                        'set [backup] at = "03:30" (another disk in backup.dir is better) or run storegw backup '
+                        "from a timer; keep the key elsewhere too")]
+    age_h = (time.time() - newest[0].stat().st_mtime) / 3600
+    if cfg.backup.at and age_h > 48:
+        return [Finding("backups", WARN, f"the newest, {newest[0].name}, is {age_h:.0f} h old although {how}",
+                        "look for backup-failed in the journal (journalctl -u storegw | grep -i backup)")]
+    return [Finding("backups", OK, f"newest {newest[0].name}, {age_h:.1f} h old ({how})")]
+
+
 def check_clock() -> list[Finding]:
     """The clock: summaries and alerts carry times, TLS needs it right."""
     year = time.gmtime().tm_year
@@ -306,6 +324,7 @@ def run_checks(cfg: Config, timeout: float = 5.0) -> list[Finding]:
         ("local broker", lambda: check_local_broker(cfg, timeout)),
         ("HQ", lambda: check_hq(cfg, timeout)),
         ("devices", lambda: check_devices(cfg, timeout)),
+        ("backups", lambda: check_backups(cfg)),
         ("clock", check_clock),
         ("service", lambda: check_running(cfg)),
     ]
@@ -327,7 +346,8 @@ def doctor(config_path: str, timeout: float, as_json: bool) -> None:
     """Check this board's storegw and say what is wrong and how to fix it.
 
     Checks the config, data directory and disk, database key and database, local broker (login and
-    ACL), HQ (DNS, TCP, TLS, login), each device's port, the clock and the running service. Changes
+    subscription), HQ (DNS, TCP, TLS, login), each device's port, the newest backup, the clock and
+    the running service. Changes
     nothing. Exit code 0 when nothing failed (warnings allowed), 1 when something did, 2 when the
     config itself is invalid.
 

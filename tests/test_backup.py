@@ -95,3 +95,37 @@ def test_restore_refuses_a_backup_made_with_another_key(tmp_path):
     assert res.returncode == 1 and "another key" in res.stderr
     assert (tmp_path / "data" / "storegw.db").read_bytes() == before
     assert not list((tmp_path / "data").glob("*before-restore*"))
+
+
+def test_the_daily_backup_job_raises_and_clears_backup_failed(tmp_path):
+    """[backup] at: the job writes a checked backup; when it cannot, the gateway alert backup-failed
+    is raised (once) and goes to HQ through the outbox; the next good backup clears it."""
+    from realparts import config_text, free_port
+
+    from devices import registry
+    from gateway import config as config_mod
+    from gateway import jobs
+    from gateway.app import build
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the backup directory should be")
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(config_text(tmp_path / "data", local_port=free_port(), hq_port=free_port(),
+                                    web_port=free_port()) + f'\n[backup]\nat = "03:30"\ndir = "{blocked}"\nkeep = 2\n')
+    gw = build(registry.validate(config_mod.load(cfg_path)))
+    gw.start(web=False, devices=False)
+    try:
+        assert gw.scheduler.get_job("backup") is not None
+        jobs.scheduled_backup(gw)
+        jobs.scheduled_backup(gw)  # still failing: no second alert
+        wait_for(lambda: gw.alerts.is_active(jobs.BACKUP_KEY), timeout=10, what="backup-failed raised")
+        rows = gw.store.read().execute(
+            "SELECT payload FROM outbox WHERE topic LIKE '%/alerts' ORDER BY seq").fetchall()
+        states = [json.loads(r[0])["state"] for r in rows if json.loads(r[0])["rule"] == "backup-failed"]
+        assert states == ["raised"]
+        blocked.unlink()
+        jobs.scheduled_backup(gw)
+        wait_for(lambda: not gw.alerts.is_active(jobs.BACKUP_KEY), timeout=10, what="backup-failed cleared")
+        assert len(list(blocked.glob("storegw-*.db"))) == 1
+    finally:
+        gw.stop()

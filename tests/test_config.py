@@ -77,6 +77,7 @@ def test_durations_parse():
     (MINIMAL + "[[devices]]\nid = 'a b'\nkind = 'scanner'\n", "devices[0].id: expected"),
     (MINIMAL + "[[devices]]\nid = 'a'\nkind = 'scanner'\n[[devices]]\nid = 'a'\nkind = 'scanner'\n", "used twice"),
     ("[store\nid=1", "not valid TOML"),
+    (MINIMAL + "[backup]\nat = '3:30'\n", 'expected a local time "HH:MM"'),
     (MINIMAL + "[local_mqtt]\nclient_id = 'storegw-sh-001'\n[uplink]\nhost = '127.0.0.1'\nport = 1883\n",
      "the broker would keep disconnecting one for the other"),
 ])

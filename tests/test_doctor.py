@@ -36,7 +36,7 @@ def test_a_healthy_store_passes(mosquitto_factory, tmp_path):
         assert "device scanner-1" in res.stdout and "warning" in res.stdout  # storegw itself is not running
         found = _findings(_doctor(cfg, "--json"))
         assert ("HQ", "ok") in found and ("db key", "ok") in found and ("clock", "ok") in found
-        assert ("service", "warn") in found
+        assert ("service", "warn") in found and ("backups", "warn") in found  # none yet
         assert not (tmp_path / "data" / "storegw.db").exists()  # doctor changes nothing
     finally:
         os.close(master)
