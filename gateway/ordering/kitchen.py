@@ -124,7 +124,8 @@ def make_round(svc: OrderingService, c: Connection, table: Table, sid: int, idem
         c.execute(f"UPDATE ord_lines SET ticket_id = ? WHERE id IN ({','.join('?' * len(lines))})",  # noqa: S608
                   (tid, *[ln.id for ln in lines]))
         st = menu.station(station)
-        doc = TicketDoc(tid, st.name_zh, st.name_en, table.label, round_no, _local_time(svc, ts), lines)
+        doc = TicketDoc(tid, st.name_zh, st.name_en, table.label, round_no, _local_time(svc, ts), lines,
+                        queue_label=_queue_label(c, sid))
         _print_ticket(svc, c, tid, station, doc)
     return {"round": round_no, "total": total, "duplicate": False, "lines": len(priced),
             "stations": sorted(by_station), "stock": stock_left}
@@ -146,12 +147,20 @@ def _print_ticket(svc: OrderingService, c: Connection, tid: int, station: str, d
     return "queued"
 
 
+def _queue_label(c: Connection, session_id: int) -> str:
+    """The queue number of the party whose pre-order session became this table session, if any."""
+    row = c.execute("SELECT prefix, number FROM ord_queue WHERE session_id = ? AND seated_ms IS NOT NULL",
+                    (session_id,)).fetchone()
+    return f"{row[0]}{row[1]:03d}" if row else ""
+
+
 def _ticket_doc(svc: OrderingService, c: Connection, tid: int) -> tuple[TicketDoc, str]:
-    row = c.execute("SELECT table_id, round_no, station, created_ms, reprints, rerouted_from FROM ord_tickets "
-                    "WHERE id = ?", (tid,)).fetchone()
+    row = c.execute("SELECT t.table_id, t.round_no, t.station, t.created_ms, t.reprints, t.rerouted_from, "
+                    "r.session_id FROM ord_tickets t JOIN ord_rounds r ON r.id = t.round_id "
+                    "WHERE t.id = ?", (tid,)).fetchone()
     if row is None:
         raise OrderingError("no such ticket", code="no_ticket", status=404)
-    table_id, round_no, station, created, reprints, rerouted = row
+    table_id, round_no, station, created, reprints, rerouted, session_id = row
     lines = [TicketLine(lid, qty, zh, en, [f"{m['zh']} / {m['en']}" for m in json.loads(mods)], note, diner,
                         json.loads(allergens))
              for lid, qty, zh, en, mods, note, diner, allergens in c.execute(
@@ -160,7 +169,8 @@ def _ticket_doc(svc: OrderingService, c: Connection, tid: int) -> tuple[TicketDo
     st = svc.menu.station(station)
     table = svc.tables.get(table_id)
     doc = TicketDoc(tid, st.name_zh, st.name_en, table.label if table else table_id, round_no,
-                    _local_time(svc, created), lines, rerouted_from=rerouted, reprint=reprints)
+                    _local_time(svc, created), lines, rerouted_from=rerouted, reprint=reprints,
+                    queue_label=_queue_label(c, session_id))
     return doc, station
 
 

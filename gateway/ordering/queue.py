@@ -310,8 +310,10 @@ def seat(svc: OrderingService, c: Connection, entry_id: int, table_id: str, who:
         c.execute("UPDATE ord_sessions SET table_id = ?, opened_ms = ?, opened_by = ?, covers = ? "
                   "WHERE id = ? AND closed_ms IS NULL", (table_id, ts, who, entry.party, qsid))
     elif row is None:
-        c.execute("INSERT INTO ord_sessions (table_id, opened_ms, opened_by, covers) VALUES (?, ?, ?, ?)",
-                  (table_id, ts, who, entry.party))
+        qsid = c.execute("INSERT INTO ord_sessions (table_id, opened_ms, opened_by, covers) VALUES (?, ?, ?, ?)",
+                         (table_id, ts, who, entry.party)).lastrowid
+        # the party's table session: its tickets carry the queue number
+        c.execute("UPDATE ord_queue SET session_id = ? WHERE id = ?", (qsid, entry_id))
     else:
         sid = int(row[0])
         if qsid is not None:

@@ -76,6 +76,7 @@ class TicketDoc:
     lines: list[TicketLine]
     rerouted_from: str = ""
     reprint: int = 0
+    queue_label: str = ""  # the queue number (取号) of a party seated from the queue, e.g. A023
 
 
 def blocks(t: TicketDoc) -> list[dict[str, Any]]:
@@ -87,6 +88,9 @@ def blocks(t: TicketDoc) -> list[dict[str, Any]]:
         {"t": "columns", "left": f"加菜 ROUND #{t.round_no}" if t.round_no > 1 else f"ROUND #{t.round_no}",
          "right": t.time_local},
     ]
+    if t.queue_label:
+        out.append({"t": "text", "text": f"排队号 QUEUE {t.queue_label}", "size": "normal", "align": "center",
+                    "bold": True, "invert": False})
     if t.rerouted_from:
         out.append({"t": "text", "text": f" REROUTED from {t.rerouted_from} ", "size": "normal", "align": "center",
                     "bold": True, "invert": True})

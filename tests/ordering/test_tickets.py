@@ -76,3 +76,29 @@ def test_failed_printer_shows_rerouted_on_kds(make_gw):
         assert kds["tickets"][0]["rerouted_from"] == "printer-hot"
         wait_for(lambda: d.state()["rounds"][0]["lines"][0]["status"] == "received", timeout=5,
                  what="received once shown on the KDS")
+
+
+def test_a_party_seated_from_the_queue_has_its_number_on_the_ticket(make_gw):
+    from gateway.ordering import queue
+
+    with VirtualPrinter() as hot:
+        gw = make_gw(printer_config(("printer-hot", hot.url, "hot")))
+        svc = gw.services["ordering"]
+        from web import create_app
+
+        client = create_app(gw, {"TESTING": True}).test_client()
+        phone = "queuephone0042"
+        entry = svc.kitchen_call(queue.take, queue.phone_key(svc.secret, phone), phone, 2, "")
+        svc.kitchen_call(queue.seat, entry.id, "A2", "test")
+        d = Diner(client, svc, "A2")
+        d.add("h02")
+        assert d.send().status_code == 303
+        wait_for(lambda: hot.tickets(), timeout=15, what="the ticket")
+        text = "\n".join(hot.tickets()[0])
+        assert "TABLE A2" in text and f"QUEUE {entry.label}" in text
+        # a table that did not come from the queue has no queue line
+        other = Diner(client, svc, "A1")
+        other.add("h02")
+        other.send()
+        wait_for(lambda: len(hot.tickets()) == 2, timeout=15, what="the second ticket")
+        assert "QUEUE" not in "\n".join(hot.tickets()[1])
