@@ -212,7 +212,7 @@ class PrinterConnection:
 
     def _open_usb(self) -> Any:
         try:
-            import usb.core  # noqa: F401 - python-escpos needs pyusb for usb://
+            import usb.core  # python-escpos needs pyusb for usb://
             from escpos.exceptions import Error as EscposError
             from escpos.printer import Usb
         except ImportError as err:
@@ -223,6 +223,9 @@ class PrinterConnection:
             printer = Usb(self.port.vid, self.port.pid, timeout=int(self.write_timeout * 1000),
                           in_ep=int(q.get("in_ep", "0x82"), 0), out_ep=int(q.get("out_ep", "0x01"), 0))
             printer.open()
+        except usb.core.NoBackendError as err:
+            raise DeviceUnavailable(f"cannot open {self.url}: libusb is missing "
+                                    "(apt-get install libusb-1.0-0)") from err
         except (EscposError, ValueError, OSError) as err:
             raise DeviceUnavailable(f"cannot open {self.url}: {err}") from err
         return printer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import select
 import socket
 
@@ -161,9 +160,9 @@ def test_missing_file_printer_is_unavailable(tmp_path):
         conn.write(b"x")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("usb") is not None, reason="pyusb is installed")
-def test_usb_printer_without_pyusb_says_what_to_install():
-    with pytest.raises(DeviceUnavailable, match="pyusb"):
+def test_usb_printer_that_is_not_plugged_in_is_unavailable():
+    # pyusb is a dependency; no printer 0416:5011 on this machine (libusb missing is said too)
+    with pytest.raises(DeviceUnavailable, match=r"cannot open usb://0416:5011: .*(not found|libusb)"):
         PrinterConnection("usb://0416:5011").open()
 
 
