@@ -218,9 +218,10 @@ def kds_view(svc: OrderingService, conn: Connection, station: str, limit: int = 
     tickets = []
     down = printers_down(svc)
     rows = conn.execute(
-        "SELECT id, table_id, round_no, created_ms, state, rerouted_from, received_ms, printer FROM ord_tickets "
-        "WHERE station = ? AND done_ms IS NULL ORDER BY id LIMIT ?", (station, limit)).fetchall()
-    for tid, table_id, round_no, created, state, rerouted, received, printer in rows:
+        "SELECT t.id, t.table_id, t.round_no, t.created_ms, t.state, t.rerouted_from, t.received_ms, t.printer, "
+        "r.session_id FROM ord_tickets t JOIN ord_rounds r ON r.id = t.round_id "
+        "WHERE t.station = ? AND t.done_ms IS NULL ORDER BY t.id LIMIT ?", (station, limit)).fetchall()
+    for tid, table_id, round_no, created, state, rerouted, received, printer, session_id in rows:
         lines = [{"id": lid, "qty": qty, "name_zh": zh, "name_en": en,
                   "mods": [f"{m['zh']} / {m['en']}" for m in json.loads(mods)], "note": note, "diner": diner,
                   "allergens": json.loads(allergens), "status": status}
@@ -234,7 +235,7 @@ def kds_view(svc: OrderingService, conn: Connection, station: str, limit: int = 
             rerouted = printer  # the printer is down: this screen is where the kitchen sees the ticket
         tickets.append({"id": tid, "table": table.label if table else table_id, "round": round_no,
                         "created_ms": created, "state": state, "rerouted_from": rerouted, "received_ms": received,
-                        "printer": printer, "lines": lines, "rush": rush})
+                        "printer": printer, "lines": lines, "rush": rush, "queue": _queue_label(conn, session_id)})
     last = conn.execute("SELECT id FROM ord_tickets WHERE station = ? AND done_ms IS NOT NULL "
                         "ORDER BY done_ms DESC LIMIT 1", (station,)).fetchone()
     return {"station": station, "tickets": tickets, "last_done": last[0] if last else None}

@@ -205,3 +205,9 @@ def _queue(conn: Connection) -> None:
 def _queue_leave(conn: Connection) -> None:
     """A diner may leave the queue (取消排队) from their own page."""
     run_script(conn, "ALTER TABLE ord_queue ADD COLUMN left_ms INTEGER")
+
+
+@migration("0221_ordering_queue_session_index")
+def _queue_session_index(conn: Connection) -> None:
+    """Tickets and the KDS look up a session's queue number (排队号) by session."""
+    run_script(conn, "CREATE INDEX ord_queue_session ON ord_queue (session_id)")

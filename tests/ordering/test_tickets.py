@@ -79,7 +79,7 @@ def test_failed_printer_shows_rerouted_on_kds(make_gw):
 
 
 def test_a_party_seated_from_the_queue_has_its_number_on_the_ticket(make_gw):
-    from gateway.ordering import queue
+    from gateway.ordering import kitchen, queue
 
     with VirtualPrinter() as hot:
         gw = make_gw(printer_config(("printer-hot", hot.url, "hot")))
@@ -96,6 +96,8 @@ def test_a_party_seated_from_the_queue_has_its_number_on_the_ticket(make_gw):
         wait_for(lambda: hot.tickets(), timeout=15, what="the ticket")
         text = "\n".join(hot.tickets()[0])
         assert "TABLE A2" in text and f"QUEUE {entry.label}" in text
+        kds = [t for t in kitchen.kds_view(svc, gw.store.read(), "hot")["tickets"] if t["table"] == "A2"]
+        assert kds and kds[0]["queue"] == entry.label  # the KDS shows it too
         # a table that did not come from the queue has no queue line
         other = Diner(client, svc, "A1")
         other.add("h02")
