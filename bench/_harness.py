@@ -43,7 +43,7 @@ data_dir = "{data_dir.as_posix()}"
 [local_mqtt]
 host = "127.0.0.1"
 port = {local_port}
-client_id = "{client_id or 'storegw-' + store_id}"
+client_id = "{client_id or 'storegw-' + store_id + '-local'}"
 
 [uplink]
 host = "127.0.0.1"
