@@ -30,6 +30,7 @@ socket and the broker holds the rest (backpressure).
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import select
 import socket
@@ -60,6 +61,17 @@ _Group = list[Any]  # [written, failed items, size] of a failed batch retried me
 _PROBE = object()  # marks the one-row write that tells bad data from a database that cannot write
 
 
+def _receipt_stamped(r: Reading, payload: bytes, mid: int, dup: bool) -> Reading:
+    """A reading without its own ts, stamped on receipt: its digest also covers the MQTT packet id.
+
+    Two messages with the same payload in one batch share the receipt stamp; the packet id keeps
+    them apart. And a redelivery (DUP) keeps its packet id, so the writer can recognise it under
+    its new stamp (``Telemetry.seen_before``).
+    """
+    digest = hashlib.blake2b(payload + mid.to_bytes(2, "big"), digest_size=8).hexdigest()
+    return Reading(r.device, r.ts_ms, r.metrics, digest, dup)
+
+
 def _probe_write(conn: Any) -> None:
     """A one-row write: does the database write at all?"""
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('ingest:probe', ?)", (str(now_ms()),))
@@ -80,7 +92,7 @@ class Ingest:
         self.last_progress = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._buffer: list[tuple[str, bytes, int, int]] = []
+        self._buffer: list[tuple[str, bytes, int, int, bool]] = []
         self._delivered = 0
         # batch → (connection it came on, its messages, the retry group when written one by one)
         self._pending: dict[int, tuple[int, list[_Item], _Group | object | None]] = {}
@@ -132,7 +144,7 @@ class Ingest:
         self.connected = False
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        self._buffer.append((msg.topic, msg.payload, msg.mid, msg.qos))
+        self._buffer.append((msg.topic, msg.payload, msg.mid, msg.qos, msg.dup))
         self._delivered += 1
 
     # -- lifecycle
@@ -291,14 +303,17 @@ class Ingest:
             received = now_ms()
             items: list[_Item] = []
             note = self.telemetry.stats.note_invalid
-            for topic, payload, mid, qos in msgs:
+            for topic, payload, mid, qos, dup in msgs:
                 parts = topic.split("/")
                 device = parts[1] if len(parts) == 3 else ""
                 try:
                     if parts[2:] == ["status"]:
                         items.append((device, parse_status(device, payload), mid, qos))
-                    else:
-                        items.append((device, parse(device, payload, received, self.max_payload), mid, qos))
+                        continue
+                    r = parse(device, payload, received, self.max_payload)
+                    if r.ts_ms == received and qos:
+                        r = _receipt_stamped(r, payload, mid, dup)
+                    items.append((device, r, mid, qos))
                 except InvalidPayload as err:
                     note(device or "?", err.reason)
                     if qos:  # nothing to keep; acknowledging stops redelivery of a poison message

@@ -36,6 +36,9 @@ class Reading:
     ts_ms: int
     metrics: Mapping[str, Metric]
     digest: str  # hex digest of the payload; (device, ts_ms, digest) is the idempotency key
+    # A reading without its own ts (stamped on receipt) that the broker marked as a redelivery
+    # (MQTT DUP): it may be stored already under an earlier stamp (see Telemetry.seen_before).
+    dup: bool = False
 
 
 @dataclass(frozen=True, slots=True)

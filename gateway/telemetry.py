@@ -170,7 +170,11 @@ class Telemetry:
             if r.ts_ms < oldest:
                 self.stats.note_invalid(r.device, "too_old")
                 continue
-            rows.append((dev, r.ts_ms, bytes.fromhex(r.digest), now, _encode_metrics(r.metrics)))
+            digest = bytes.fromhex(r.digest)
+            if r.dup and self.seen_before(conn, dev, digest):
+                self.stats.duplicates += 1
+                continue
+            rows.append((dev, r.ts_ms, digest, now, _encode_metrics(r.metrics)))
             fresh.append((r, dev))
         fresh = self._insert_readings(conn, rows, fresh)
         metric_ids, window_ms, evaluate = self._metric_ids, self.window_ms, self.rules.evaluate
@@ -201,6 +205,21 @@ class Telemetry:
             enqueue(conn, Lane.BULK, f"{self.prefix}/telemetry/raw", chunk[0]["id"], "raw", chunk)
         self.stats.committed += new
         return new
+
+    LATELY = 2000  # a device's latest readings searched for a redelivered one (> what can be in flight)
+
+    def seen_before(self, conn: Connection, dev: int, digest: bytes) -> bool:
+        """Return whether a redelivered (DUP) reading without its own ``ts`` is already stored.
+
+        Such a reading is stamped on receipt, so its redelivery after a crash or a lost connection
+        (stored, acknowledgement not yet sent) gets another stamp and would count twice. Its digest
+        covers the payload and the MQTT packet id (``gateway.ingest``); the broker redelivers with
+        the original packet id and does not reuse an unacknowledged one, so the same digest among
+        the device's latest readings is that very message.
+        """
+        return conn.execute(
+            "SELECT 1 FROM (SELECT digest FROM readings WHERE device_id = ? ORDER BY ts_ms DESC LIMIT ?) "
+            "WHERE digest = ?", (dev, self.LATELY, digest)).fetchone() is not None
 
     def _insert_readings(self, conn: Connection, rows: list[tuple[int, int, bytes, int, str]],
                          fresh: list[tuple[Reading, int]]) -> list[tuple[Reading, int]]:

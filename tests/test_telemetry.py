@@ -86,6 +86,25 @@ def test_readings_are_idempotent(tel):
     assert store.read().execute("SELECT count(*) FROM readings").fetchone()[0] == 10
 
 
+def test_receipt_stamped_readings_alike_stay_apart_and_a_redelivery_counts_once(tel):
+    """Readings without ts (stamped on receipt): alike payloads in one batch are kept apart by their
+    MQTT packet ids; a DUP redelivery of a stored one, under a later stamp, is recognised."""
+    from gateway.ingest import _receipt_stamped
+
+    t, store = tel
+    payload = b'{"temp_c": 4.0}'
+    first = now_ms() - 5_000
+    batch = [_receipt_stamped(parse("fridge-9", payload, first), payload, mid, False) for mid in (7, 8, 9)]
+    assert store.writer.call(lambda c: t.write_batch(c, batch)) == 3  # same payload, same stamp, 3 readings
+    later = now_ms()
+    again = [_receipt_stamped(parse("fridge-9", payload, later), payload, mid, True) for mid in (8, 9, 10)]
+    assert store.writer.call(lambda c: t.write_batch(c, again)) == 1  # 8 and 9 were stored; 10 was not
+    assert t.stats.duplicates == 2
+    assert store.read().execute("SELECT count(*) FROM readings").fetchone()[0] == 4
+    fresh = [_receipt_stamped(parse("fridge-9", payload, later + 1), payload, 8, False)]
+    assert store.writer.call(lambda c: t.write_batch(c, fresh)) == 1  # not a redelivery: a new reading
+
+
 def test_window_summaries_and_late_data_revs(tel):
     t, store = tel
     start = (now_ms() // 60000 - 10) * 60000  # an aligned window 10 minutes ago
