@@ -4,15 +4,16 @@ One thread (``storegw-ingest``) owns the paho client and drives it with paho's e
 (``loop_read``/``loop_write``/``loop_misc`` on one ``select``): it reads every packet that has
 arrived, parses the messages (``gateway.payload``) into a batch, hands the batch to the writer as
 one write, and acknowledges the batch's messages when the writer's on-commit callback tells it
-the transaction committed (a queue plus a wake-up pipe: paho is only ever touched by this thread).
+the transaction committed (a queue plus a wake-up socket: paho is only ever touched by this thread).
 A crash before the commit means the broker delivers the messages again (persistent session,
 QoS 1) and the idempotent insert ignores what was already stored.
 
 Why not ``loop_start()``: paho's own loop does one ``select`` per packet and wakes its thread
 through a socket pair for every acknowledgement from another thread; on a Pi-class board that was
 most of the ingest's CPU, all of it holding the interpreter lock the writer needs. Reading every
-waiting packet per wake-up and writing the PUBACKs of a whole batch in one pass removes it
-(``bench/ingest.py``; docs/architecture.md, "Ingest").
+waiting packet per wake-up (from 64 KiB reads, ``gateway.mqtt.ReadBufferedSocket``) and writing
+the PUBACKs of a whole batch in one pass removes it (``bench/ingest.py``; docs/architecture.md,
+"Ingest").
 
 A batch whose write fails (an exception in the transaction) is written again message by message:
 the good messages commit and are acknowledged; a message that fails on its own is dropped,
