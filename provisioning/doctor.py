@@ -3,7 +3,8 @@
 Read-only checks, each ending in ``ok``, ``warn`` or ``FAIL`` with the fix: the configuration, the
 data directory and its disk, the database key and the database, the local broker (connect and
 subscribe with the gateway's credentials), HQ (name, TCP, TLS, MQTT login), every configured
-device's port, the newest backup, the clock, and whether storegw is running. It never changes anything, and it
+device's port, the newest backup, the clock, whether systemd starts storegw at boot and whether
+it is running. It never changes anything, and it
 connects with its own client ids so a running gateway's sessions are left alone.
 """
 
@@ -32,6 +33,7 @@ from gateway.config import Config
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 MIN_FREE = 200 * 1024 * 1024
+SYSTEMD_RUN = Path("/run/systemd/system")  # present when systemd is the init system
 
 
 @dataclass
@@ -296,6 +298,19 @@ def check_clock() -> list[Finding]:
     return [Finding("clock", OK, time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))]
 
 
+def check_unit() -> list[Finding]:
+    """Whether systemd starts storegw at boot (after a power cut nobody is there to start it)."""
+    if not shutil.which("systemctl") or not SYSTEMD_RUN.is_dir():
+        return []  # not a systemd system (a container, a dev machine)
+    res = subprocess.run(["systemctl", "is-enabled", "storegw"], capture_output=True, text=True, timeout=10,
+                         check=False)
+    state = res.stdout.strip() or "not installed"
+    if state == "enabled":
+        return [Finding("boot", OK, "storegw.service is enabled")]
+    return [Finding("boot", FAIL, f"storegw.service is {state}: it will not start after a reboot or power cut",
+                    "cp systemd/storegw.service /etc/systemd/system/ && systemctl enable --now storegw")]
+
+
 def check_running(cfg: Config) -> list[Finding]:
     """Whether storegw answers on web.listen, and what its health says."""
     host, _, port = cfg.web.listen.rpartition(":")
@@ -326,6 +341,7 @@ def run_checks(cfg: Config, timeout: float = 5.0) -> list[Finding]:
         ("devices", lambda: check_devices(cfg, timeout)),
         ("backups", lambda: check_backups(cfg)),
         ("clock", check_clock),
+        ("boot", check_unit),
         ("service", lambda: check_running(cfg)),
     ]
     out: list[Finding] = []
@@ -346,8 +362,8 @@ def doctor(config_path: str, timeout: float, as_json: bool) -> None:
     """Check this board's storegw and say what is wrong and how to fix it.
 
     Checks the config, data directory and disk, database key and database, local broker (login and
-    subscription), HQ (DNS, TCP, TLS, login), each device's port, the newest backup, the clock and
-    the running service. Changes
+    subscription), HQ (DNS, TCP, TLS, login), each device's port, the newest backup, the clock,
+    the systemd unit and the running service. Changes
     nothing. Exit code 0 when nothing failed (warnings allowed), 1 when something did, 2 when the
     config itself is invalid.
 

@@ -98,3 +98,24 @@ def test_an_invalid_config_exits_2(tmp_path):
     cfg.write_text('[store]\nid = "sh-001"\ndata_dir = "/tmp/x"\n[uplink]\nhots = "hq"\n')
     res = _doctor(cfg)
     assert res.returncode == 2 and "did you mean `host`" in res.stderr
+
+
+def test_a_unit_not_enabled_at_boot_is_a_failure(tmp_path, monkeypatch):
+    """systemd cannot run in this container: a stand-in `systemctl` answers as a board's would."""
+    from provisioning import doctor
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    state = tmp_path / "state"
+    script = bin_dir / "systemctl"
+    script.write_text(f'#!/bin/sh\ncat "{state}"\n[ "$(cat "{state}")" = enabled ]\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(doctor, "SYSTEMD_RUN", tmp_path)
+    state.write_text("disabled\n")
+    [finding] = doctor.check_unit()
+    assert finding.level == doctor.FAIL and "disabled" in finding.text and "systemctl enable" in finding.fix
+    state.write_text("enabled\n")
+    assert doctor.check_unit()[0].level == doctor.OK
+    monkeypatch.setattr(doctor, "SYSTEMD_RUN", tmp_path / "absent")
+    assert doctor.check_unit() == []  # not a systemd system: nothing to say
