@@ -48,6 +48,9 @@ def banners(vp):
 
 
 def alert_episodes(gw, rule):
+    # The in-memory alert state changes inside the writer's transaction, before its commit: let
+    # that commit land (a write queued behind it returns after it) before reading the log.
+    gw.store.writer.call(lambda c: None)
     rows = gw.store.read().execute("SELECT state FROM alert_log WHERE rule = ? ORDER BY id", (rule,))
     return [r[0] for r in rows]
 
