@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from gateway.models import iso_ms, now_ms
 from gateway.outbox import Lane, enqueue
 from gateway.store.db import Connection
+from gateway.store.writer import on_rollback
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class AlertManager:
                      (key, episode, kind, rule, device, severity, value, ts))
         self._emit(conn, alert, "raised", value, ts, text)
         self.active[key] = alert
+        on_rollback(lambda: self.active.pop(key, None))  # not raised after all: memory follows the database
         self.raised_total += 1
         _LOGGER.warning("Alert raised: %s %s on %s", kind, rule, device)
         return True
@@ -77,6 +79,7 @@ class AlertManager:
         conn.execute("DELETE FROM alerts_active WHERE key = ?", (key,))
         self._emit(conn, alert, "cleared", value, max(ts, alert.raised_ms), text)
         del self.active[key]
+        on_rollback(lambda: self.active.__setitem__(key, alert))
         self.cleared_total += 1
         _LOGGER.info("Alert cleared: %s %s on %s", alert.kind, alert.rule, alert.device)
         return True

@@ -23,6 +23,7 @@ from gateway.models import Reading, iso_ms, now_ms
 from gateway.outbox import Lane, enqueue
 from gateway.rules import OfflineWatch, RuleEngine
 from gateway.store.db import Connection
+from gateway.store.writer import on_rollback
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class Telemetry:
                          (name, ts, ts))
             dev = conn.execute("SELECT id FROM devices WHERE name = ?", (name,)).fetchone()[0]
             self._device_ids[name] = dev
+            on_rollback(lambda: self._device_ids.pop(name, None))  # the row went with the rollback
         return dev
 
     def _metric_id(self, conn: Connection, name: str) -> int:
@@ -150,6 +152,7 @@ class Telemetry:
             conn.execute("INSERT OR IGNORE INTO metrics (name) VALUES (?)", (name,))
             mid = conn.execute("SELECT id FROM metrics WHERE name = ?", (name,)).fetchone()[0]
             self._metric_ids[name] = mid
+            on_rollback(lambda: self._metric_ids.pop(name, None))
         return mid
 
     def write_batch(self, conn: Connection, readings: list[Reading]) -> int:

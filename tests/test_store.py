@@ -170,3 +170,34 @@ def test_card_ref_secret_is_the_gateways_own_and_survives_a_restart(tmp_path, mo
             assert secret not in blob and secret.hex().encode() not in blob, path
     monkeypatch.setenv(cardref.ENV_VAR, "chain-wide")
     assert cardref.gateway_secret() == b"chain-wide"  # the chain's secret wins
+
+
+def test_a_rolled_back_write_leaves_memory_as_the_database(tmp_path):
+    """In-memory state changed by a write (an alert raised, a device id cached) is undone when the
+    write's savepoint rolls back, so the next breach raises the alert for real."""
+    from gateway import config as config_mod
+    from gateway.alerts import AlertManager
+    from gateway.telemetry import Telemetry
+
+    store = open_store(tmp_path / "data")
+    store.start()
+    try:
+        cfg = config_mod.parse({"store": {"id": "sh-001", "data_dir": str(tmp_path)}})
+        alerts = AlertManager("sh-001", cfg.prefix)
+        tel = Telemetry(cfg, alerts)
+        store.writer.call(tel.load)
+
+        def raise_then_fail(conn):
+            tel._device_id(conn, "fryer-1", 0)
+            alerts.raise_(conn, "k", kind="gateway", rule="r", device="fryer-1", severity="minor")
+            raise RuntimeError("a later statement of the same write fails")
+
+        with pytest.raises(RuntimeError):
+            store.writer.call(raise_then_fail)
+        assert not alerts.is_active("k") and "fryer-1" not in tel._device_ids
+        assert store.read().execute("SELECT count(*) FROM alerts_active").fetchone()[0] == 0
+        assert store.writer.call(lambda c: alerts.raise_(c, "k", kind="gateway", rule="r", device="fryer-1",
+                                                         severity="minor"))  # raised for real now
+        assert store.read().execute("SELECT count(*) FROM outbox WHERE kind = 'alert'").fetchone()[0] == 1
+    finally:
+        store.close()

@@ -24,6 +24,24 @@ _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STOP = object()
+_undo = threading.local()  # the undo list of the write running on this (the writer's) thread
+
+
+def on_rollback(fn: Callable[[], None]) -> None:
+    """Register ``fn`` to undo an in-memory change made by the write running now, if its savepoint
+    or its transaction is rolled back (memory then matches the database again). Outside a write
+    (a test calling a write function directly) it does nothing."""
+    undo = getattr(_undo, "list", None)
+    if undo is not None:
+        undo.append(fn)
+
+
+def _run_undo(fns: list[Callable[[], None]]) -> None:
+    for fn in reversed(fns):
+        try:
+            fn()
+        except Exception:
+            _LOGGER.exception("undo after rollback failed")
 
 
 @dataclass(slots=True)
@@ -115,19 +133,26 @@ class Writer:
     def _commit(self, batch: list[_Job]) -> None:
         conn = self._conn
         results: list[tuple[_Job, Any, BaseException | None]] = []
+        undos: list[list[Callable[[], None]]] = []  # per write in this transaction, its undo list
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
                 conn.execute("SAVEPOINT w")
+                _undo.list = undo = []
+                undos.append(undo)  # registered first: a database error below still undoes it
                 try:
                     value = job.fn(conn)
                 except Exception as err:  # noqa: BLE001 - the caller gets it through its future
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
+                    undos.pop()
+                    _run_undo(undo)
                     results.append((job, None, err))
                 else:
                     conn.execute("RELEASE w")
                     results.append((job, value, None))
+                finally:
+                    _undo.list = None
             conn.execute("COMMIT")
         except DatabaseError as err:
             _LOGGER.exception("Database transaction of %d writes failed", len(batch))
@@ -135,6 +160,7 @@ class Writer:
                 conn.execute("ROLLBACK")
             except DatabaseError:
                 pass
+            _run_undo([fn for undo in undos for fn in undo])
             self.stats.failed += len(batch)
             failure = StoreError(f"database write failed: {err}")
             for job in batch:
