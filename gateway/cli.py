@@ -12,14 +12,12 @@ import logging
 import signal
 import sys
 import threading
-import urllib.error
-import urllib.request
 from typing import Any
 
 import click
 
 from gateway import __version__
-from gateway.clikit import CONFIG, handle_errors, load_config
+from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
 from gateway.errors import GatewayError
 
 # Commands contributed by other packages: "module:attribute" of a click command or group.
@@ -155,11 +153,7 @@ def _health_url(config_path: str | None, url: str | None) -> str:
         return url.rstrip("/") + "/api/v1/health"
     if not config_path:
         raise GatewayError("give --config FILE (to find [web] listen) or --url http://HOST:PORT")
-    cfg = load_config(config_path)
-    host, _, port = cfg.web.listen.rpartition(":")
-    if host in ("0.0.0.0", "", "::", "[::]"):
-        host = "127.0.0.1"
-    return f"http://{host}:{port}/api/v1/health"
+    return health_url(load_config(config_path))
 
 
 @main.command()
@@ -176,11 +170,8 @@ def status(config_path: str | None, url: str | None, as_json: bool) -> None:
     """
     target = _health_url(config_path, url)
     try:
-        with urllib.request.urlopen(target, timeout=5) as resp:  # noqa: S310 - local health URL
-            doc = json.load(resp)
-    except urllib.error.HTTPError as err:
-        doc = json.load(err)
-    except (urllib.error.URLError, OSError) as err:
+        doc = get_health(target)
+    except OSError as err:
         raise GatewayError(f"the gateway is not answering at {target}: {getattr(err, 'reason', err)}; "
                            f"is `storegw run` running? (systemctl status storegw)") from err
     if as_json:
@@ -193,12 +184,12 @@ def status(config_path: str | None, url: str | None, as_json: bool) -> None:
 
 def _answering(target: str) -> bool:
     try:
-        with urllib.request.urlopen(target, timeout=3):  # noqa: S310 - the local health URL
-            return True
-    except urllib.error.HTTPError:
-        return True  # a 503 is a running gateway too
-    except (urllib.error.URLError, OSError):
+        get_health(target, timeout=3)
+    except ValueError:
+        return True  # something answers there: take it for a running gateway
+    except OSError:
         return False
+    return True
 
 
 @main.command()
@@ -254,7 +245,7 @@ def restore(config_path: str, backup_file: str, yes: bool) -> None:
     from gateway.store.db import resolve_key
 
     cfg = load_config(config_path)
-    if _answering(_health_url(config_path, None)):
+    if _answering(health_url(cfg)):
         raise GatewayError("storegw is running on this config; stop it first (systemctl stop storegw)")
     if not yes:
         if not sys.stdin.isatty():

@@ -7,8 +7,11 @@ circular import (gateway.cli imports them to register their commands).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -42,3 +45,21 @@ def load_config(path: str) -> Any:
     cfg = registry.validate(config.load(path))
     services.check_config(cfg)
     return cfg
+
+
+def health_url(cfg: Any) -> str:
+    """Return the running gateway's health URL on this board, from ``web.listen``."""
+    host, _, port = cfg.web.listen.rpartition(":")
+    if host.strip("[]") in ("", "0.0.0.0", "::"):  # noqa: S104 - a listen address, not a bind
+        host = "127.0.0.1"
+    return f"http://{host}:{port}/api/v1/health"
+
+
+def get_health(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """GET the health document (a 503 while failing still carries it); OSError when nobody answers,
+    ValueError when what answers is not storegw's JSON."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - the local health URL
+            return json.load(resp)
+    except urllib.error.HTTPError as err:
+        return json.load(err)

@@ -19,8 +19,6 @@ import stat
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Any
 
 import click
 
-from gateway.clikit import CONFIG, handle_errors, load_config
+from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
 from gateway.config import Config
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -313,17 +311,10 @@ def check_unit() -> list[Finding]:
 
 def check_running(cfg: Config) -> list[Finding]:
     """Whether storegw answers on web.listen, and what its health says."""
-    host, _, port = cfg.web.listen.rpartition(":")
-    host = host.strip("[]")
-    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a listen address, not a bind
-        host = "127.0.0.1"
-    url = f"http://{host}:{port}/api/v1/health"
+    url = health_url(cfg)
     try:
-        with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - the local health URL
-            doc = json.load(resp)
-    except urllib.error.HTTPError as err:
-        doc = json.load(err)
-    except (urllib.error.URLError, OSError, ValueError):
+        doc = get_health(url, timeout=3)
+    except (OSError, ValueError):
         return [Finding("service", WARN, f"storegw is not answering at {url}",
                         "systemctl status storegw; journalctl -u storegw -n 50")]
     level = FAIL if doc.get("status") == "failing" else OK
