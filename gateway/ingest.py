@@ -38,6 +38,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -58,8 +59,20 @@ TICK_S = 1.0
 RECONNECT_MAX_S = 30.0
 
 _Item = tuple[str, "Reading | str", int, int]  # (device, reading or status state, mid, qos)
-_Group = list[Any]  # [written, failed items, size] of a failed batch retried message by message
 _PROBE = object()  # marks the one-row write that tells bad data from a database that cannot write
+
+
+@dataclass(slots=True)
+class _Retry:
+    """A failed batch written again message by message: how many came back, and which failed."""
+
+    size: int
+    written: int = 0
+    failed: list[_Item] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.written + len(self.failed) == self.size
 
 
 def _receipt_stamped(r: Reading, payload: bytes, mid: int, dup: bool) -> Reading:
@@ -96,7 +109,7 @@ class Ingest:
         self._buffer: list[tuple[str, bytes, int, int, bool]] = []
         self._delivered = 0
         # batch → (connection it came on, its messages, the retry group when written one by one)
-        self._pending: dict[int, tuple[int, list[_Item], _Group | object | None]] = {}
+        self._pending: dict[int, tuple[int, list[_Item], _Retry | object | None]] = {}
         self._done: collections.deque[tuple[int, bool]] = collections.deque()  # appended by the writer thread
         self._next_batch = 1
         self._conn_gen = 0
@@ -246,26 +259,26 @@ class Ingest:
                     self._probed(items, ok)
                 continue
             if ok:
-                if group is not None:
-                    group[0] += 1
+                if isinstance(group, _Retry):
+                    group.written += 1
                 if current:
                     self._ack(items)
                 # else: the broker delivers them again on the new connection; the insert ignores them
             elif group is None and current:
                 self._retry_one_by_one(items)
-            elif group is not None:
-                group[1].append(items[0])
-            if group is not None and group[2] == group[0] + len(group[1]):  # every single write is back
+            elif isinstance(group, _Retry):
+                group.failed.append(items[0])
+            if isinstance(group, _Retry) and group.done:  # every single write is back
                 self._failed_singly(group, current)
 
     def _retry_one_by_one(self, items: list[_Item]) -> None:
         """A batch's write failed: write each message on its own to keep the good ones."""
-        group: _Group = [0, [], len(items)]  # [committed, failed items, size]
+        group = _Retry(len(items))
         for item in items:
             self._submit([item], group)
 
-    def _failed_singly(self, group: _Group, current: bool) -> None:
-        committed, failed, _size = group
+    def _failed_singly(self, group: _Retry, current: bool) -> None:
+        committed, failed = group.written, group.failed
         if not failed or not current:
             return  # all written; or the new connection gets the failed ones again anyway
         if committed:
@@ -322,7 +335,7 @@ class Ingest:
             if items and not self._submit(items, None):
                 return
 
-    def _submit(self, items: list[_Item], group: _Group | object | None,
+    def _submit(self, items: list[_Item], group: _Retry | object | None,
                  write: Callable[[Any], object] | None = None) -> bool:
         """Hand one write to the writer; its outcome comes back through ``_done``."""
         batch = self._next_batch
