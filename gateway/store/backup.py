@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gateway.errors import StoreError, WrongKeyError
 from gateway.models import utcnow
-from gateway.store.db import DB_NAME, KEYCHECK_SUFFIX, Key, _write_keycheck, connect, key_matches
+from gateway.store.db import DB_NAME, KEYCHECK_SUFFIX, Key, connect, key_matches, write_keycheck
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def make_backup(data_dir: Path, key: Key, dest: Path | None = None, keep: int = 
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, final)
-    _write_keycheck(final, key)
+    write_keycheck(final, key)
     _fsync_dir(dest)
     if keep > 0:
         for old in list_backups(dest)[:-keep]:
@@ -127,7 +127,7 @@ def restore(data_dir: Path, key: Key, backup: Path) -> Path | None:
     os.chmod(tmp, 0o600)
     _fsync_file(tmp)
     os.replace(tmp, db)
-    _write_keycheck(db, key)
+    write_keycheck(db, key)
     _fsync_dir(data_dir)
     _LOGGER.info("Restored %s from %s%s", db, backup, f"; the previous database is {aside}" if aside else "")
     return aside

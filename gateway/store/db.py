@@ -87,7 +87,8 @@ def _keycheck_path(path: Path) -> Path:
     return path.with_name(path.name + KEYCHECK_SUFFIX)
 
 
-def _write_keycheck(path: Path, key: Key) -> None:
+def write_keycheck(path: Path, key: Key) -> None:
+    """Write the salted HMAC beside a database file that tells a wrong key from a damaged file."""
     salt = secrets.token_bytes(16)
     tmp = _keycheck_path(path).with_suffix(".tmp")
     tmp.write_bytes(salt + _keycheck(key, salt))
@@ -159,7 +160,7 @@ def open_database(data_dir: Path, key: Key) -> OpenResult:
         conn = connect(path, key)
         try:
             if fresh or key_matches(path, key) is None:
-                _write_keycheck(path, key)
+                write_keycheck(path, key)
             result = conn.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
                 raise CorruptDatabaseError(f"database {path} failed its integrity check: {result}")
@@ -176,6 +177,6 @@ def open_database(data_dir: Path, key: Key) -> OpenResult:
                 os.replace(side, aside.with_name(aside.name + suffix))
         conn = connect(path, key)
         conn.close()
-        _write_keycheck(path, key)
+        write_keycheck(path, key)
         return OpenResult(path, quarantined=aside)
     return OpenResult(path)
