@@ -123,7 +123,6 @@ class Ingest:
                                  read_buffer=True)
         configure_auth(self.client, tls=False, username=lm.username, password_file=lm.password_file,
                        section="local_mqtt")
-        self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
