@@ -136,6 +136,9 @@ def test_queue_number_preorder_call_and_seat(broker, write_config, gateway_proce
     desk.get_by_role("button", name=f"Call {number}").click()
     # the diner's page is told without a reload
     diner.get_by_role("alert").filter(has_text="Called: please come to the desk!").wait_for(timeout=10_000)
+    # the staff page reloads itself once the call is committed; choose the table after that reload,
+    # or the reload resets the choice
+    desk.get_by_role("row").filter(has_text=number).get_by_text("Called 已叫号").wait_for()
     desk.get_by_label(f"Table for {number}").select_option("A2")
     desk.get_by_role("button", name=f"Seat {number}").click()
     diner.get_by_role("status").filter(has_text="Seated at table").wait_for(timeout=10_000)
