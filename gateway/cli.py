@@ -71,8 +71,10 @@ def run(config_path: str) -> None:
     Example:
       storegw run --config /etc/storegw/storegw.toml
     """
+    from gateway import memdiag
     from gateway.app import build
 
+    memdiag.install()  # only with $STOREGW_TRACEMALLOC (docs/operations.md, memory)
     cfg = load_config(config_path)
     gw = build(cfg)
     stop = threading.Event()
