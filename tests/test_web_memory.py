@@ -8,12 +8,17 @@ descriptor above 1023, and its loop died (ValueError) with the web pages.
 
 from __future__ import annotations
 
+import http.client
+import re
 import socket
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from realparts import wait_for
+from realparts import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -89,3 +94,47 @@ def _answers(gw) -> bool:
     except OSError:
         return False
     return True
+
+
+def _hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_pin_checks_at_once_do_not_keep_memory(broker, write_config, gateway_process):
+    """Each argon2 PIN check takes 8 MiB: 16 web threads checking at once took RSS from 57 to 237 MB,
+    and it stayed there (every thread's malloc arena kept its 8 MiB)."""
+    cfg = write_config(local_port=broker.port, hq_port=broker.port)
+    subprocess.run([sys.executable, "-m", "gateway", "staff", "add", "wang", "--role", "manager", "--pin-stdin",
+                    "--config", str(cfg)], input="246810\n", text=True, cwd=ROOT, check=True, capture_output=True)
+    gw = gateway_process(cfg).start()
+    pid = gw.proc.pid
+    before = _rss_mb(pid)
+    statuses: list[int] = []
+
+    def guesses(k: int) -> None:  # one address each, so the per-address limit lets them through
+        src = (f"127.0.0.{k + 2}", 0)
+        c = http.client.HTTPConnection("127.0.0.1", gw.web_port, timeout=60, source_address=src)
+        c.request("GET", "/staff/login")
+        r = c.getresponse()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', r.read().decode()).group(1)
+        cookie = r.getheader("Set-Cookie").split(";")[0]
+        c.close()
+        for i in range(5):
+            c = http.client.HTTPConnection("127.0.0.1", gw.web_port, timeout=60, source_address=src)
+            c.request("POST", "/staff/login", body=f"name=wang&pin={i:06d}&csrf_token={token}",
+                      headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+            statuses.append(c.getresponse().status)
+            c.close()
+
+    threads = [threading.Thread(target=guesses, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert statuses.count(401) == 80, statuses  # every guess was checked (and refused)
+    peak, after = _hwm_mb(pid) - before, _rss_mb(pid) - before
+    assert peak < 30, f"16 PIN checks at once: peak RSS +{peak:.1f} MB"
+    assert after < 15, f"16 PIN checks at once left RSS +{after:.1f} MB"

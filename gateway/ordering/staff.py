@@ -7,6 +7,7 @@ a manager or cashier makes is written to ``ord_audit`` in the same transaction.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,9 @@ PAY_METHODS = ("cash", "card", "qr")
 # 8 MiB, 3 passes: argon2's 64 MiB default would double the gateway's memory at every login
 # on a Pi (target <= 80 MB RSS); PINs are also protected by rate limits and the encrypted store.
 _HASHER = PasswordHasher(time_cost=3, memory_cost=8 * 1024, parallelism=1)
+# One PIN hash at a time: each takes 8 MiB, and 16 web threads checking PINs at once took RSS from
+# 57 to 237 MB (docs/architecture.md, Memory). Sign-ins are rare; a burst of guesses waits its turn.
+_HASH_SLOT = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,8 @@ def add_staff(conn: Connection, name: str, role: str, pin: str) -> int:
         raise OrderingError(f"role must be one of {', '.join(ROLES)}")
     if not valid_pin(pin):
         raise OrderingError("PIN must be 4-12 digits")
-    digest = _HASHER.hash(pin)
+    with _HASH_SLOT:
+        digest = _HASHER.hash(pin)
     conn.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms) VALUES (?, ?, ?, ?) "
                  "ON CONFLICT (name) DO UPDATE SET role = excluded.role, pin_hash = excluded.pin_hash, active = 1",
                  (name, role, digest, now_ms()))
@@ -77,7 +82,8 @@ def verify(conn: Connection, name: str, pin: str) -> StaffMember | None:
                        (name,)).fetchone()
     digest = row[3] if row else _DUMMY
     try:
-        _HASHER.verify(digest, pin)
+        with _HASH_SLOT:
+            _HASHER.verify(digest, pin)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     return StaffMember(row[0], row[1], row[2]) if row else None

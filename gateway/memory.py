@@ -1,9 +1,16 @@
-"""Memory diagnostics for a running `storegw run`: tracemalloc snapshots on demand.
+"""Process memory: the C allocator's settings for `storegw run`, and tracemalloc snapshots on demand.
 
-Off unless ``STOREGW_TRACEMALLOC`` names a directory. Then tracing starts before the gateway is
-built (``STOREGW_TRACEMALLOC_FRAMES`` frames per allocation, default 10) and every ``SIGUSR2``
-writes ``snapshot-N.pickle`` there and logs the traced total, the process RSS and the ten
-largest allocation sites. Compare two snapshots with ``tracemalloc.Snapshot.load`` and
+``tune_malloc()`` makes glibc serve every allocation of 1 MiB or more with its own mmap, returned
+to the system when freed. glibc's default threshold moves up to the size of the largest block freed
+so far (up to 32 MiB): after the first 8 MiB argon2 PIN check, the next ones came from the calling
+thread's malloc arena, and each web thread's arena then kept its 8 MiB for good (docs/architecture.md,
+Memory). Fixing the threshold also fixes the trim threshold at 128 KiB, so arenas give back free
+memory at their top.
+
+Snapshots are off unless ``STOREGW_TRACEMALLOC`` names a directory. Then tracing starts before the
+gateway is built (``STOREGW_TRACEMALLOC_FRAMES`` frames per allocation, default 10) and every
+``SIGUSR2`` writes ``snapshot-N.pickle`` there and logs the traced total, the process RSS and the
+ten largest allocation sites. Compare two snapshots with ``tracemalloc.Snapshot.load`` and
 ``compare_to``; what tracemalloc sees is Python's own allocations (not SQLite's page cache nor
 memory the C allocator keeps after Python freed it), so RSS minus the traced total is the rest.
 
@@ -13,6 +20,8 @@ memory the C allocator keeps after Python freed it), so RSS minus the traced tot
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -23,6 +32,24 @@ from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
 ENV = "STOREGW_TRACEMALLOC"
+MMAP_THRESHOLD = 1024 * 1024
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
+
+
+def tune_malloc(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Give every allocation of ``threshold`` bytes or more its own mmap (glibc; a no-op elsewhere).
+
+    ``$MALLOC_MMAP_THRESHOLD_`` in the environment wins (glibc reads it at start).
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 def rss_kb(field: str = "VmRSS") -> int:
@@ -36,7 +63,7 @@ def rss_kb(field: str = "VmRSS") -> int:
     return 0
 
 
-def install() -> bool:
+def install_tracemalloc() -> bool:
     """Start tracing and the SIGUSR2 snapshot handler when ``$STOREGW_TRACEMALLOC`` is set (main thread)."""
     target = os.environ.get(ENV, "")
     if not target:
