@@ -220,9 +220,6 @@ SECTIONS: dict[str, type] = {
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.
-_RULE_KEY_ALIASES = {"for": "for_"}
-
-
 def _field_key(f: dataclasses.Field) -> str:
     return "for" if f.name == "for_" else f.name
 

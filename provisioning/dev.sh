@@ -55,6 +55,9 @@ case "${1:-}" in
     shift
     apt_install mosquitto chromium systemd || echo "Continuing; tests needing the missing parts will fail with a clear message." >&2
     venv
+    echo "ruff check and lint-imports (the floors of docs/architecture.md) ..." >&2
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)
