@@ -40,7 +40,7 @@ from devices.escpos.driver import SILENT, PrinterConnection, StatusReport
 from gateway.core.errors import DeviceUnavailable, GatewayError
 from gateway.core.models import Availability, now_ms
 from gateway.printing import PrintError, queue
-from gateway.spine.context import ServiceContext
+from gateway.spine.context import Periodic, ServiceContext
 from gateway.store.db import Connection
 
 _LOGGER = logging.getLogger(__name__)
@@ -140,7 +140,6 @@ class _Worker:
         now = time.monotonic()
         if now - self.state.last_status >= self.cfg.status_interval:
             self._check(waiting=False)
-            self.svc.maybe_prune()
         wait = NUDGE_POLL if time.monotonic() - self._nudged < NUDGE_WINDOW else JOB_POLL
         self._wake.wait(wait)
 
@@ -401,13 +400,12 @@ class PrintService:
         conn = self.read()
         return {"printers": {pid: w.health(queue.depth(conn, pid)) for pid, w in self.workers.items()}}
 
-    def maybe_prune(self) -> None:
-        """Delete finished jobs older than the retention, at most once an hour."""
-        now = time.monotonic()
-        with self._prune_lock:
-            if now - self._pruned < PRUNE_EVERY:
-                return
-            self._pruned = now
+    def periodic(self) -> tuple[Periodic, ...]:
+        """The housekeeping the gateway's scheduler runs for printing."""
+        return (Periodic("print-prune", PRUNE_EVERY, self.prune),)
+
+    def prune(self) -> None:
+        """Delete finished jobs older than the retention."""
         try:
             self.writer.submit(lambda c: queue.prune(c, now_ms() - RETENTION_MS))
         except GatewayError as err:

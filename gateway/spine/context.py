@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,3 +25,12 @@ class ServiceContext:
     hub: Hub
     alerts: AlertManager
     services: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A service's periodic job, run on the gateway's scheduler (``gateway/jobs.py``)."""
+
+    id: str
+    every_s: float
+    fn: Callable[[], None]
