@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from gateway.models import now_ms
-from gateway.outbox import enforce_budget
+from gateway.core.models import now_ms
 from gateway.store.db import Connection
+from gateway.store.outbox import enforce_budget
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+# The scheduler is built by gateway.app for its Gateway (annotated ``Any`` here: jobs sits below app).
+Gateway = Any
 
 _LOGGER = logging.getLogger(__name__)
 

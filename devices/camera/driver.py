@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.models import Availability, DeviceEvent, EventSink, now_ms
+from gateway.core.models import Availability, DeviceEvent, EventSink, now_ms
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from gateway.errors import ProtocolError
+from gateway.core.errors import ProtocolError
 
 DLE_EOT = b"\x10\x04"
 GS_A = b"\x1d\x61"

@@ -30,7 +30,7 @@ from escpos.exceptions import Error as EscposError
 from escpos.printer import Dummy
 
 from devices.escpos import protocol
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 # encoding name → (Python codec, ESC t code page or None for the double-byte CJK mode)
 ENCODINGS: dict[str, tuple[str, int | None]] = {

@@ -16,7 +16,7 @@ from typing import Any
 from devices.masking import mask_document_number, mask_name
 from devices.mrz.protocol import Mrz, MrzError, MrzProtocol
 from devices.transport import SerialDriver
-from gateway.models import DeviceEvent, now_ms
+from gateway.core.models import DeviceEvent, now_ms
 
 _PUBLIC = ("document_code", "issuing_state", "nationality", "expiry_date")
 _NAMES = ("surname", "given_names")

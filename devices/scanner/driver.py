@@ -14,7 +14,7 @@ from typing import Any
 
 from devices.scanner.protocol import Debouncer, Scan, ScannerError, ScannerProtocol
 from devices.transport import SerialDriver
-from gateway.models import DeviceEvent, now_ms
+from gateway.core.models import DeviceEvent, now_ms
 
 
 class ScannerDriver(SerialDriver):

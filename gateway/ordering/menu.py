@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 from gateway.store.db import Connection
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")

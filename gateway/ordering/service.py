@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
 from gateway.ordering import kitchen, queue, staff, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.live import Notifier, RateLimiter
@@ -26,7 +26,7 @@ from gateway.ordering.tickets import clean_text
 from gateway.store.db import Connection
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.spine.context import ServiceContext
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ MAX_CART_LINES = 60
 TASK_KINDS = ("waiter", "bill", "rush")
 
 
-def build(gw: Gateway) -> OrderingService:
-    """Build the ordering service for a gateway (services.py entry point)."""
+def build(gw: ServiceContext) -> OrderingService:
+    """Build the ordering service for a gateway (gateway.domains.SERVICES)."""
     return OrderingService(gw)
 
 
@@ -53,7 +53,7 @@ class TableCtx:
 class OrderingService:
     """Diner ordering, kitchen tickets and staff operations of one store."""
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: ServiceContext) -> None:
         self.gw = gw
         self.cfg = gw.cfg
         self.ocfg = gw.cfg.ordering

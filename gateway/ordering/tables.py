@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import segno
 
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 from gateway.store import ensure_secret as store_secret
 from gateway.store.db import Connection
 

@@ -22,8 +22,8 @@ from devices.camera.driver import CameraDriver, Debouncer
 from devices.camera.protocol import QrPipeline, baseline_decode
 from devices.camera.simulator import frame_set, qr_image, scene, write_video
 from gateway.config import DeviceConfig, validate_options
-from gateway.errors import ConfigError
-from gateway.models import Availability, DeviceEvent, Reading
+from gateway.core.errors import ConfigError
+from gateway.core.models import Availability, DeviceEvent, Reading
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from flask import Response, redirect, render_template, request, url_for
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
 from gateway.ordering import queue
 from gateway.ordering import tables as tbl
 from gateway.ordering.menu import ALLERGENS

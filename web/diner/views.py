@@ -25,10 +25,10 @@ from flask import (
     url_for,
 )
 
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 from gateway.ordering.menu import ALLERGENS, allergen_name
-from web import services_of
 from web.diner.i18n import money, pick, t
+from web.kit import services_of
 
 bp = Blueprint("diner", __name__)
 
@@ -349,7 +349,3 @@ def events(token: str) -> Any:
         since = int(request.headers.get("Last-Event-ID", "0") or 0) if request.headers.get(
             "Last-Event-ID", "").isdigit() else 0
     return sse(svc.channels(ctx.table.id), since)
-
-
-# The queue page's routes live in their own module on this blueprint (imported last: it uses the helpers above).
-from web.diner import queue_views  # noqa: E402,F401

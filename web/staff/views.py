@@ -30,13 +30,13 @@ from flask import (
     url_for,
 )
 
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 from gateway.ordering import kitchen, queue
 from gateway.ordering import staff as staffops
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.tables import qr_bytes
-from web import services_of
 from web.diner.views import CSP, lang_of, ordering, sse
+from web.kit import services_of
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 LOGIN_ATTEMPTS_PER_MINUTE = 10  # per client address, per app

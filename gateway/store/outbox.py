@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from gateway.models import now_ms
+from gateway.core.models import now_ms
 from gateway.store.db import Connection
 
 _LOGGER = logging.getLogger(__name__)

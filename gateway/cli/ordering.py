@@ -20,12 +20,13 @@ import click
 from gateway.clikit import CONFIG
 from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 
 
 @contextmanager
 def database(cfg: Any) -> Iterator[Any]:
     """Open (create and migrate if needed) the gateway's database; yield a connection."""
+    from gateway import domains
     from gateway.store import migrations
     from gateway.store.db import connect, open_database, resolve_key
 
@@ -33,7 +34,7 @@ def database(cfg: Any) -> Iterator[Any]:
     opened = open_database(cfg.data_path, key)
     conn = connect(opened.path, key)
     try:
-        migrations.apply(conn)
+        migrations.apply(conn, domains.SCHEMAS)
         yield conn
     finally:
         conn.close()
