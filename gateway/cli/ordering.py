@@ -200,7 +200,7 @@ def tables_sheet(table_ids: tuple[str, ...], fmt: str, output: str | None, confi
     stickers = [(t.label, url) for t, url in table_urls(cfg, table_ids)]
     if not stickers:
         raise OrderingError("no tables yet; add them with `storegw tables add A1 A2 --config ...`")
-    data = sheet_pdf(stickers) if fmt == "pdf" else sheet_svg(stickers, cfg.store.name)
+    data = (sheet_pdf if fmt == "pdf" else sheet_svg)(stickers, cfg.store.name)
     path = Path(output or f"tables.{fmt}")
     path.write_bytes(data)
     click.echo(f"{path}: {len(stickers)} sticker(s)")
