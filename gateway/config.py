@@ -178,6 +178,16 @@ class BackupConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """[audit]: the tamper-evident audit chain and its signed checkpoints to HQ."""
+
+    checkpoint_every: float = opt("duration", "5m", help="How often a signed checkpoint of the audit chain goes "
+                                  "to HQ (P/audit/checkpoint) when the chain grew (hourly when it did not).")
+    checkpoint_entries: int = opt("int", 500, help="A checkpoint also goes after this many new entries "
+                                  "(0: only the periodic one).")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -189,6 +199,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
 
@@ -217,6 +228,7 @@ SECTIONS: dict[str, type] = {
     "alerts": AlertsConfig,
     "ordering": OrderingConfig,
     "backup": BackupConfig,
+    "audit": AuditConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.

@@ -46,9 +46,8 @@ def build_scheduler(gw: Gateway) -> BackgroundScheduler:
         hour, minute = (int(x) for x in gw.cfg.backup.at.split(":"))
         sched.add_job(lambda: scheduled_backup(gw), "cron", hour=hour, minute=minute,
                       timezone=gw.cfg.store.timezone, id="backup", misfire_grace_time=3600)
-    for svc in gw.services.values():
-        for job in svc.periodic():
-            sched.add_job(job.fn, "interval", seconds=job.every_s, id=job.id)
+    for job in (*gw.periodic(), *(j for svc in gw.services.values() for j in svc.periodic())):
+        sched.add_job(job.fn, "interval", seconds=job.every_s, id=job.id)
     interval = _watchdog_interval()
     if interval:
         sched.add_job(lambda: watchdog(gw), "interval", seconds=interval, id="watchdog")

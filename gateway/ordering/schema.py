@@ -211,3 +211,25 @@ def _queue_leave(conn: Connection) -> None:
 def _queue_session_index(conn: Connection) -> None:
     """Tickets and the KDS look up a session's queue number (排队号) by session."""
     run_script(conn, "CREATE INDEX ord_queue_session ON ord_queue (session_id)")
+
+
+@migration("0290_ordering_audit_to_chain")
+def _audit_to_chain(conn: Connection) -> None:
+    """The staff action log moves onto the audit chain (gateway/privacy/audit.py).
+
+    Existing ``ord_audit`` rows are appended in their order, keeping their time, with references
+    instead of names (``staff:ID/ROLE``) and redacted reasons; then ``ord_audit`` is dropped so no
+    second, editable log remains. The carried entries are marked ``{"legacy_id": N}``: the chain
+    proves they were not changed after this migration, not before it.
+    """
+    from gateway.ordering import staff
+    from gateway.privacy import audit
+
+    for row_id, ts_ms, who, action, target, reason in conn.execute(
+            "SELECT id, ts_ms, staff, action, target, reason FROM ord_audit ORDER BY id").fetchall():
+        subject = staff._audit_subject(conn, target if ":" in target else f"item:{target}")
+        if not audit.valid_subject(subject):
+            subject = audit.pseudonym(conn, "ref", target)
+        act = action if audit.valid_action(action) else "legacy"
+        audit.append(conn, staff.audit_who(conn, who), act, subject, reason, {"legacy_id": row_id}, ts_ms=ts_ms)
+    conn.execute("DROP TABLE ord_audit")

@@ -1,7 +1,8 @@
 """Staff side: PIN accounts (argon2), table map operations, void/comp, bills and payments, tasks.
 
 Write functions take ``(svc, conn, ...)`` and return ``(result, channels_to_notify)``; every change
-a manager or cashier makes is written to ``ord_audit`` in the same transaction.
+a manager or cashier makes is appended to the audit chain (``gateway.privacy.audit``) in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
 from gateway.ordering import summary
 from gateway.ordering.tickets import clean_text
+from gateway.privacy import audit as audit_chain
 from gateway.store.db import Connection, IntegrityError
 
 if TYPE_CHECKING:
@@ -92,10 +94,33 @@ def get_staff(conn: Connection, staff_id: int) -> StaffMember | None:
     return StaffMember(*row) if row else None
 
 
-def audit(conn: Connection, staff_name: str, action: str, target: str, reason: str = "") -> None:
-    """Record a staff action."""
-    conn.execute("INSERT INTO ord_audit (ts_ms, staff, action, target, reason) VALUES (?, ?, ?, ?, ?)",
-                 (now_ms(), staff_name, action, target, reason[:200]))
+def audit(conn: Connection, staff_name: str, action: str, target: str, reason: str = "",
+          detail: dict[str, Any] | None = None) -> None:
+    """Record a staff action on the audit chain, in the caller's transaction.
+
+    The chain keeps references, never names: the member becomes ``staff:ID/ROLE`` ("" is the
+    gateway itself, ``system``; ``cli`` a shell command), a ``staff:NAME`` target ``staff:ID``.
+    """
+    audit_chain.append(conn, audit_who(conn, staff_name), action, _audit_subject(conn, target), reason, detail)
+
+
+def audit_who(conn: Connection, staff_name: str) -> str:
+    """The chain's reference for whoever acted: ``staff:ID/ROLE``, ``system`` or ``cli``."""
+    row = conn.execute("SELECT id, role FROM ord_staff WHERE name = ?", (staff_name,)).fetchone() \
+        if staff_name else None
+    if row is not None:
+        return f"staff:{row[0]}/{row[1]}"
+    if staff_name in ("", "system", "cli"):
+        return staff_name or "system"
+    return audit_chain.pseudonym(conn, "staff", staff_name)
+
+
+def _audit_subject(conn: Connection, target: str) -> str:
+    kind, _, ref = target.partition(":")
+    if kind == "staff" and not ref.isdigit():
+        row = conn.execute("SELECT id FROM ord_staff WHERE name = ?", (ref,)).fetchone()
+        return f"staff:{row[0]}" if row else audit_chain.pseudonym(conn, "staff", ref)
+    return target
 
 
 def _session(conn: Connection, table_id: str) -> int | None:
