@@ -192,10 +192,21 @@ def append(conn: Connection, who: str, action: str, subject: str, why: str = "",
 
 
 def entries(conn: Connection, *, after: int = 0) -> Iterator[Entry]:
-    """Every entry in sequence order (from ``after + 1``)."""
-    for row in conn.execute("SELECT seq, ts_ms, who, action, subject, why, detail, prev, hash FROM audit_log "
-                            "WHERE seq > ? ORDER BY seq", (after,)):
-        yield Entry(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6], bytes(row[7]), bytes(row[8]))
+    """Every entry in sequence order (from ``after + 1``).
+
+    Reads what is there, whatever a tamper stored: blobs are cast back to bytes and text that is not
+    UTF-8 is decoded with replacement characters (its hash then no longer matches).
+    """
+    saved = conn.text_factory
+    conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
+    try:
+        cur = conn.execute("SELECT seq, ts_ms, who, action, subject, why, detail, CAST(prev AS BLOB), "
+                           "CAST(hash AS BLOB) FROM audit_log WHERE seq > ? ORDER BY seq", (after,))
+        for row in cur:
+            yield Entry(int(row[0]), int(row[1]), str(row[2]), str(row[3]), str(row[4]), str(row[5]), str(row[6]),
+                        bytes(row[7] or b""), bytes(row[8] or b""))
+    finally:
+        conn.text_factory = saved
 
 
 def recent(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
