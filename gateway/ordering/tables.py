@@ -54,9 +54,10 @@ def make_token(secret: bytes, store: str, table: Table) -> str:
 def parse_token(secret: bytes, store: str, token: str) -> tuple[str, int]:
     """Verify a token's signature; return (table id, version) or raise OrderingError."""
     parts = token.split(".")
-    if len(parts) != 3 or not TABLE_RE.match(parts[0]) or not parts[1].isdigit() or len(parts[1]) > 9:
+    version = textclean.parse_uint_or(parts[1], max_digits=9) if len(parts) == 3 else None
+    if version is None or not TABLE_RE.fullmatch(parts[0]):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
-    table, version = parts[0], int(parts[1])
+    table = parts[0]
     if not hmac.compare_digest(parts[2], _sig(secret, store, table, version)):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
     return table, version
