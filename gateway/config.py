@@ -496,7 +496,8 @@ def _build_devices(raw: Any) -> tuple[DeviceConfig, ...]:
                                   key=f"{where}.{required}")
         dev_id = _check_str(item["id"], f"{where}.id")
         if not DEVICE_ID_RE.match(dev_id):
-            raise ConfigError(f"{where}.id: expected [A-Za-z0-9_.-]{{1,64}}, found \"{dev_id}\"", key=f"{where}.id")
+            raise ConfigError(f"{where}.id: expected [A-Za-z0-9_.-]{{1,64}} (not \".\" or \"..\"), "
+                              f"found \"{dev_id}\"", key=f"{where}.id")
         if dev_id in seen:
             raise ConfigError(f"{where}.id: device id \"{dev_id}\" is used twice", key=f"{where}.id")
         seen.add(dev_id)
