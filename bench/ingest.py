@@ -51,7 +51,7 @@ from _harness import (  # noqa: E402
     write_config,
 )
 
-from gateway.mqtt import new_client  # noqa: E402
+from gateway.spine.mqtt import new_client  # noqa: E402
 
 log = make_log("ingest")
 

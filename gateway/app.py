@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway import __version__, outbox
-from gateway.alerts import AlertManager
+from gateway import __version__, domains
 from gateway.config import Config
-from gateway.hub import Hub
-from gateway.ingest import Ingest
-from gateway.models import now_ms, utcnow
-from gateway.outbox import depths
-from gateway.store import Store, open_store
-from gateway.telemetry import Telemetry
-from gateway.uplink import Uplink
+from gateway.core.models import now_ms, utcnow
+from gateway.spine.alerts import AlertManager
+from gateway.spine.context import ServiceContext
+from gateway.spine.hub import Hub
+from gateway.spine.ingest import Ingest
+from gateway.spine.telemetry import Telemetry
+from gateway.spine.uplink import Uplink
+from gateway.store import Store, open_store, outbox
+from gateway.store.outbox import depths
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class Gateway:
         from gateway import jobs
 
         if self.cfg.local_mqtt.embedded:
-            from gateway.broker import EmbeddedBroker
+            from gateway.spine.broker import EmbeddedBroker
 
             self.broker = EmbeddedBroker(self.cfg.local_mqtt.host, self.cfg.local_mqtt.port)
             self.broker.start()
@@ -116,10 +117,13 @@ class Gateway:
         self.telemetry.load(conn)
 
     def _build_services(self) -> None:
-        """Build the domain services that exist in this build (printing, ordering, ...)."""
-        from gateway import services
-
-        self.services = services.build_all(self)
+        """Build and start the domain services, in order (later ones may use earlier ones)."""
+        for name, factory in domains.SERVICES:
+            ctx = ServiceContext(self.cfg, self.store, self.hub, self.alerts, dict(self.services))
+            svc = factory(ctx)
+            self.services[name] = svc
+            svc.start()
+            self.on_stop(svc.stop)
 
     def _start_drivers(self) -> None:
         from devices import cardref, registry
@@ -129,8 +133,8 @@ class Gateway:
         cardref.use_gateway_secret(self.store.writer.call(lambda c: ensure_secret(c, "secret:card-ref")))
         for dev in self.cfg.devices:
             spec = registry.spec(dev.kind)
-            if spec is None or dev.kind in registry.SERVICE_KINDS:
-                continue  # printers are driven by the print service
+            if spec is None or spec.factory is None:
+                continue  # e.g. printers: the print service runs them
             driver = spec.factory(dev)
             driver.start(self.hub)
             self.drivers.append(driver)
@@ -218,10 +222,5 @@ class Gateway:
 
 def build(cfg: Config) -> Gateway:
     """Open the store and wire a Gateway for this config (nothing runs until ``start``)."""
-    from devices import registry
-    from gateway import services
-
-    cfg = registry.validate(cfg)
-    services.check_config(cfg)
-    store = open_store(cfg.data_path, cfg.store.key_file)
+    store = open_store(cfg.data_path, cfg.store.key_file, domains.SCHEMAS)
     return Gateway(cfg, store)

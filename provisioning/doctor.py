@@ -75,7 +75,8 @@ def check_data_dir(cfg: Config) -> list[Finding]:
 
 def check_database(cfg: Config) -> list[Finding]:
     """The key (where it comes from), and that it opens an undamaged, migrated database."""
-    from gateway.errors import StoreError
+    from gateway import domains
+    from gateway.core.errors import StoreError
     from gateway.store import migrations
     from gateway.store.db import DB_NAME, connect, key_matches, resolve_key
 
@@ -108,7 +109,7 @@ def check_database(cfg: Config) -> list[Finding]:
         conn = connect(db, key, readonly=True)
         try:
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            todo = migrations.pending(conn)
+            todo = migrations.pending(conn, domains.SCHEMAS)
         finally:
             conn.close()
     except Exception as err:  # noqa: BLE001 - any failure to read is the finding
@@ -127,7 +128,7 @@ def check_database(cfg: Config) -> list[Finding]:
 def _mqtt_try(host: str, port: int, client_id: str, setup: Callable[[Any], None], timeout: float,
               subscribe: list[tuple[str, int]] | None = None) -> tuple[str, str]:
     """Connect (and subscribe); return ("ok"|error kind, text)."""
-    from gateway.mqtt import describe_rc, new_client
+    from gateway.spine.mqtt import describe_rc, new_client
 
     client = new_client(client_id, clean=True)
     setup(client)
@@ -171,8 +172,8 @@ def _mqtt_try(host: str, port: int, client_id: str, setup: Callable[[Any], None]
 
 def check_local_broker(cfg: Config, timeout: float) -> list[Finding]:
     """Connect and subscribe as the gateway does (own client id), so the ACL is checked too."""
-    from gateway.ingest import TOPICS
-    from gateway.mqtt import configure_auth
+    from gateway.spine.ingest import TOPICS
+    from gateway.spine.mqtt import configure_auth
 
     lm = cfg.local_mqtt
     where = f"{lm.host}:{lm.port}"
@@ -200,7 +201,7 @@ def check_local_broker(cfg: Config, timeout: float) -> list[Finding]:
 
 def check_hq(cfg: Config, timeout: float) -> list[Finding]:
     """Name, TCP, TLS and MQTT login at HQ, with the gateway's credentials and a doctor client id."""
-    from gateway.mqtt import configure_auth
+    from gateway.spine.mqtt import configure_auth
 
     up = cfg.uplink
     where = f"{up.host}:{up.port}"

@@ -102,7 +102,7 @@ class Mosquitto:
 
 def equipment(port: int, client_id: str) -> Any:
     """A paho client connected to a broker on loopback, its network loop running: a piece of equipment."""
-    from gateway.mqtt import new_client
+    from gateway.spine.mqtt import new_client
 
     client = new_client(client_id, clean=True)
     client.connect("127.0.0.1", port)

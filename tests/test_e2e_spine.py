@@ -13,8 +13,8 @@ import time
 import pytest
 from realparts import wait_for
 
-from gateway.hqwatch import HQCollector
-from gateway.mqtt import new_client
+from gateway.hq.watch import HQCollector
+from gateway.spine.mqtt import new_client
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from realparts import MOSQUITTO, free_port, wait_for, wait_port
 
-from gateway.mqtt import new_client
+from gateway.spine.mqtt import new_client
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "storegw.service"

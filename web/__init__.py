@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
-from urllib.parse import urlsplit
 
-from flask import Flask, request
-from werkzeug.routing import BaseConverter, ValidationError
+from flask import Flask
 
-from gateway.textclean import parse_uint, parse_uint_or
+from web.api import health
+from web.diner import queue_views as diner_queue
+from web.diner import views as diner
+from web.kit import AsciiIntConverter, allowed_hosts, same_origin_location
+from web.portal import views as portal
+from web.staff import views as staff
 
-# Blueprints that exist in this build; each module exposes ``bp`` (a Blueprint).
-BLUEPRINTS = (
-    "web.api.health",
-    "web.diner.views",
-    "web.staff.views",
-    "web.tech.views",
-    "web.portal.views",
-)
+# The pages of this build, registered in this order; each module has ``bp`` and may have ``init_app``.
+BLUEPRINTS = (health, diner, staff, portal)
+# Modules that add routes to a blueprint above (the diner queue pages are on the diner blueprint).
+_ROUTES_ON_BLUEPRINTS = (diner_queue,)
 
 
 def create_app(services: Any, test_config: dict[str, Any] | None = None) -> Flask:
@@ -34,13 +32,7 @@ def create_app(services: Any, test_config: dict[str, Any] | None = None) -> Flas
         app.config.update(test_config)
     app.extensions["storegw"] = services
     app.url_map.converters["int"] = AsciiIntConverter  # before any rule is added
-    for name in BLUEPRINTS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name and name.startswith(err.name):
-                continue
-            raise
+    for module in BLUEPRINTS:
         app.register_blueprint(module.bp)
         init = getattr(module, "init_app", None)
         if init is not None:
@@ -57,77 +49,3 @@ def create_app(services: Any, test_config: dict[str, Any] | None = None) -> Flas
         return resp
 
     return app
-
-
-def services_of(app: Flask) -> Any:
-    """Return the gateway services the app was created with."""
-    return app.extensions["storegw"]
-
-
-class AsciiIntConverter(BaseConverter):
-    """``<int:...>`` in every route: ASCII digits only, no leading zero (``textclean.parse_uint``).
-
-    Werkzeug's own accepts any Unicode digit its regex matches ("١", "１") and leading zeros.
-    """
-
-    regex = r"(?:0|[1-9][0-9]{0,17})"
-    weight = 50
-
-    def to_python(self, value: str) -> int:
-        try:
-            return parse_uint(value)
-        except ValueError as err:
-            raise ValidationError() from err
-
-    def to_url(self, value: Any) -> str:
-        return str(int(value))
-
-
-def url_int(source: Any, name: str, default: int | None = None) -> int | None:
-    """A number from the query string or a form (``request.args``/``request.form``): ASCII digits or ``default``."""
-    return parse_uint_or(source.get(name), default)
-
-
-def allowed_hosts(services: Any) -> set[str]:
-    """Hosts a redirect may name: ``web.public_host`` (and ``web.listen``) of this gateway."""
-    web = services.cfg.web
-    return {h.lower() for h in (web.public_host, web.listen) if h}
-
-
-def safe_path(target: Any, default: str, *, prefix: str = "/") -> str:
-    """Return ``target`` when it is a same-origin relative path under ``prefix``, else ``default``.
-
-    Refused: absolute and scheme-relative URLs (``//host``, ``/\\host``), anything with a control
-    character, a space or a backslash (browsers treat ``\\`` as ``/``), and paths outside ``prefix``.
-    """
-    if not isinstance(target, str) or not target.startswith(prefix) or len(target) > 2000:
-        return default
-    if target.startswith(("//", "/\\")) or any(ch in target for ch in "\\ ") or not target.isprintable():
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith(prefix):
-        return default
-    return target
-
-
-def same_origin_location(location: str, hosts: set[str]) -> str:
-    """Keep a redirect on this gateway: a URL naming another host keeps only its path and query.
-
-    Werkzeug builds the absolute URLs of its own redirects (``/t//x`` -> ``/t/x``, ``/staff`` ->
-    ``/staff/``) from the request's ``Host`` header, which the client chooses.
-    """
-    try:
-        parts = urlsplit(location)
-    except ValueError:
-        return "/"
-    if not parts.netloc and not parts.scheme:
-        return safe_path(location, "/")
-    if parts.scheme in ("http", "https") and parts.netloc.lower() in hosts:
-        return location
-    path = parts.path if parts.path.startswith("/") else "/" + parts.path
-    return safe_path(path + (f"?{parts.query}" if parts.query else ""), "/")
-
-
-def client_address() -> str:
-    """The requesting client's address (waitress clears proxy headers: this is the TCP peer)."""
-    return request.remote_addr or "?"

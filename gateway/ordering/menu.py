@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Any
 
 from gateway import textclean
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 from gateway.store.db import Connection
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")

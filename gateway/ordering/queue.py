@@ -21,15 +21,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
 from gateway.ordering import staff
 from gateway.ordering import tables as tbl
 from gateway.ordering.tickets import clean_text
 from gateway.store.db import Connection
 
 if TYPE_CHECKING:
-    from gateway.ordering.service import OrderingService
+    from gateway.ordering.context import OrderingContext
 
 PSEUDO = "~q"            # pseudo table ids of pre-order sessions (``~`` is never in a table id)
 CHANNEL = "queue"        # bumped on every queue change (positions move for everyone)
@@ -172,7 +172,7 @@ def position(conn: Connection, entry: Entry, day: str) -> dict[str, int]:
     return {"ahead": ahead, "position": ahead + 1, "wait_min": 0 if entry.called_ms else (ahead + 1) * turn}
 
 
-def entry_view(svc: OrderingService, conn: Connection, entry: Entry) -> dict[str, Any]:
+def entry_view(svc: OrderingContext, conn: Connection, entry: Entry) -> dict[str, Any]:
     """What the diner's queue page shows (no personal data beyond the nickname they chose)."""
     view = {"id": entry.id, "number": entry.label, "party": entry.party, "nickname": entry.nickname,
             "status": entry.status, "calls": entry.calls, "table": None, "table_label": None,
@@ -223,7 +223,7 @@ def open_for_origin(c: Connection, origin: str, day: str) -> int:
                          "AND skipped_ms IS NULL AND left_ms IS NULL", (origin, day)).fetchone()[0])
 
 
-def take(svc: OrderingService, c: Connection, phone: str, diner: str, party: int,
+def take(svc: OrderingContext, c: Connection, phone: str, diner: str, party: int,
          nickname: str, origin: str = "") -> tuple[Entry, list[str]]:
     """Take a number (or return this phone's number still in the queue) with its pre-order session.
 
@@ -264,7 +264,7 @@ def _need(c: Connection, entry_id: int) -> Entry:
     return entry
 
 
-def call(svc: OrderingService, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
+def call(svc: OrderingContext, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
     """叫号: call a waiting (or re-call a called) number; its page shows "please come to the desk"."""
     entry = _need(c, entry_id)
     if not entry.active:
@@ -274,14 +274,14 @@ def call(svc: OrderingService, c: Connection, entry_id: int, who: str) -> tuple[
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
 
 
-def skip(svc: OrderingService, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
+def skip(svc: OrderingContext, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
     """过号: skip a number; its pre-order cart is dropped (the diner may take a new number)."""
     entry = _end(c, entry_id, "skipped_ms")
     staff.audit(c, who, "queue-skip", f"queue:{entry.label}")
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
 
 
-def leave(svc: OrderingService, c: Connection, entry_id: int) -> tuple[Entry, list[str]]:
+def leave(svc: OrderingContext, c: Connection, entry_id: int) -> tuple[Entry, list[str]]:
     """取消排队: the diner leaves the queue from their own page; the pre-order cart is dropped."""
     entry = _end(c, entry_id, "left_ms")
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
@@ -300,7 +300,7 @@ def _end(c: Connection, entry_id: int, column: str) -> Entry:
     return entry
 
 
-def seat(svc: OrderingService, c: Connection, entry_id: int, table_id: str, who: str) -> tuple[Entry, list[str]]:
+def seat(svc: OrderingContext, c: Connection, entry_id: int, table_id: str, who: str) -> tuple[Entry, list[str]]:
     """Seat a number at a table: its pre-order cart becomes the table's cart (not sent yet).
 
     A free table gets the pre-order session itself (opened, covers = party); a table that is
@@ -340,7 +340,7 @@ def seat(svc: OrderingService, c: Connection, entry_id: int, table_id: str, who:
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}", f"table:{table_id}"]
 
 
-def store_url(svc: OrderingService) -> str:
+def store_url(svc: OrderingContext) -> str:
     """Return the URL in the store's queue QR code (``storegw tables queue-url``)."""
     host = svc.cfg.web.public_host or svc.cfg.web.listen
     return queue_url(host, store_token(svc.secret, svc.store_id), https=svc.ocfg.https)

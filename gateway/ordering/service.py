@@ -11,22 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
 from gateway.ordering import kitchen, queue, staff, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.live import Notifier, RateLimiter
 from gateway.ordering.menu import Menu, load_menu, parse_menu, price_line, stock_of, write_menu
 from gateway.ordering.tickets import clean_text
+from gateway.spine.context import Periodic, ServiceContext
 from gateway.store.db import Connection
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,8 +33,8 @@ MAX_CART_LINES = 60
 TASK_KINDS = ("waiter", "bill", "rush")
 
 
-def build(gw: Gateway) -> OrderingService:
-    """Build the ordering service for a gateway (services.py entry point)."""
+def build(gw: ServiceContext) -> OrderingService:
+    """Build the ordering service for a gateway (gateway.domains.SERVICES)."""
     return OrderingService(gw)
 
 
@@ -53,7 +49,7 @@ class TableCtx:
 class OrderingService:
     """Diner ordering, kitchen tickets and staff operations of one store."""
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: ServiceContext) -> None:
         self.gw = gw
         self.cfg = gw.cfg
         self.ocfg = gw.cfg.ordering
@@ -69,14 +65,12 @@ class OrderingService:
         self.client_limit = RateLimiter(max(2, self.ocfg.submit_rate // 2), 60.0)
         self.write_limit = RateLimiter(self.ocfg.cart_rate, 60.0)
         self.counters = {"rounds": 0, "duplicates": 0, "refused": 0, "tickets": 0}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._views: dict[str, tuple[int, dict[str, Any]]] = {}
         self._seen_rev = ""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Load the secret, menu and tables; hook printing and the scanners; start the summary loop."""
+        """Load the secret, menu and tables; hook printing and the scanners."""
         self.secret = self.writer.call(tbl.ensure_secret)
         self._seen_rev = self._rev()
         self.reload()
@@ -85,15 +79,15 @@ class OrderingService:
             printing.on_update(self._on_print_update)
             self.reconcile_prints()  # jobs that changed state before we listened (e.g. right after a restart)
         self.gw.hub.subscribe("code", self._on_scan)
-        self._thread = threading.Thread(target=self._loop, name="storegw-ordering", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
-        """Stop the summary loop."""
-        self._stop.set()
+        """Wake every live page so its stream ends."""
         self.notifier.bump("shutdown")
-        if self._thread is not None:
-            self._thread.join(5)
+
+    def periodic(self) -> tuple[Periodic, ...]:
+        """The housekeeping the gateway's scheduler runs for ordering."""
+        return (Periodic("ordering-follow", 2.0, self.follow),
+                Periodic("ordering-summary", 30.0, lambda: self.writer.submit(lambda c: summary.hourly(self, c))))
 
     def health(self) -> dict[str, Any]:
         """Counters for /api/v1/health (no personal data)."""
@@ -101,20 +95,13 @@ class OrderingService:
                 "sold_out": len(self.sold_out), "live_waiters": self.notifier.waiting,
                 "rate_limited": self.submit_limit.refused + self.client_limit.refused + self.write_limit.refused}
 
-    def _loop(self) -> None:
-        last_summary = 0.0
-        while not self._stop.wait(2.0):
-            try:
-                rev = self._rev()
-                if rev != self._seen_rev:  # `storegw menu import` / `tables rotate` ran beside us
-                    self._seen_rev = rev
-                    self.reload()
-                self.reconcile_prints(min_age_ms=3000)
-                if time.monotonic() - last_summary >= 30:
-                    last_summary = time.monotonic()
-                    self.writer.submit(lambda c: summary.hourly(self, c))
-            except Exception:
-                _LOGGER.exception("Ordering housekeeping failed")
+    def follow(self) -> None:
+        """Reload after `storegw menu import` / `tables rotate` ran beside us; catch up on print states."""
+        rev = self._rev()
+        if rev != self._seen_rev:
+            self._seen_rev = rev
+            self.reload()
+        self.reconcile_prints(min_age_ms=3000)
 
     def _rev(self) -> str:
         row = self.gw.store.read().execute("SELECT value FROM ord_meta WHERE key = 'rev'").fetchone()

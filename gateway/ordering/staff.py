@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
 from gateway.ordering import summary
 from gateway.ordering.tickets import clean_text
 from gateway.store.db import Connection, IntegrityError
 
 if TYPE_CHECKING:
-    from gateway.ordering.service import OrderingService
+    from gateway.ordering.context import OrderingContext
 
 ROLES = ("waiter", "kitchen", "cashier", "manager", "technician")
 # What each role may do; managers may do everything.
@@ -265,12 +265,12 @@ def _session(conn: Connection, table_id: str) -> int | None:
     return int(row[0]) if row else None
 
 
-def _need_table(svc: OrderingService, table_id: str) -> None:
+def _need_table(svc: OrderingContext, table_id: str) -> None:
     if table_id not in svc.tables:
         raise OrderingError("no such table", code="no_table", status=404)
 
 
-def open_table(svc: OrderingService, c: Connection, table_id: str, covers: int, who: str) -> tuple[int, list[str]]:
+def open_table(svc: OrderingContext, c: Connection, table_id: str, covers: int, who: str) -> tuple[int, list[str]]:
     """开台: open a session so the table's QR accepts orders."""
     _need_table(svc, table_id)
     if _session(c, table_id) is not None:
@@ -281,7 +281,7 @@ def open_table(svc: OrderingService, c: Connection, table_id: str, covers: int, 
     return sid, [f"table:{table_id}", "staff"]
 
 
-def clear_table(svc: OrderingService, c: Connection, table_id: str, who: str) -> tuple[int | None, list[str]]:
+def clear_table(svc: OrderingContext, c: Connection, table_id: str, who: str) -> tuple[int | None, list[str]]:
     """清台: close the session (its unsent cart is dropped); the QR locks if require_open_table."""
     _need_table(svc, table_id)
     sid = _session(c, table_id)
@@ -295,7 +295,7 @@ def clear_table(svc: OrderingService, c: Connection, table_id: str, who: str) ->
     return sid, [f"table:{table_id}", "staff"]
 
 
-def move_table(svc: OrderingService, c: Connection, src: str, dst: str, who: str) -> tuple[int, list[str]]:
+def move_table(svc: OrderingContext, c: Connection, src: str, dst: str, who: str) -> tuple[int, list[str]]:
     """Move a table's session (cart, rounds, bill) to a free table."""
     _need_table(svc, src)
     _need_table(svc, dst)
@@ -310,7 +310,7 @@ def move_table(svc: OrderingService, c: Connection, src: str, dst: str, who: str
     return sid, [f"table:{src}", f"table:{dst}", "staff"]
 
 
-def merge_tables(svc: OrderingService, c: Connection, src: str, dst: str, who: str) -> tuple[int, list[str]]:
+def merge_tables(svc: OrderingContext, c: Connection, src: str, dst: str, who: str) -> tuple[int, list[str]]:
     """并台: merge a table's session into another open table's; the source closes."""
     _need_table(svc, src)
     _need_table(svc, dst)
@@ -330,7 +330,7 @@ def merge_tables(svc: OrderingService, c: Connection, src: str, dst: str, who: s
     return b, [f"table:{src}", f"table:{dst}", "staff"]
 
 
-def void_line(svc: OrderingService, c: Connection, line_id: int, action: str, reason: str,
+def void_line(svc: OrderingContext, c: Connection, line_id: int, action: str, reason: str,
               who: str) -> tuple[int, list[str]]:
     """Void or comp a line with a reason (audit-logged)."""
     reason = clean_text(reason, 140)
@@ -349,7 +349,7 @@ def void_line(svc: OrderingService, c: Connection, line_id: int, action: str, re
     return line_id, [f"table:{row[0]}", f"kds:{row[1]}", "staff"]
 
 
-def bill(svc: OrderingService, conn: Connection, table_id: str) -> dict[str, Any]:
+def bill(svc: OrderingContext, conn: Connection, table_id: str) -> dict[str, Any]:
     """Return the bill of a table's open session (voids excluded, comps at zero, service charge)."""
     sid = _session(conn, table_id)
     if sid is None:
@@ -371,7 +371,7 @@ def bill(svc: OrderingService, conn: Connection, table_id: str) -> dict[str, Any
             "paid": paid}
 
 
-def pay(svc: OrderingService, c: Connection, table_id: str, method: str, reference: str,
+def pay(svc: OrderingContext, c: Connection, table_id: str, method: str, reference: str,
         who: str) -> tuple[int, list[str]]:
     """Mark the bill paid at the counter (cash, card terminal, QR); queue the HQ bill summary.
 
@@ -397,7 +397,7 @@ def pay(svc: OrderingService, c: Connection, table_id: str, method: str, referen
     return pid, [f"table:{table_id}", "staff"]
 
 
-def ack_task(svc: OrderingService, c: Connection, task_id: int, who: str) -> tuple[int, list[str]]:
+def ack_task(svc: OrderingContext, c: Connection, task_id: int, who: str) -> tuple[int, list[str]]:
     """Acknowledge a diner request (the diner's page shows it)."""
     row = c.execute("SELECT table_id FROM ord_tasks WHERE id = ?", (task_id,)).fetchone()
     if row is None:
@@ -406,7 +406,7 @@ def ack_task(svc: OrderingService, c: Connection, task_id: int, who: str) -> tup
     return task_id, [f"table:{row[0]}", "staff"]
 
 
-def table_map(svc: OrderingService, conn: Connection) -> list[dict[str, Any]]:
+def table_map(svc: OrderingContext, conn: Connection) -> list[dict[str, Any]]:
     """Return every table with its session state, covers, rounds, open tasks and amount."""
     sessions = {r[0]: r[1:] for r in conn.execute(
         "SELECT table_id, id, covers, rounds, opened_ms, paid_ms FROM ord_sessions WHERE closed_ms IS NULL")}

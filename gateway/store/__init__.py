@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from gateway.store import migrations
 from gateway.store.db import Connection, Key, OpenResult, connect, open_database, resolve_key
@@ -73,14 +75,18 @@ class Store:
         self._local = threading.local()
 
 
-def open_store(data_dir: Path, key_file: str = "") -> Store:
-    """Resolve the key, open or create the database (quarantining a damaged one), migrate it."""
+def open_store(data_dir: Path, key_file: str = "", schemas: Sequence[ModuleType] = ()) -> Store:
+    """Resolve the key, open or create the database (quarantining a damaged one), migrate it.
+
+    ``schemas`` are the domain schema modules whose migrations to apply after the store's own
+    (``gateway.domains.SCHEMAS`` for the whole gateway).
+    """
     os.umask(0o077)  # the key, database, WAL and backups are for this user only
     key = resolve_key(data_dir, key_file)
     opened = open_database(data_dir, key)
     conn = connect(opened.path, key)
     try:
-        migrations.apply(conn)
+        migrations.apply(conn, schemas)
     finally:
         conn.close()
     return Store(opened, key)

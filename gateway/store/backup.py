@@ -19,8 +19,8 @@ import os
 import shutil
 from pathlib import Path
 
-from gateway.errors import StoreError, WrongKeyError
-from gateway.models import utcnow
+from gateway.core.errors import StoreError, WrongKeyError
+from gateway.core.models import utcnow
 from gateway.store.db import DB_NAME, KEYCHECK_SUFFIX, Key, connect, key_matches, write_keycheck
 
 _LOGGER = logging.getLogger(__name__)

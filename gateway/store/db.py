@@ -19,8 +19,8 @@ from pathlib import Path
 
 import sqlcipher3
 
-from gateway.errors import CorruptDatabaseError, StoreError, WrongKeyError
-from gateway.models import utcnow
+from gateway.core.errors import CorruptDatabaseError, StoreError, WrongKeyError
+from gateway.core.models import utcnow
 
 _LOGGER = logging.getLogger(__name__)
 

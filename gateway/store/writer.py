@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gateway.errors import StoreError
+from gateway.core.errors import StoreError
 from gateway.store.db import Connection, DatabaseError
 
 _LOGGER = logging.getLogger(__name__)

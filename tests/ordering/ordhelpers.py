@@ -96,7 +96,7 @@ def run_cli(group: Any, *args: str, input: str | None = None) -> str:  # noqa: A
 
 def prepare_store(config: Path, tables: tuple[str, ...] = TABLES, staff: tuple[tuple[str, str], ...] = ()) -> None:
     """Import the sample menu, add tables and staff (PIN 246813) into a gateway's database via the CLI."""
-    from gateway.ordering import cli
+    from gateway.cli import ordering as cli
 
     run_cli(cli.menu, "import", "--sample", "--config", str(config))
     run_cli(cli.tables, "add", *tables, "--config", str(config))
@@ -106,7 +106,7 @@ def prepare_store(config: Path, tables: tuple[str, ...] = TABLES, staff: tuple[t
 
 def table_url(config: Path, table: str) -> str:
     """Return a table's QR URL (`storegw tables url`)."""
-    from gateway.ordering import cli
+    from gateway.cli import ordering as cli
 
     return run_cli(cli.tables, "url", table, "--config", str(config)).strip()
 

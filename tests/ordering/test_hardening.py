@@ -166,8 +166,8 @@ def test_the_cleaner_keeps_ordinary_text():
 
 @pytest.mark.parametrize("device", [".", "..", "a\n"])
 def test_dot_device_ids_are_refused(device):
-    from gateway.models import DEVICE_ID_RE
-    from gateway.payload import InvalidPayload, parse, parse_status
+    from gateway.core.models import DEVICE_ID_RE
+    from gateway.spine.payload import InvalidPayload, parse, parse_status
 
     assert not DEVICE_ID_RE.match(device)
     with pytest.raises(InvalidPayload):
@@ -177,7 +177,7 @@ def test_dot_device_ids_are_refused(device):
 
 
 def test_ordinary_device_ids_still_pass():
-    from gateway.models import DEVICE_ID_RE
+    from gateway.core.models import DEVICE_ID_RE
 
     for ok in ("fridge-1", "a.b", "...x", "v1.2"):
         assert DEVICE_ID_RE.match(ok), ok

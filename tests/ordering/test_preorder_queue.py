@@ -276,7 +276,7 @@ def test_taking_numbers_is_rate_limited(make_gw):
 def test_cli_prints_the_queue_url(tmp_path):
     from ordhelpers import gateway_config
 
-    from gateway.ordering import cli
+    from gateway.cli import ordering as cli
 
     config = tmp_path / "storegw.toml"
     cfg = gateway_config(tmp_path)

@@ -129,7 +129,7 @@ def test_kds_shows_ticket_and_bump_serves(staff_client, client, svc):
 
 
 def test_scanner_event_serves_a_line(gw, svc, client):
-    from gateway.models import DeviceEvent, now_ms
+    from gateway.core.models import DeviceEvent, now_ms
 
     d = Diner(client, svc, "A1")
     d.add("c01")

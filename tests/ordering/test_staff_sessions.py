@@ -161,7 +161,7 @@ def test_cli_unlocks_and_new_pins_need_six_digits(tmp_path, staff_app, svc, gw):
     assert _login(staff_app.test_client(), "old", "2468").status_code == 401
     from click.testing import CliRunner
 
-    from gateway.ordering import cli
+    from gateway.cli import ordering as cli
 
     config = tmp_path / "cli.toml"
     cfg = gw.cfg

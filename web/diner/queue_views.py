@@ -13,15 +13,15 @@ from typing import Any
 
 from flask import Response, redirect, render_template, request, url_for
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
 from gateway.ordering import queue
 from gateway.ordering import tables as tbl
 from gateway.ordering.menu import ALLERGENS
 from gateway.ordering.service import TableCtx
-from web import url_int
 from web.diner.i18n import t
 from web.diner.views import bp, client_key, error_page, lang_of, ordering, sse, wants_json
+from web.kit import url_int
 
 
 def _d() -> str:

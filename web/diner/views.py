@@ -26,12 +26,12 @@ from flask import (
     url_for,
 )
 
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 from gateway.ordering import tables as tbl
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.menu import ALLERGENS, allergen_name
-from web import client_address, services_of, url_int
 from web.diner.i18n import money, pick, t
+from web.kit import client_address, services_of, url_int
 
 bp = Blueprint("diner", __name__)
 
@@ -450,7 +450,3 @@ def events(token: str) -> Any:
     if since is None:
         since = url_int(request.headers, "Last-Event-ID", 0)
     return sse(svc.channels(ctx.table.id), since, "diner")
-
-
-# The queue page's routes live in their own module on this blueprint (imported last: it uses the helpers above).
-from web.diner import queue_views  # noqa: E402,F401

@@ -33,14 +33,14 @@ from flask import (
     url_for,
 )
 
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 from gateway.ordering import kitchen, queue
 from gateway.ordering import staff as staffops
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.tables import qr_bytes
 from gateway.textclean import parse_uint_or
-from web import client_address, safe_path, services_of, url_int
 from web.diner.views import CSP, lang_of, ordering, sse
+from web.kit import client_address, safe_path, services_of, url_int
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 LOGIN_ATTEMPTS_PER_MINUTE = 10  # per client address, per app (the account has its own back-off and lock)

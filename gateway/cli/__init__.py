@@ -6,7 +6,6 @@ an exit code (0 ok, 1 failure, 2 invalid config or usage). Tracebacks only with 
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import signal
@@ -16,20 +15,12 @@ from typing import Any
 
 import click
 
+from devices.cli import simulate
 from gateway import __version__
+from gateway.cli import ordering, printing
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
-from gateway.errors import GatewayError
-
-# Commands contributed by other packages: "module:attribute" of a click command or group.
-PLUGIN_COMMANDS = (
-    "gateway.printing.cli:print_cmd",
-    "gateway.printing.cli:jobs_cmd",
-    "gateway.ordering.cli:tables",
-    "gateway.ordering.cli:menu",
-    "gateway.ordering.cli:staff",
-    "devices.cli:simulate",
-    "provisioning.doctor:doctor",
-)
+from gateway.core.errors import GatewayError
+from provisioning.doctor import doctor
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -298,7 +289,7 @@ def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_fil
     Example:
       storegw hq watch --host hq.example.com --port 8883 --tls --prefix storegw/v1 --store sh-001
     """
-    from gateway.hqwatch import watch
+    from gateway.hq.watch import watch
 
     watch(host, port, prefix, store_id, tls=tls, ca_file=ca_file, count=count, out=click.echo)
 
@@ -321,7 +312,7 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
     """
     from devices.decode import KINDS
     from devices.decode import decode as do_decode
-    from gateway.errors import ConfigError
+    from gateway.core.errors import ConfigError
 
     if kind not in KINDS:
         raise ConfigError(f"unknown KIND \"{kind}\"; expected one of {', '.join(KINDS)}")
@@ -336,16 +327,7 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
     click.echo(json.dumps(result, ensure_ascii=False))
 
 
-def _add_plugins() -> None:
-    for target in PLUGIN_COMMANDS:
-        module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and module_name.startswith(err.name):
-                continue
-            raise
-        main.add_command(getattr(module, attr))
-
-
-_add_plugins()
+# The command groups of the domains, the devices and provisioning: one line each.
+for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, ordering.menu, ordering.staff,
+                 simulate, doctor):
+    main.add_command(_command)

@@ -20,12 +20,13 @@ import click
 from gateway.clikit import CONFIG
 from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 
 
 @contextmanager
 def database(cfg: Any) -> Iterator[Any]:
     """Open (create and migrate if needed) the gateway's database; yield a connection."""
+    from gateway import domains
     from gateway.store import migrations
     from gateway.store.db import connect, open_database, resolve_key
 
@@ -33,7 +34,7 @@ def database(cfg: Any) -> Iterator[Any]:
     opened = open_database(cfg.data_path, key)
     conn = connect(opened.path, key)
     try:
-        migrations.apply(conn)
+        migrations.apply(conn, domains.SCHEMAS)
         yield conn
     finally:
         conn.close()
@@ -199,7 +200,7 @@ def tables_sheet(table_ids: tuple[str, ...], fmt: str, output: str | None, confi
     stickers = [(t.label, url) for t, url in table_urls(cfg, table_ids)]
     if not stickers:
         raise OrderingError("no tables yet; add them with `storegw tables add A1 A2 --config ...`")
-    data = sheet_pdf(stickers) if fmt == "pdf" else sheet_svg(stickers, cfg.store.name)
+    data = (sheet_pdf if fmt == "pdf" else sheet_svg)(stickers, cfg.store.name)
     path = Path(output or f"tables.{fmt}")
     path.write_bytes(data)
     click.echo(f"{path}: {len(stickers)} sticker(s)")

@@ -13,8 +13,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from gateway.errors import UplinkError
-from gateway.mqtt import configure_auth, new_client
+from gateway.core.errors import UplinkError
+from gateway.spine.mqtt import configure_auth, new_client
 
 
 class HQCollector:

@@ -18,7 +18,7 @@ import click
 
 from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
-from gateway.errors import ConfigError, GatewayError
+from gateway.core.errors import ConfigError, GatewayError
 
 _STATES = ("queued", "sent", "confirmed", "failed")
 
