@@ -137,7 +137,7 @@ def _print_ticket(svc: OrderingContext, c: Connection, tid: int, station: str, d
     printing = svc.printing
     if printer is None:
         printer, _ = station_printer(svc, station)
-    if printing is None or not printer or printer not in getattr(printing, "workers", {printer: None}):
+    if not printer or printer not in printing.workers:
         c.execute("UPDATE ord_tickets SET state = 'kds', printer = '' WHERE id = ?", (tid,))
         return "kds"
     job_id = printing.enqueue(c, printer=printer, station=station, doc=blocks(doc), source="ordering",
@@ -243,11 +243,8 @@ def kds_view(svc: OrderingContext, conn: Connection, station: str, limit: int = 
 
 def printers_down(svc: OrderingContext) -> set[str]:
     """Return the ids of printers the print service reports unavailable or faulty."""
-    printing = svc.printing
-    if printing is None:
-        return set()
     try:
-        printers = printing.health().get("printers", {})
+        printers = svc.printing.health().get("printers", {})
     except Exception:  # noqa: BLE001 - the KDS must show tickets even if printing health fails
         return set()
     return {pid for pid, h in printers.items() if h.get("state") not in ("ready", "unknown")}
