@@ -15,6 +15,7 @@ from gateway.ordering import service as ordering
 from gateway.printing import schema as printing_schema
 from gateway.printing import service as printing
 from gateway.privacy import schema as privacy_schema
+from gateway.staff import service as staff
 
 # Migrations after the store's own, in this order (gateway.store.migrations).
 SCHEMAS = (privacy_schema, printing_schema, ordering_schema)
@@ -22,5 +23,6 @@ SCHEMAS = (privacy_schema, printing_schema, ordering_schema)
 # Built and started in this order; a later service may use an earlier one.
 SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("printing", printing.build),
+    ("staff", staff.build),
     ("ordering", ordering.build),
 )

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "ordering"))
 from ordhelpers import TABLES, gateway_config  # noqa: E402
 
 from gateway.ordering import queue  # noqa: E402
-from gateway.ordering import staff as staffops  # noqa: E402
+from gateway.staff import accounts as staffops  # noqa: E402
 
 PIN = "246813"
 FORM_KEYS = ("csrf", "csrf_token", "d", "lang", "item", "qty", "note", "idem", "kind", "line", "nickname", "party",

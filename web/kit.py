@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 from flask import Flask, request
 from werkzeug.routing import BaseConverter, ValidationError
 
-from gateway.textclean import parse_uint, parse_uint_or
+from gateway.core.errors import OrderingError
+from gateway.core.text import parse_uint, parse_uint_or
 
 
 def services_of(app: Flask) -> Any:
@@ -17,7 +18,7 @@ def services_of(app: Flask) -> Any:
 
 
 class AsciiIntConverter(BaseConverter):
-    """``<int:...>`` in every route: ASCII digits only, no leading zero (``textclean.parse_uint``).
+    """``<int:...>`` in every route: ASCII digits only, no leading zero (``gateway.core.text.parse_uint``).
 
     Werkzeug's own accepts any Unicode digit its regex matches ("١", "１") and leading zeros.
     """
@@ -83,3 +84,8 @@ def same_origin_location(location: str, hosts: set[str]) -> str:
 def client_address() -> str:
     """The requesting client's address (waitress clears proxy headers: this is the TCP peer)."""
     return request.remote_addr or "?"
+
+
+def json_error(err: OrderingError) -> tuple[dict[str, Any], int]:
+    """The JSON answer for a refused request: ``{"ok": false, "error", "code"}`` with the error's status."""
+    return {"ok": False, "error": str(err), "code": err.code}, err.status

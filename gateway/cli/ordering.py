@@ -310,7 +310,7 @@ def staff_add(name: str, role: str, pin_stdin: bool, config_path: str) -> None:
       storegw staff add wang --role manager --config /etc/storegw/storegw.toml
       echo 246813 | storegw staff add li --role kitchen --pin-stdin --config /etc/storegw/storegw.toml
     """
-    from gateway.ordering.staff import add_staff
+    from gateway.staff.accounts import add_staff
 
     if pin_stdin:
         pin = sys.stdin.readline().strip()
@@ -331,7 +331,7 @@ def staff_unlock(name: str, config_path: str) -> None:
     Example:
       storegw staff unlock li --config /etc/storegw/storegw.toml
     """
-    from gateway.ordering.staff import unlock
+    from gateway.staff.accounts import unlock
 
     write(_load(config_path), lambda c: unlock(c, name, "cli"))
     click.echo(f"staff {name} unlocked")
@@ -348,7 +348,7 @@ def staff_disable(name: str, config_path: str) -> None:
     Example:
       storegw staff disable li --config /etc/storegw/storegw.toml
     """
-    from gateway.ordering.staff import set_active
+    from gateway.staff.accounts import set_active
 
     write(_load(config_path), lambda c: set_active(c, name, False, "cli"))
     click.echo(f"staff {name} disabled")
@@ -365,7 +365,7 @@ def staff_enable(name: str, config_path: str) -> None:
     Example:
       storegw staff enable li --config /etc/storegw/storegw.toml
     """
-    from gateway.ordering.staff import set_active
+    from gateway.staff.accounts import set_active
 
     write(_load(config_path), lambda c: set_active(c, name, True, "cli"))
     click.echo(f"staff {name} enabled")

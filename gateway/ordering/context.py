@@ -6,12 +6,13 @@ them and never the other way round.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from gateway.config import Config, OrderingConfig
     from gateway.ordering.menu import Menu
     from gateway.ordering.tables import Table
+    from gateway.printing.service import PrintService
 
 
 class OrderingContext(Protocol):
@@ -24,7 +25,4 @@ class OrderingContext(Protocol):
     menu: Menu
     tables: dict[str, Table]
     sold_out: set[str]
-
-    @property
-    def printing(self) -> Any:
-        """The print service (or None when printing is not configured)."""
+    printing: PrintService

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
-from gateway.ordering import staff
 from gateway.ordering.menu import price_line
 from gateway.ordering.tickets import TicketDoc, TicketLine, blocks, parse_code
+from gateway.staff.accounts import audit
 from gateway.store.db import Connection
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def _print_ticket(svc: OrderingContext, c: Connection, tid: int, station: str, d
     printing = svc.printing
     if printer is None:
         printer, _ = station_printer(svc, station)
-    if printing is None or not printer or printer not in getattr(printing, "workers", {printer: None}):
+    if not printer or printer not in printing.workers:
         c.execute("UPDATE ord_tickets SET state = 'kds', printer = '' WHERE id = ?", (tid,))
         return "kds"
     job_id = printing.enqueue(c, printer=printer, station=station, doc=blocks(doc), source="ordering",
@@ -244,11 +244,8 @@ def kds_view(svc: OrderingContext, conn: Connection, station: str, limit: int = 
 
 def printers_down(svc: OrderingContext) -> set[str]:
     """Return the ids of printers the print service reports unavailable or faulty."""
-    printing = svc.printing
-    if printing is None:
-        return set()
     try:
-        printers = printing.health().get("printers", {})
+        printers = svc.printing.health().get("printers", {})
     except Exception:  # noqa: BLE001 - the KDS must show tickets even if printing health fails
         return set()
     return {pid for pid, h in printers.items() if h.get("state") not in ("ready", "unknown")}
@@ -335,5 +332,5 @@ def reprint(svc: OrderingContext, c: Connection, tid: int, staff_name: str) -> t
         raise OrderingError("This station has no printer; the ticket is on its KDS.", code="no_printer")
     job = printing.enqueue(c, printer=target, station=station, doc=blocks(doc), source="ordering-reprint",
                            source_id=str(tid))
-    staff.audit(c, staff_name, "reprint", f"ticket:{tid}")
+    audit(c, staff_name, "reprint", f"ticket:{tid}")
     return str(job), ["staff"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from gateway import textclean
+from gateway.core import text as textclean
 from gateway.core.errors import OrderingError
 from gateway.store.db import Connection
 

@@ -11,7 +11,8 @@ can never be sent to the kitchen from the queue. Staff call (叫号), skip (过�
 table: seating moves the session to the table (or its cart into the table's open session), so the
 cart becomes the table's cart, not yet sent; the diners send it as round 1.
 
-Write functions take ``(svc, conn, ...)`` and return ``(result, channels)`` (``svc.kitchen_call``).
+Write functions take ``(ctx, conn, ...)`` and return ``(result, channels)``; the service runs them in
+the writer (``OrderingService.queue_take`` and the others).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
-from gateway.ordering import staff
 from gateway.ordering import tables as tbl
 from gateway.ordering.tickets import clean_text
+from gateway.staff.accounts import audit
 from gateway.store.db import Connection
 
 if TYPE_CHECKING:
@@ -118,7 +119,8 @@ def store_token(secret: bytes, store: str) -> str:
 
 def check_store_token(secret: bytes, store: str, token: str) -> None:
     """Refuse a forged or foreign queue code (404)."""
-    if len(token) > 64 or not hmac.compare_digest(token.encode(), store_token(secret, store).encode()):
+    sent = token.encode("utf-8", "surrogatepass")
+    if len(token) > 64 or not hmac.compare_digest(sent, store_token(secret, store).encode()):
         raise OrderingError("This queue code is not valid. 排队码无效。", code="bad_token", status=404)
 
 
@@ -270,14 +272,14 @@ def call(svc: OrderingContext, c: Connection, entry_id: int, who: str) -> tuple[
     if not entry.active:
         raise OrderingError(f"{entry.label} is already {entry.status}.", code="not_waiting", status=409)
     c.execute("UPDATE ord_queue SET called_ms = ?, calls = calls + 1 WHERE id = ?", (now_ms(), entry_id))
-    staff.audit(c, who, "queue-call", f"queue:{entry.label}")
+    audit(c, who, "queue-call", f"queue:{entry.label}")
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
 
 
 def skip(svc: OrderingContext, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
     """过号: skip a number; its pre-order cart is dropped (the diner may take a new number)."""
     entry = _end(c, entry_id, "skipped_ms")
-    staff.audit(c, who, "queue-skip", f"queue:{entry.label}")
+    audit(c, who, "queue-skip", f"queue:{entry.label}")
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
 
 
@@ -336,7 +338,7 @@ def seat(svc: OrderingContext, c: Connection, entry_id: int, table_id: str, who:
         c.execute("UPDATE ord_sessions SET covers = CASE WHEN covers = 0 THEN ? ELSE covers END WHERE id = ?",
                   (entry.party, sid))
     c.execute("UPDATE ord_queue SET seated_ms = ?, table_id = ? WHERE id = ?", (ts, table_id, entry_id))
-    staff.audit(c, who, "queue-seat", f"queue:{entry.label}", f"table {table_id}")
+    audit(c, who, "queue-seat", f"queue:{entry.label}", f"table {table_id}")
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}", f"table:{table_id}"]
 
 

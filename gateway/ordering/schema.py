@@ -267,14 +267,14 @@ def _audit_to_chain(conn: Connection) -> None:
     second, editable log remains. The carried entries are marked ``{"legacy_id": N}``: the chain
     proves they were not changed after this migration, not before it.
     """
-    from gateway.ordering import staff
     from gateway.privacy import audit
+    from gateway.staff import accounts
 
     for row_id, ts_ms, who, action, target, reason in conn.execute(
             "SELECT id, ts_ms, staff, action, target, reason FROM ord_audit ORDER BY id").fetchall():
-        subject = staff._audit_subject(conn, target if ":" in target else f"item:{target}")
+        subject = accounts.audit_subject(conn, target if ":" in target else f"item:{target}")
         if not audit.valid_subject(subject):
             subject = audit.pseudonym(conn, "ref", target)
         act = action if audit.valid_action(action) else "legacy"
-        audit.append(conn, staff.audit_who(conn, who), act, subject, reason, {"legacy_id": row_id}, ts_ms=ts_ms)
+        audit.append(conn, accounts.audit_who(conn, who), act, subject, reason, {"legacy_id": row_id}, ts_ms=ts_ms)
     conn.execute("DROP TABLE ord_audit")

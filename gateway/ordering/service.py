@@ -16,12 +16,14 @@ from typing import Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
-from gateway.ordering import kitchen, queue, staff, summary
+from gateway.ordering import floor, kitchen, queue, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.live import Notifier, RateLimiter
 from gateway.ordering.menu import Menu, load_menu, parse_menu, price_line, stock_of, write_menu
 from gateway.ordering.tickets import clean_text
+from gateway.printing.service import PrintService
 from gateway.spine.context import Periodic, ServiceContext
+from gateway.staff.accounts import audit
 from gateway.store.db import Connection
 
 _LOGGER = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class OrderingService:
         self.ocfg = gw.cfg.ordering
         self.store_id = gw.cfg.store.id
         self.writer = gw.store.writer
+        self.printing: PrintService = gw.services["printing"]  # built before ordering (gateway.domains)
         self.notifier = Notifier()
         self.menu = Menu()
         self.stock: dict[str, int | None] = {}
@@ -74,10 +77,8 @@ class OrderingService:
         self.secret = self.writer.call(tbl.ensure_secret)
         self._seen_rev = self._rev()
         self.reload()
-        printing = self.printing
-        if printing is not None and hasattr(printing, "on_update"):
-            printing.on_update(self._on_print_update)
-            self.reconcile_prints()  # jobs that changed state before we listened (e.g. right after a restart)
+        self.printing.on_update(self._on_print_update)
+        self.reconcile_prints()  # jobs that changed state before we listened (e.g. right after a restart)
         self.gw.hub.subscribe("code", self._on_scan)
 
     def stop(self) -> None:
@@ -106,11 +107,6 @@ class OrderingService:
     def _rev(self) -> str:
         row = self.gw.store.read().execute("SELECT value FROM ord_meta WHERE key = 'rev'").fetchone()
         return row[0] if row else ""
-
-    @property
-    def printing(self) -> Any:
-        """The print service, if this build and config have one."""
-        return self.gw.services.get("printing")
 
     def reload(self) -> None:
         """Reload menu, stock and tables from the database."""
@@ -148,7 +144,7 @@ class OrderingService:
                 if not 0 <= price <= 10_000_000:
                     raise OrderingError("price out of range")
                 c.execute("UPDATE ord_items SET price_cents = ? WHERE id = ?", (price, item_id))
-            staff.audit(c, staff_name, "menu", f"item:{item_id}",
+            audit(c, staff_name, "menu", f"item:{item_id}",
                         detail={"stock": stock, "sold_out": sold_out, "price": price})
         self.writer.call(write)
         self.reload()
@@ -199,7 +195,9 @@ class OrderingService:
 
     def check_form(self, token: str, value: str) -> None:
         """Refuse a diner form without this table's anti-forgery value."""
-        if not value or not secrets.compare_digest(value, self.form_token(token)):
+        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+        if not isinstance(value, str) or not value or not secrets.compare_digest(
+                value.encode("utf-8", "surrogatepass"), self.form_token(token).encode()):
             raise OrderingError("The form expired; please reload the page. 页面已过期，请刷新。",
                                 code="csrf", status=400)
 
@@ -455,8 +453,6 @@ class OrderingService:
     def reconcile_prints(self, min_age_ms: int = 0) -> int:
         """Apply print job states the callback may have missed; return how many tickets changed."""
         printing = self.printing
-        if printing is None or not hasattr(printing, "job"):
-            return 0
         rows = self.gw.store.read().execute(
             "SELECT job_id, state, printer FROM ord_tickets WHERE state IN ('queued', 'sent') AND job_id IS NOT NULL "
             "AND created_ms <= ?", (now_ms() - min_age_ms,)).fetchall()
@@ -480,16 +476,37 @@ class OrderingService:
         except OrderingError:
             _LOGGER.debug("Scanned code is not an order line")
 
-    def kitchen_call(self, fn: Any, *args: Any) -> Any:
-        """Run a kitchen/staff write ``fn(svc, conn, *args) -> (result, channels)`` and notify pages."""
+    def _run(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(self, conn, *args) -> (result, channels)`` in the writer; bump the channels after commit."""
         def write(c: Connection) -> Any:
             return fn(self, c, *args)
-        result, channels = self.writer.submit(write, on_commit=lambda r: self._bump_many(r[1])).result(30)
+        result, _ = self.writer.submit(write, on_commit=lambda r: self._bump_many(r[1])).result(30)
         return result
 
+    # ------------------------------------------------------------------ kitchen (KDS, scan-to-serve, reprint)
     def serve_code(self, code: str, who: str) -> int:
         """Mark the line or ticket behind a scanned code served; return how many lines changed."""
-        return self.kitchen_call(kitchen.serve_code, code, who)
+        return self._run(kitchen.serve_code, code, who)
+
+    def start_ticket(self, ticket_id: int) -> int:
+        """Start cooking a ticket."""
+        return self._run(kitchen.start_ticket, ticket_id)
+
+    def bump_ticket(self, ticket_id: int) -> int:
+        """Bump a whole ticket (every dish served)."""
+        return self._run(kitchen.bump_ticket, ticket_id)
+
+    def bump_line(self, line_id: int) -> int:
+        """Bump one dish (served)."""
+        return self._run(kitchen.bump_line, line_id)
+
+    def recall(self, station: str) -> int | None:
+        """Bring back a station's last bumped ticket."""
+        return self._run(kitchen.recall, station)
+
+    def reprint(self, ticket_id: int, who: str) -> str:
+        """Print a ticket again (marked REPRINT); audited."""
+        return self._run(kitchen.reprint, ticket_id, who)
 
     def kds_view(self, station: str) -> dict[str, Any]:
         """Return the open tickets of a station (and mark unseen ones received: shown on a KDS)."""
@@ -499,12 +516,96 @@ class OrderingService:
             self.writer.submit(lambda c: kitchen.mark_shown(self, c, unseen), on_commit=self._bump_many)
         return view
 
-    # staff helpers are in gateway.ordering.staff; a thin pass-through keeps web/ talking to one object
-    def staff_call(self, fn_name: str, *args: Any, **kwargs: Any) -> Any:
-        """Run a staff operation from gateway.ordering.staff in the writer; notify pages."""
-        fn = getattr(staff, fn_name)
+    # ------------------------------------------------------------------ front of house (staff pages)
+    def open_table(self, table_id: str, covers: int, who: str) -> int:
+        """开台: open a table for a party."""
+        return self._run(floor.open_table, table_id, covers, who)
 
-        def write(c: Connection) -> Any:
-            return fn(self, c, *args, **kwargs)
-        result, channels = self.writer.submit(write, on_commit=lambda r: self._bump_many(r[1])).result(30)
-        return result
+    def clear_table(self, table_id: str, who: str) -> int | None:
+        """清台: close the table's session."""
+        return self._run(floor.clear_table, table_id, who)
+
+    def move_table(self, src: str, dst: str, who: str) -> int:
+        """Move the party at ``src`` to the free table ``dst``."""
+        return self._run(floor.move_table, src, dst, who)
+
+    def merge_tables(self, src: str, dst: str, who: str) -> int:
+        """并台: merge ``src`` into the open table ``dst``."""
+        return self._run(floor.merge_tables, src, dst, who)
+
+    def ack_task(self, task_id: int, who: str) -> int:
+        """Acknowledge a diner request (call waiter, bill, rush)."""
+        return self._run(floor.ack_task, task_id, who)
+
+    def void_line(self, line_id: int, action: str, reason: str, who: str) -> int:
+        """Void or comp an order line, with a reason; audited."""
+        return self._run(floor.void_line, line_id, action, reason, who)
+
+    def pay(self, table_id: str, method: str, reference: str, who: str) -> int:
+        """Mark the table's bill paid; audited; the bill summary goes to HQ."""
+        return self._run(floor.pay, table_id, method, reference, who)
+
+    def table_map(self) -> list[dict[str, Any]]:
+        """Every table with its session state, for the staff home page."""
+        return floor.table_map(self, self.gw.store.read())
+
+    def open_tasks(self) -> list[dict[str, Any]]:
+        """Diner requests not yet acknowledged."""
+        return floor.open_tasks(self.gw.store.read())
+
+    def bill(self, table_id: str) -> dict[str, Any]:
+        """The table's bill: lines, voids and comps, service charge, total."""
+        return floor.bill(self, self.gw.store.read(), table_id)
+
+    def tickets_of(self, session_id: int | None) -> list[tuple[Any, ...]]:
+        """A session's kitchen tickets (id, round, station, state, printer, rerouted from, reprints)."""
+        return self.gw.store.read().execute(
+            "SELECT id, round_no, station, state, printer, rerouted_from, reprints FROM ord_tickets "
+            "WHERE round_id IN (SELECT id FROM ord_rounds WHERE session_id = ?) ORDER BY id",
+            (session_id if session_id is not None else -1,)).fetchall()
+
+    # ------------------------------------------------------------------ the queue (取号 / 叫号 / 过号 / 入座)
+    def queue_url(self) -> str:
+        """The URL in the store's queue QR code."""
+        return queue.store_url(self)
+
+    def queue_check_token(self, token: str) -> None:
+        """Refuse a queue page URL that is not this store's."""
+        queue.check_store_token(self.secret, self.store_id, token)
+
+    def queue_staff_list(self) -> dict[str, list[dict[str, Any]]]:
+        """Today's numbers for the staff page."""
+        return queue.staff_list(self.gw.store.read(), queue.day_of(now_ms()))
+
+    def queue_entry(self, d: str) -> queue.Entry | None:
+        """Today's number of the phone whose page id is ``d``, if it has one."""
+        if not d:
+            return None
+        return queue.for_phone(self.gw.store.read(), queue.phone_key(self.secret, d), queue.day_of(now_ms()))
+
+    def queue_entry_view(self, entry: queue.Entry) -> dict[str, Any]:
+        """What the diner's queue page shows: status, position, estimated wait."""
+        return queue.entry_view(self, self.gw.store.read(), entry)
+
+    def queue_take(self, d: str, party_text: Any, nickname: Any, client: str) -> queue.Entry:
+        """Take a number for the phone ``d`` (limits keyed on ``client``, which the diner cannot choose)."""
+        party, nick = queue.validate_take(party_text, nickname)
+        self._check_rate(self.client_limit, f"q:{client}")
+        self._check_rate(self.write_limit, "queue")
+        return self._run(queue.take, queue.phone_key(self.secret, d), d, party, nick, self.origin_of(client))
+
+    def queue_leave(self, entry_id: int) -> queue.Entry:
+        """取消排队: the diner leaves; the pre-order is dropped."""
+        return self._run(queue.leave, entry_id)
+
+    def queue_call(self, entry_id: int, who: str) -> queue.Entry:
+        """叫号: call a number."""
+        return self._run(queue.call, entry_id, who)
+
+    def queue_skip(self, entry_id: int, who: str) -> queue.Entry:
+        """过号: skip a number (its pre-order is dropped)."""
+        return self._run(queue.skip, entry_id, who)
+
+    def queue_seat(self, entry_id: int, table_id: str, who: str) -> queue.Entry:
+        """Seat a number at a table: its pre-order becomes the table's cart."""
+        return self._run(queue.seat, entry_id, table_id, who)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import segno
 
-from gateway import textclean
+from gateway.core import text as textclean
 from gateway.core.errors import OrderingError
 from gateway.store import ensure_secret as store_secret
 from gateway.store.db import Connection
@@ -58,7 +58,7 @@ def parse_token(secret: bytes, store: str, token: str) -> tuple[str, int]:
     if version is None or not TABLE_RE.fullmatch(parts[0]):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
     table = parts[0]
-    if not hmac.compare_digest(parts[2], _sig(secret, store, table, version)):
+    if not hmac.compare_digest(parts[2].encode("utf-8", "surrogatepass"), _sig(secret, store, table, version).encode()):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
     return table, version
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import textclean
+from gateway.core import text as textclean
 from gateway.ordering.menu import allergen_name
 
 LINE_PREFIX = "L"
@@ -20,7 +20,7 @@ TICKET_PREFIX = "T"
 
 
 def clean_text(value: Any, limit: int) -> str:
-    """Return user text safe for tickets and pages (``gateway.textclean.clean``): no control bytes
+    """Return user text safe for tickets and pages (``gateway.core.text.clean``): no control bytes
     (ESC/POS), no invisible or direction characters, capped combining marks, trimmed, bounded."""
     return textclean.clean(value, limit)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from ordhelpers import Diner, phone_address
 
-from gateway.ordering import staff as staffops
+from gateway.staff import accounts as staffops
 
 JSON = {"Accept": "application/json", "X-Requested-With": "js"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +154,7 @@ def test_invisible_and_direction_characters_never_reach_storage(client, svc, gw)
 
 
 def test_the_cleaner_keeps_ordinary_text():
-    from gateway.textclean import clean
+    from gateway.core.text import clean
 
     assert clean("  少辣，不要香菜  please\tno  MSG ", 140) == "少辣，不要香菜 please no MSG"
     assert clean("Phở bò (Việt)", 40) == "Phở bò (Việt)"

@@ -49,7 +49,7 @@ def test_a_number_left_or_seated_frees_the_place(make_gw):
     assert r.status_code == 429 and r.get_json()["code"] == "queue_limit"
     first = queue.for_phone(gw.store.read(), queue.phone_key(svc.secret, "leaver00000001"),
                             queue.day_of(int(time.time() * 1000)))
-    svc.kitchen_call(queue.leave, first.id)
+    svc.queue_leave(first.id)
     assert _take(client, svc, "leaver00000002", "10.7.7.7").status_code == 200
 
 

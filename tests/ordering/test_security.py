@@ -8,8 +8,8 @@ import threading
 
 from ordhelpers import Diner
 
-from gateway.ordering import staff as staffops
 from gateway.ordering import tables as tbl
+from gateway.staff import accounts as staffops
 
 
 def test_forged_and_foreign_tokens_are_refused(client, svc):

@@ -8,7 +8,7 @@ import re
 import pytest
 from ordhelpers import Diner
 
-from gateway.ordering import staff as staffops
+from gateway.staff import accounts as staffops
 
 
 def add_staff(svc, name, role, pin="246813"):

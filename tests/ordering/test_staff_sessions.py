@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from gateway.ordering import staff as staffops
+from gateway.staff import accounts as staffops
 
 PIN = "246813"
 

@@ -364,8 +364,8 @@ def test_append_costs_little(store):
 
 def test_staff_actions_land_on_the_chain_without_personal_data(tmp_path, cfg_path):
     from gateway.app import build
-    from gateway.ordering import staff
     from gateway.ordering.menu import sample_document
+    from gateway.staff import accounts as staff
     from web import create_app
 
     text = config_text(tmp_path / "data", web_port=free_port(), local_port=free_port(), hq_port=free_port(),
@@ -378,7 +378,7 @@ def test_staff_actions_land_on_the_chain_without_personal_data(tmp_path, cfg_pat
         svc.import_menu(sample_document())
         svc.add_table("A1")
         gw.store.writer.call(lambda c: staff.add_staff(c, "Wang Fang", "manager", "246802"))
-        svc.staff_call("open_table", "A1", 2, "Wang Fang")
+        svc.open_table("A1", 2, "Wang Fang")
         client = create_app(gw, {"TESTING": True}).test_client()
         token = svc.token_for("A1")
         form = {"csrf": svc.form_token(token), "d": "phone01", "lang": "en"}
@@ -387,7 +387,7 @@ def test_staff_actions_land_on_the_chain_without_personal_data(tmp_path, cfg_pat
         idem = page.split('name="idem" value="')[1].split('"')[0]
         client.post(f"/t/{token}/submit", data={**form, "idem": idem})
         line = gw.store.read().execute("SELECT id FROM ord_lines").fetchone()[0]
-        svc.staff_call("void_line", line, "void", f"guest {PHONE} ID {ID_NUMBER} asked", "Wang Fang")
+        svc.void_line(line, "void", f"guest {PHONE} ID {ID_NUMBER} asked", "Wang Fang")
         rows = gw.store.read().execute("SELECT * FROM audit_log").fetchall()
     finally:
         gw.stop()
@@ -464,8 +464,8 @@ def test_checkpoint_reaches_hq_and_catches_a_rewrite(tmp_path, mosquitto_factory
             svc = gw.services["ordering"]
             for t in ("A1", "A2", "A3"):
                 svc.add_table(t)
-                svc.staff_call("open_table", t, 2, "")
-                svc.staff_call("clear_table", t, "")
+                svc.open_table(t, 2, "")
+                svc.clear_table(t, "")
             wait_for(lambda: (hq_dir / "sh-001.json").exists(), timeout=20, what="HQ's checkpoint file")
         finally:
             gw.stop()

@@ -31,7 +31,7 @@ from gateway.ordering import tables as tbl
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.menu import ALLERGENS, allergen_name
 from web.diner.i18n import money, pick, t
-from web.kit import client_address, services_of, url_int
+from web.kit import client_address, json_error, services_of, url_int
 
 bp = Blueprint("diner", __name__)
 
@@ -215,14 +215,14 @@ def _act(token: str, fn: Any) -> Any:
         ctx = _ctx(token)
     except OrderingError as err:
         if wants_json():
-            return {"ok": False, "error": str(err), "code": err.code}, err.status
+            return json_error(err)
         return error_page(err, lang)
     try:
         svc.check_form(token, request.form.get("csrf", ""))
         result, extra = fn(svc, ctx, d)
     except OrderingError as err:
         if wants_json():
-            return {"ok": False, "error": str(err), "code": err.code}, err.status
+            return json_error(err)
         if err.code in ("csrf", "rate_limited"):
             return error_page(err, lang)
         return _render_table(svc, ctx, d, lang, error=str(err), status=err.status)
@@ -307,7 +307,7 @@ def live(token: str) -> Any:
     try:
         ctx = _ctx(token)
     except OrderingError as err:
-        return {"ok": False, "error": str(err), "code": err.code}, err.status
+        return json_error(err)
     d = diner_id()
     request._storegw_lang = lang  # type: ignore[attr-defined]
 
@@ -326,7 +326,7 @@ def state(token: str) -> Any:
     try:
         ctx = _ctx(token)
     except OrderingError as err:
-        return {"ok": False, "error": str(err), "code": err.code}, err.status
+        return json_error(err)
     return _etag_response(svc, ctx.table.id, "j", lambda: json.dumps(svc.table_view(ctx.table.id),
                                                                       ensure_ascii=False), "application/json")
 
@@ -445,7 +445,7 @@ def events(token: str) -> Any:
     try:
         ctx = _ctx(token)
     except OrderingError as err:
-        return {"ok": False, "error": str(err), "code": err.code}, err.status
+        return json_error(err)
     since = url_int(request.args, "v")
     if since is None:
         since = url_int(request.headers, "Last-Event-ID", 0)

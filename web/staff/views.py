@@ -34,13 +34,13 @@ from flask import (
 )
 
 from gateway.core.errors import OrderingError
-from gateway.ordering import kitchen, queue
-from gateway.ordering import staff as staffops
+from gateway.core.models import now_ms
+from gateway.core.text import parse_uint_or
+from gateway.ordering.floor import PAY_METHODS
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.tables import qr_bytes
-from gateway.textclean import parse_uint_or
 from web.diner.views import CSP, lang_of, ordering, sse
-from web.kit import client_address, safe_path, services_of, url_int
+from web.kit import client_address, json_error, safe_path, services_of, url_int
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 LOGIN_ATTEMPTS_PER_MINUTE = 10  # per client address, per app (the account has its own back-off and lock)
@@ -52,8 +52,7 @@ def init_app(app: Any) -> None:
     """Key the CSRF tokens with the store secret; the cookie itself carries only a random id."""
     app.extensions["storegw_login_limit"] = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE, 60.0)
     app.extensions["storegw_flashes"] = Flashes()
-    gw = services_of(app)
-    svc = getattr(gw, "services", {}).get("ordering")
+    svc = services_of(app).services.get("ordering")
     if svc is not None and svc.secret:
         key = hmac.new(svc.secret, b"staff-csrf", hashlib.sha256).digest()
     else:
@@ -152,15 +151,17 @@ def _guard() -> Any:
                             mimetype="text/plain")
     if g.get("staff_new_cookie"):
         return None  # a fresh id has no session
-    svc = ordering()
-    found = staffops.session_member(services_of(current_app).store.read(), _hash(token),
-                                    int(svc.ocfg.staff_session * 1000), int(svc.ocfg.staff_session_max * 1000))
+    found = staff().session(_hash(token))
     if found is not None:
         g.staff, g.staff_session, seen = found
-        if int(time.time() * 1000) - seen > TOUCH_MS:
-            sid = g.staff_session
-            svc.writer.submit(lambda c: staffops.touch_session(c, sid))
+        if now_ms() - seen > TOUCH_MS:
+            staff().touch(g.staff_session)
     return None
+
+
+def staff() -> Any:
+    """Return the staff service (sign-in, sessions, accounts)."""
+    return services_of(current_app).services["staff"]
 
 
 def need(perm: str) -> Any:
@@ -185,16 +186,17 @@ def _back(default: str) -> str:
 def _done(target: str, err: OrderingError | None = None) -> Any:
     if request.headers.get("X-Requested-With") == "js":
         if err is not None:
-            return {"ok": False, "error": str(err)}, err.status
+            return json_error(err)
         return {"ok": True}
     if err is not None:
         flash(str(err), "error")
     return redirect(target, code=303)
 
 
-def _call(target: str, fn_name: str, *args: Any) -> Any:
+def _act(target: str, fn: Any, *args: Any) -> Any:
+    """Run a service method for a staff form; answer with a redirect (or JSON for the page's script)."""
     try:
-        ordering().staff_call(fn_name, *args)
+        fn(*args)
     except OrderingError as err:
         return _done(target, err)
     return _done(target)
@@ -215,9 +217,7 @@ def login() -> Any:
         if not current_app.extensions["storegw_login_limit"].allow(client_address()):
             error = "Too many attempts; wait a minute."
         else:
-            gw = services_of(current_app)
-            member, why = staffops.check_login(gw.store.read(), gw.store.writer.call, request.form.get("name", ""),
-                                               request.form.get("pin", ""))
+            member, why = staff().check_login(request.form.get("name", ""), request.form.get("pin", ""))
             if member is None:
                 error = {"locked": "This account is locked after too many wrong PINs; ask a manager to unlock it. "
                                    "账号已锁定，请联系经理解锁。",
@@ -226,8 +226,7 @@ def login() -> Any:
             else:
                 _end_current("signed-in-again")
                 token = _new_cookie()  # a new id at sign-in: an id planted before it is worth nothing
-                row = (member.id, _hash(token), client_address(), request.headers.get("User-Agent", ""))
-                gw.store.writer.call(lambda c: staffops.start_session(c, *row))
+                staff().start_session(member.id, _hash(token), client_address(), request.headers.get("User-Agent", ""))
                 home = url_for("staff.home") if member.role != "kitchen" else url_for("staff.kds_index")
                 return redirect(safe_path(request.args.get("next"), home, prefix="/staff/"), code=303)
     return Response(_render("staff/login.html", error=error), status=401 if error else 200)
@@ -235,8 +234,7 @@ def login() -> Any:
 
 def _end_current(why: str) -> None:
     if g.get("staff_session") is not None:
-        sid = g.staff_session
-        services_of(current_app).store.writer.call(lambda c: staffops.end_sessions(c, why, session_id=sid))
+        staff().end_session(g.staff_session, why)
         g.staff, g.staff_session = None, None
 
 
@@ -255,8 +253,7 @@ def logout() -> Any:
 def home() -> Any:
     """Table map and open diner requests."""
     svc = ordering()
-    conn = services_of(current_app).store.read()
-    return _render("staff/home.html", tables=staffops.table_map(svc, conn), tasks=staffops.open_tasks(conn),
+    return _render("staff/home.html", tables=svc.table_map(), tasks=svc.open_tasks(),
                    stations=list(svc.menu.stations.values()), version=svc.notifier.version("staff"))
 
 
@@ -265,35 +262,36 @@ def home() -> Any:
 def open_table(table_id: str) -> Any:
     """开台."""
     covers = url_int(request.form, "covers", 0)
-    return _call(url_for("staff.home"), "open_table", table_id, covers, g.staff.name)
+    return _act(url_for("staff.home"), ordering().open_table, table_id, covers, g.staff.name)
 
 
 @bp.post("/tables/<table_id>/clear")
 @need("tables")
 def clear_table(table_id: str) -> Any:
     """清台."""
-    return _call(url_for("staff.home"), "clear_table", table_id, g.staff.name)
+    return _act(url_for("staff.home"), ordering().clear_table, table_id, g.staff.name)
 
 
 @bp.post("/tables/<table_id>/move")
 @need("tables")
 def move_table(table_id: str) -> Any:
     """Move the party to another table."""
-    return _call(url_for("staff.home"), "move_table", table_id, request.form.get("to", ""), g.staff.name)
+    return _act(url_for("staff.home"), ordering().move_table, table_id, request.form.get("to", ""), g.staff.name)
 
 
 @bp.post("/tables/<table_id>/merge")
 @need("tables")
 def merge_table(table_id: str) -> Any:
     """并台: merge into another open table."""
-    return _call(url_for("staff.home"), "merge_tables", table_id, request.form.get("into", ""), g.staff.name)
+    return _act(url_for("staff.home"), ordering().merge_tables, table_id, request.form.get("into", ""),
+                g.staff.name)
 
 
 @bp.post("/tasks/<int:task_id>/ack")
 @need("tasks")
 def ack(task_id: int) -> Any:
     """Acknowledge a diner request."""
-    return _call(_back(url_for("staff.home")), "ack_task", task_id, g.staff.name)
+    return _act(_back(url_for("staff.home")), ordering().ack_task, task_id, g.staff.name)
 
 
 @bp.get("/events")
@@ -313,47 +311,37 @@ def events() -> Any:
 def queue_list() -> Any:
     """Today's queue numbers with their pre-orders: call, skip, seat at a table."""
     svc = ordering()
-    conn = services_of(current_app).store.read()
-    return _render("staff/queue.html", queue=queue.staff_list(conn, queue.day_of(int(time.time() * 1000))),
-                   tables=staffops.table_map(svc, conn), url=queue.store_url(svc),
+    return _render("staff/queue.html", queue=svc.queue_staff_list(), tables=svc.table_map(), url=svc.queue_url(),
                    version=svc.notifier.version("staff"))
-
-
-def _queue_action(fn: Any, *args: Any) -> Any:
-    back = url_for("staff.queue_list")
-    try:
-        ordering().kitchen_call(fn, *args)
-    except OrderingError as err:
-        return _done(back, err)
-    return _done(back)
 
 
 @bp.post("/queue/<int:entry_id>/call")
 @need("tables")
 def queue_call(entry_id: int) -> Any:
     """叫号: the diner's page shows "please come to the desk"."""
-    return _queue_action(queue.call, entry_id, g.staff.name)
+    return _act(url_for("staff.queue_list"), ordering().queue_call, entry_id, g.staff.name)
 
 
 @bp.post("/queue/<int:entry_id>/skip")
 @need("tables")
 def queue_skip(entry_id: int) -> Any:
     """过号: skip the number (its pre-order is dropped)."""
-    return _queue_action(queue.skip, entry_id, g.staff.name)
+    return _act(url_for("staff.queue_list"), ordering().queue_skip, entry_id, g.staff.name)
 
 
 @bp.post("/queue/<int:entry_id>/seat")
 @need("tables")
 def queue_seat(entry_id: int) -> Any:
     """Seat the number at a table: the pre-order becomes the table's cart (not sent yet)."""
-    return _queue_action(queue.seat, entry_id, request.form.get("table", ""), g.staff.name)
+    return _act(url_for("staff.queue_list"), ordering().queue_seat, entry_id, request.form.get("table", ""),
+                g.staff.name)
 
 
 @bp.get("/queue/qr.svg")
 @need("tables")
 def queue_qr() -> Any:
     """The store's queue QR code (SVG) for the door or the desk."""
-    return Response(qr_bytes(queue.store_url(ordering()), "svg"), mimetype="image/svg+xml")
+    return Response(qr_bytes(ordering().queue_url(), "svg"), mimetype="image/svg+xml")
 
 
 # ---------------------------------------------------------------------------- orders, bill, payment
@@ -365,13 +353,9 @@ def table_detail(table_id: str) -> Any:
     svc = ordering()
     if table_id not in svc.tables:
         abort(404)
-    conn = services_of(current_app).store.read()
-    b = staffops.bill(svc, conn, table_id)
-    tickets = conn.execute("SELECT id, round_no, station, state, printer, rerouted_from, reprints FROM ord_tickets "
-                           "WHERE round_id IN (SELECT id FROM ord_rounds WHERE session_id = ?) ORDER BY id",
-                           (b["session"] or -1,)).fetchall()
-    return _render("staff/table.html", table=svc.tables[table_id], bill=b, tickets=tickets,
-                   url=svc.url_for(table_id), methods=staffops.PAY_METHODS)
+    b = svc.bill(table_id)
+    return _render("staff/table.html", table=svc.tables[table_id], bill=b, tickets=svc.tickets_of(b["session"]),
+                   url=svc.url_for(table_id), methods=PAY_METHODS)
 
 
 @bp.post("/lines/<int:line_id>/adjust")
@@ -379,28 +363,23 @@ def table_detail(table_id: str) -> Any:
 def adjust_line(line_id: str) -> Any:
     """Void or comp a line, with a reason (audit-logged)."""
     back = _back(url_for("staff.home"))
-    return _call(back, "void_line", line_id, request.form.get("action", ""), request.form.get("reason", ""),
-                 g.staff.name)
+    return _act(back, ordering().void_line, line_id, request.form.get("action", ""), request.form.get("reason", ""),
+                g.staff.name)
 
 
 @bp.post("/tables/<table_id>/pay")
 @need("bill")
 def pay(table_id: str) -> Any:
     """Mark the bill paid (cash, card terminal, QR); no card data is ever entered here."""
-    return _call(url_for("staff.table_detail", table_id=table_id), "pay", table_id, request.form.get("method", ""),
-                 request.form.get("reference", ""), g.staff.name)
+    return _act(url_for("staff.table_detail", table_id=table_id), ordering().pay, table_id,
+                request.form.get("method", ""), request.form.get("reference", ""), g.staff.name)
 
 
 @bp.post("/tickets/<int:ticket_id>/reprint")
 @need("reprint")
 def reprint(ticket_id: int) -> Any:
     """Print a ticket again (marked REPRINT)."""
-    back = _back(url_for("staff.home"))
-    try:
-        ordering().kitchen_call(kitchen.reprint, ticket_id, g.staff.name)
-    except OrderingError as err:
-        return _done(back, err)
-    return _done(back)
+    return _act(_back(url_for("staff.home")), ordering().reprint, ticket_id, g.staff.name)
 
 
 @bp.get("/tables/<table_id>/qr.svg")
@@ -429,7 +408,7 @@ def kds_index() -> Any:
 def _kds_context(station: str) -> dict[str, Any]:
     svc = ordering()
     view = svc.kds_view(station)
-    now = int(time.time() * 1000)
+    now = now_ms()
     warn, late = svc.ocfg.kds_warn * 1000, svc.ocfg.kds_late * 1000
     for t in view["tickets"]:
         age = now - t["created_ms"]
@@ -454,47 +433,42 @@ def kds_live(station: str) -> Any:
 
 
 def _kds_action(station: str, fn: Any, *args: Any) -> Any:
-    back = url_for("staff.kds", station=station)
-    try:
-        ordering().kitchen_call(fn, *args)
-    except OrderingError as err:
-        return _done(back, err)
-    return _done(back)
+    return _act(url_for("staff.kds", station=station), fn, *args)
 
 
 @bp.post("/kds/<station>/start/<int:ticket_id>")
 @need("kds")
 def kds_start(station: str, ticket_id: int) -> Any:
     """Start cooking a ticket."""
-    return _kds_action(station, kitchen.start_ticket, ticket_id)
+    return _kds_action(station, ordering().start_ticket, ticket_id)
 
 
 @bp.post("/kds/<station>/bump/<int:ticket_id>")
 @need("kds")
 def kds_bump(station: str, ticket_id: int) -> Any:
     """Bump a whole ticket (every dish served)."""
-    return _kds_action(station, kitchen.bump_ticket, ticket_id)
+    return _kds_action(station, ordering().bump_ticket, ticket_id)
 
 
 @bp.post("/kds/<station>/bump-line/<int:line_id>")
 @need("kds")
 def kds_bump_line(station: str, line_id: int) -> Any:
     """Bump one dish (served)."""
-    return _kds_action(station, kitchen.bump_line, line_id)
+    return _kds_action(station, ordering().bump_line, line_id)
 
 
 @bp.post("/kds/<station>/recall")
 @need("kds")
 def kds_recall(station: str) -> Any:
     """Bring back the last bumped ticket."""
-    return _kds_action(station, kitchen.recall, station)
+    return _kds_action(station, ordering().recall, station)
 
 
 @bp.post("/kds/<station>/scan")
 @need("kds")
 def kds_scan(station: str) -> Any:
     """Scan-to-serve (划菜) from a keyboard-wedge scanner or typed code."""
-    return _kds_action(station, kitchen.serve_code, request.form.get("code", ""), g.staff.name)
+    return _kds_action(station, ordering().serve_code, request.form.get("code", ""), g.staff.name)
 
 
 # ---------------------------------------------------------------------------- manager: menu
@@ -553,16 +527,11 @@ def _cents(text: str) -> int | None:
 
 # ---------------------------------------------------------------------------- manager: accounts and sessions
 
-def _ttl() -> tuple[int, int]:
-    ocfg = ordering().ocfg
-    return int(ocfg.staff_session * 1000), int(ocfg.staff_session_max * 1000)
-
-
 @bp.get("/accounts")
 @need("staff")
 def accounts() -> Any:
     """Staff accounts (locked ones to unlock) and signed-in sessions (to revoke)."""
-    data = staffops.accounts(services_of(current_app).store.read(), *_ttl())
+    data = staff().accounts()
     for sess in data["sessions"]:
         for key in ("created_ms", "seen_ms"):
             sess[key[:-3]] = time.strftime("%m-%d %H:%M", time.localtime(sess[key] / 1000))
@@ -571,26 +540,21 @@ def accounts() -> Any:
 
 
 def _account_action(fn: Any, *args: Any) -> Any:
-    try:
-        services_of(current_app).store.writer.call(lambda c: fn(c, *args))
-    except OrderingError as err:
-        return _done(url_for("staff.accounts"), err)
-    return _done(url_for("staff.accounts"))
+    return _act(url_for("staff.accounts"), fn, *args)
 
 
 def _name_of(staff_id: int) -> str:
-    row = services_of(current_app).store.read().execute("SELECT name FROM ord_staff WHERE id = ?",
-                                                         (staff_id,)).fetchone()
-    if row is None:
+    name = staff().name_of(staff_id)
+    if name is None:
         abort(404)
-    return row[0]
+    return name
 
 
 @bp.post("/accounts/<int:staff_id>/unlock")
 @need("staff")
 def account_unlock(staff_id: int) -> Any:
     """Unlock an account locked after too many wrong PINs."""
-    return _account_action(staffops.unlock, _name_of(staff_id), g.staff.name)
+    return _account_action(staff().unlock, _name_of(staff_id), g.staff.name)
 
 
 @bp.post("/accounts/<int:staff_id>/disable")
@@ -599,24 +563,18 @@ def account_disable(staff_id: int) -> Any:
     """Disable an account: its sessions end at once."""
     if staff_id == g.staff.id:
         return _done(url_for("staff.accounts"), OrderingError("You cannot disable your own account."))
-    return _account_action(staffops.set_active, _name_of(staff_id), False, g.staff.name)
+    return _account_action(staff().set_active, _name_of(staff_id), False, g.staff.name)
 
 
 @bp.post("/accounts/<int:staff_id>/enable")
 @need("staff")
 def account_enable(staff_id: int) -> Any:
     """Enable a disabled account again."""
-    return _account_action(staffops.set_active, _name_of(staff_id), True, g.staff.name)
+    return _account_action(staff().set_active, _name_of(staff_id), True, g.staff.name)
 
 
 @bp.post("/sessions/<int:session_id>/revoke")
 @need("staff")
 def session_revoke(session_id: int) -> Any:
     """End a signed-in session (a lost tablet, a shared phone)."""
-    who = g.staff.name
-
-    def revoke(c: Any) -> int:
-        n = staffops.end_sessions(c, f"revoked by {who}", session_id=session_id)
-        staffops.audit(c, who, "revoke", f"session:{session_id}")
-        return n
-    return _account_action(revoke)
+    return _account_action(staff().revoke, session_id, g.staff.name)
