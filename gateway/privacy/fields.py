@@ -13,7 +13,7 @@ of ~20,000 rows, 2^bits ≤ 10,000, so 13 bits (8,192 values; C ≈ 2.4, well un
 returns about 2–3 candidate rows, which are decrypted and compared. Without the keyring, the index
 of a guessed phone or ID cannot be computed, and even with the index key one index value stands for
 ≈ 2^19 of the 2^32 mobile numbers (≈ 2^24 of the 2^37 ID numbers), so the index alone confirms
-nothing. docs/privacy-keys.md has the arithmetic.
+nothing. docs/architecture.md, "Keys and rotation", has the arithmetic.
 
 Which columns are encrypted is declared in ``FIELDS`` (one line each); the background re-wrap
 (``gateway/privacy/service.py``) and ``storegw keys status`` walk it.
