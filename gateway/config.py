@@ -159,6 +159,8 @@ class OrderingConfig:
     max_items_per_round: int = opt("int", 50, help="Largest number of items in one round sent to the kitchen.")
     submit_rate: int = opt("int", 10, help="Diner submits allowed per table per minute.")
     staff_session: float = opt("duration", "12h", help="Idle staff sessions end after this.")
+    staff_session_max: float = opt("duration", "16h", help="Staff sessions end this long after sign-in, "
+                                   "however busy.")
     cart_rate: int = opt("int", 240, help="Diner cart changes and requests allowed per table per minute.")
     https: bool = opt("bool", False, help="Table QR URLs use https:// (a certificate for web.public_host is "
                       "served in front of the gateway).")
@@ -166,6 +168,15 @@ class OrderingConfig:
     kds_late: float = opt("duration", "20m", help="KDS tickets older than this turn red (late).")
     live_streams: int = opt("int", 0, help="Live (SSE) streams served at once; others poll. "
                             "0: half of web.threads.")
+    staff_streams: int = opt("int", 0, help="Of live_streams, how many are kept for signed-in staff screens (KDS, "
+                             "table map); diner streams never take them. 0: a quarter, at least 2.")
+    queue_per_client: int = opt("int", 2, help="Open queue numbers (waiting or called) one client may hold at "
+                                "once; a client is its source address (see nat_addresses).")
+    cart_lines_per_client: int = opt("int", 20, help="Lines one client may have in a table's shared cart "
+                                     "(the cart holds 60), so one phone cannot fill it alone.")
+    nat_addresses: tuple[str, ...] = opt("list[str]", (), help="Source addresses or networks (CIDR) that are NAT "
+                                         "routers with many phones behind them: there a client is the address "
+                                         "plus a signed per-device cookie.")
 
 
 @dataclass(frozen=True)
@@ -320,7 +331,8 @@ def _build_devices(raw: Any) -> tuple[DeviceConfig, ...]:
                                   key=f"{where}.{required}")
         dev_id = check_str(item["id"], f"{where}.id")
         if not DEVICE_ID_RE.match(dev_id):
-            raise ConfigError(f"{where}.id: expected [A-Za-z0-9_.-]{{1,64}}, found \"{dev_id}\"", key=f"{where}.id")
+            raise ConfigError(f"{where}.id: expected [A-Za-z0-9_.-]{{1,64}} (not \".\" or \"..\"), "
+                              f"found \"{dev_id}\"", key=f"{where}.id")
         if dev_id in seen:
             raise ConfigError(f"{where}.id: device id \"{dev_id}\" is used twice", key=f"{where}.id")
         seen.add(dev_id)
@@ -354,6 +366,18 @@ def parse(data: Mapping[str, Any], source: str = "") -> Config:
 
 
 def _cross_checks(cfg: Config) -> None:
+    import ipaddress
+
+    for i, net in enumerate(cfg.ordering.nat_addresses):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"ordering.nat_addresses[{i}]: expected an address or network such as "
+                              f"\"192.168.8.1\" or \"10.0.0.0/24\", found \"{net}\"",
+                              key="ordering.nat_addresses") from None
+    for key in ("queue_per_client", "cart_lines_per_client"):
+        if getattr(cfg.ordering, key) < 1:
+            raise ConfigError(f"ordering.{key}: must be at least 1", key=f"ordering.{key}")
     up = cfg.uplink
     if bool(up.cert_file) != bool(up.key_file):
         raise ConfigError("uplink.cert_file and uplink.key_file go together for mutual TLS; set both or neither",

@@ -9,6 +9,7 @@ from flask import Flask
 from web.api import health
 from web.diner import queue_views as diner_queue
 from web.diner import views as diner
+from web.kit import AsciiIntConverter, allowed_hosts, same_origin_location
 from web.portal import views as portal
 from web.staff import views as staff
 
@@ -30,6 +31,7 @@ def create_app(services: Any, test_config: dict[str, Any] | None = None) -> Flas
     if test_config:
         app.config.update(test_config)
     app.extensions["storegw"] = services
+    app.url_map.converters["int"] = AsciiIntConverter  # before any rule is added
     for module in BLUEPRINTS:
         app.register_blueprint(module.bp)
         init = getattr(module, "init_app", None)
@@ -41,6 +43,9 @@ def create_app(services: Any, test_config: dict[str, Any] | None = None) -> Flas
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         resp.headers.setdefault("X-Frame-Options", "DENY")
+        location = resp.headers.get("Location")
+        if location is not None:
+            resp.headers["Location"] = same_origin_location(location, allowed_hosts(services))
         return resp
 
     return app

@@ -217,21 +217,35 @@ def validate_take(party: Any, nickname: Any) -> tuple[int, str]:
     return n, clean_text(raw, NICK_MAX)
 
 
+def open_for_origin(c: Connection, origin: str, day: str) -> int:
+    """How many numbers taken by this client (``origin``) are still in the queue today."""
+    return int(c.execute("SELECT count(*) FROM ord_queue WHERE origin = ? AND day = ? AND seated_ms IS NULL "
+                         "AND skipped_ms IS NULL AND left_ms IS NULL", (origin, day)).fetchone()[0])
+
+
 def take(svc: OrderingContext, c: Connection, phone: str, diner: str, party: int,
-         nickname: str) -> tuple[Entry, list[str]]:
-    """Take a number (or return this phone's number still in the queue) with its pre-order session."""
+         nickname: str, origin: str = "") -> tuple[Entry, list[str]]:
+    """Take a number (or return this phone's number still in the queue) with its pre-order session.
+
+    ``origin`` is a MAC of the client (its address, not the page id it chooses): one client holds at
+    most ``ordering.queue_per_client`` open numbers.
+    """
     ts = now_ms()
     day = day_of(ts)
     known = for_phone(c, phone, day)
     if known is not None and known.active:
         return known, []
+    limit = svc.ocfg.queue_per_client
+    if origin and open_for_origin(c, origin, day) >= limit:
+        raise OrderingError(f"This phone already holds {limit} queue number(s); leave one first. "
+                            f"此手机已取{limit}个号，请先取消一个。", code="queue_limit", status=429)
     prefix = prefix_for(party)
     number = c.execute("SELECT coalesce(max(number), 0) + 1 FROM ord_queue WHERE day = ? AND prefix = ?",
                        (day, prefix)).fetchone()[0]
     entry_id = int(c.execute(
-        "INSERT INTO ord_queue (number, token, party, created_ms, prefix, day, phone, nickname) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (number, f"{day}:{prefix}:{number}", party, ts, prefix, day, phone, nickname)).lastrowid)
+        "INSERT INTO ord_queue (number, token, party, created_ms, prefix, day, phone, nickname, origin) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (number, f"{day}:{prefix}:{number}", party, ts, prefix, day, phone, nickname, origin)).lastrowid)
     sid = int(c.execute("INSERT INTO ord_sessions (table_id, opened_ms, opened_by, covers) VALUES (?, ?, 'queue', ?)",
                         (pseudo_table(entry_id), ts, party)).lastrowid)
     c.execute("UPDATE ord_queue SET session_id = ? WHERE id = ?", (sid, entry_id))

@@ -189,6 +189,10 @@ class OrderingService:
                                 "此二维码已更换，请扫描桌上的二维码。", code="token_replaced", status=410)
         return TableCtx(table, token)
 
+    def origin_of(self, client: str) -> str:
+        """A MAC of a client key (its address, plus its device cookie behind NAT): stored, never the address."""
+        return tbl.sign(self.secret, "client-origin", client)
+
     def form_token(self, token: str) -> str:
         """Return the anti-forgery value diner forms of this table carry (stateless, no cookie)."""
         return tbl.sign(self.secret, "diner-form", token)
@@ -271,14 +275,23 @@ class OrderingService:
         text = clean_text(note, NOTE_MAX)
         nick = self.nickname(diner)
 
+        origin = self.origin_of(client)
+        share = self.ocfg.cart_lines_per_client
+
         def write(c: Connection) -> int:
             sid = self._open_session(c, table_id, create=True)
             count = c.execute("SELECT count(*) FROM ord_cart WHERE session_id = ?", (sid,)).fetchone()[0]
             if count >= MAX_CART_LINES:
                 raise OrderingError("The cart is full; send it to the kitchen first. 购物车已满。", code="cart_full")
+            mine = c.execute("SELECT count(*) FROM ord_cart WHERE session_id = ? AND origin = ?",
+                             (sid, origin)).fetchone()[0]
+            if mine >= share:
+                raise OrderingError(f"You have {mine} dishes in the cart; send it first. "
+                                    f"您已加入{mine}个菜品，请先下单。", code="cart_share", status=409)
             return int(c.execute(
-                "INSERT INTO ord_cart (session_id, item_id, qty, mods, note, diner, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (sid, item_id, n, json.dumps(mods), text, nick, now_ms())).lastrowid)
+                "INSERT INTO ord_cart (session_id, item_id, qty, mods, note, diner, created_ms, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (sid, item_id, n, json.dumps(mods), text, nick, now_ms(), origin)).lastrowid)
         return self.writer.submit(write, on_commit=self._committed(table_id)).result(30)
 
     def update_cart(self, ctx: TableCtx, line_id: int, qty: int) -> None:
@@ -318,7 +331,7 @@ class OrderingService:
             self.counters["duplicates"] += 1
             return {"round": known[0], "total": known[1], "duplicate": True, "lines": 0}
         self._check_rate(self.submit_limit, f"t:{table_id}")
-        self._check_rate(self.client_limit, f"c:{client}:{diner}")
+        self._check_rate(self.client_limit, f"c:{client}")  # the client, not the page id it chooses
         nick = self.nickname(diner)
         result: dict[str, Any] = {}
 

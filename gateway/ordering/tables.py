@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import segno
 
+from gateway import textclean
 from gateway.core.errors import OrderingError
 from gateway.store import ensure_secret as store_secret
 from gateway.store.db import Connection
@@ -53,9 +54,10 @@ def make_token(secret: bytes, store: str, table: Table) -> str:
 def parse_token(secret: bytes, store: str, token: str) -> tuple[str, int]:
     """Verify a token's signature; return (table id, version) or raise OrderingError."""
     parts = token.split(".")
-    if len(parts) != 3 or not TABLE_RE.match(parts[0]) or not parts[1].isdigit() or len(parts[1]) > 9:
+    version = textclean.parse_uint_or(parts[1], max_digits=9) if len(parts) == 3 else None
+    if version is None or not TABLE_RE.fullmatch(parts[0]):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
-    table, version = parts[0], int(parts[1])
+    table = parts[0]
     if not hmac.compare_digest(parts[2], _sig(secret, store, table, version)):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
     return table, version
@@ -75,8 +77,9 @@ def list_tables(conn: Connection) -> list[Table]:
 
 def upsert_table(conn: Connection, table_id: str, label: str = "", area: str = "", seats: int = 4) -> None:
     """Create a table (or update its label) inside the caller's transaction."""
-    if not TABLE_RE.match(table_id):
+    if not TABLE_RE.fullmatch(table_id):
         raise OrderingError(f"table id {table_id!r}: expected 1-16 of A-Z a-z 0-9 _ -")
+    label, area = textclean.clean(label, 32), textclean.clean(area, 32)
     pos = conn.execute("SELECT coalesce(max(pos), 0) + 1 FROM ord_tables").fetchone()[0]
     conn.execute("INSERT INTO ord_tables (id, pos, label, area, seats) VALUES (?, ?, ?, ?, ?) "
                  "ON CONFLICT (id) DO UPDATE SET label = excluded.label, area = excluded.area, "

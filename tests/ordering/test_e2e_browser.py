@@ -35,7 +35,7 @@ def phone(browser, origin, requests):
     return ctx
 
 
-def staff_page(browser, origin, requests, path, name, pin="2468"):
+def staff_page(browser, origin, requests, path, name, pin="246813"):
     """A staff browser signed in as ``name`` on ``path`` (the login form redirects back)."""
     ctx = browser.new_context(viewport={"width": 1024, "height": 700})
     ctx.on("request", lambda r: requests.append(r.url))

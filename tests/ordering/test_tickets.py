@@ -65,7 +65,7 @@ def test_failed_printer_shows_rerouted_on_kds(make_gw):
         from gateway.ordering import staff as staffops
         from web import create_app
 
-        svc.writer.call(lambda c: staffops.add_staff(c, "chef", "kitchen", "1234"))
+        svc.writer.call(lambda c: staffops.add_staff(c, "chef", "kitchen", "123456"))
         app = create_app(gw, {"TESTING": True})
         d = D(app.test_client(), svc, "A1")
         d.add("h02")

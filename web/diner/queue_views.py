@@ -21,6 +21,7 @@ from gateway.ordering.menu import ALLERGENS
 from gateway.ordering.service import TableCtx
 from web.diner.i18n import t
 from web.diner.views import bp, client_key, error_page, lang_of, ordering, sse, wants_json
+from web.kit import url_int
 
 
 def _d() -> str:
@@ -135,10 +136,11 @@ def queue_take(token: str) -> Any:
         if entry is not None and entry.active:  # idempotent without spending a rate-limit token
             return {"number": entry.label, "duplicate": True}, {"taken": 1}
         party, nick = queue.validate_take(request.form.get("party"), request.form.get("nickname", ""))
-        svc._check_rate(svc.client_limit, f"q:{client_key()}:{d}")
+        client = client_key()  # the address (plus a device cookie behind NAT): not the page id ``d`` it chooses
+        svc._check_rate(svc.client_limit, f"q:{client}")
         svc._check_rate(svc.write_limit, "queue")
         phone = queue.phone_key(svc.secret, d)
-        got = svc.kitchen_call(queue.take, phone, d, party, nick)
+        got = svc.kitchen_call(queue.take, phone, d, party, nick, svc.origin_of(client))
         return {"number": got.label, "duplicate": False}, {"taken": 1}
     return _act(token, fn, need_entry=False)
 
@@ -171,7 +173,7 @@ def queue_add(token: str) -> Any:
 def queue_cart_line(token: str, line_id: int) -> Any:
     """Change or remove a pre-order line (only lines of this phone's number)."""
     def fn(svc: Any, entry: Any, d: str) -> Any:
-        qty = 0 if request.form.get("remove") else request.form.get("qty", type=int, default=0)
+        qty = 0 if request.form.get("remove") else url_int(request.form, "qty", -1)
         svc.update_cart(_ctx(entry, token), line_id, qty)
         return {}, {"_anchor": "cart"}
     return _act(token, fn)
@@ -236,4 +238,4 @@ def queue_events(token: str) -> Any:
         _, entry, _ = _get_entry(token)
     except OrderingError as err:
         return {"ok": False, "error": str(err), "code": err.code}, err.status
-    return sse(_channels(entry), request.args.get("v", type=int, default=0))
+    return sse(_channels(entry), url_int(request.args, "v", 0), "diner")
