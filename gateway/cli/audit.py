@@ -20,13 +20,13 @@ from gateway.core.errors import GatewayError
 
 @contextmanager
 def _readonly(cfg: Any) -> Iterator[Any]:
-    from gateway.store.db import DB_NAME, connect, resolve_key
+    from gateway.clikit import db_key
+    from gateway.store.db import DB_NAME, connect
 
     path = cfg.data_path / DB_NAME
     if not path.is_file():
         raise GatewayError(f"no database at {path}: is store.data_dir right?")
-    key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
-    conn = connect(path, key, readonly=True)
+    conn = connect(path, db_key(cfg), readonly=True)
     try:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit_log'").fetchone():
             raise GatewayError(f"{path} has no audit chain yet: run `storegw run` (or any storegw command "

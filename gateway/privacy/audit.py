@@ -197,16 +197,15 @@ def entries(conn: Connection, *, after: int = 0) -> Iterator[Entry]:
     Reads what is there, whatever a tamper stored: blobs are cast back to bytes and text that is not
     UTF-8 is decoded with replacement characters (its hash then no longer matches).
     """
-    saved = conn.text_factory
-    conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
-    try:
-        cur = conn.execute("SELECT seq, ts_ms, who, action, subject, why, detail, CAST(prev AS BLOB), "
-                           "CAST(hash AS BLOB) FROM audit_log WHERE seq > ? ORDER BY seq", (after,))
-        for row in cur:
-            yield Entry(int(row[0]), int(row[1]), str(row[2]), str(row[3]), str(row[4]), str(row[5]), str(row[6]),
-                        bytes(row[7] or b""), bytes(row[8] or b""))
-    finally:
-        conn.text_factory = saved
+    def text(raw: Any) -> str:
+        return bytes(raw or b"").decode("utf-8", "replace")
+
+    cur = conn.execute("SELECT seq, ts_ms, CAST(who AS BLOB), CAST(action AS BLOB), CAST(subject AS BLOB), "
+                       "CAST(why AS BLOB), CAST(detail AS BLOB), CAST(prev AS BLOB), CAST(hash AS BLOB) "
+                       "FROM audit_log WHERE seq > ? ORDER BY seq", (after,))
+    for row in cur:
+        yield Entry(int(row[0]), int(row[1]), text(row[2]), text(row[3]), text(row[4]), text(row[5]), text(row[6]),
+                    bytes(row[7] or b""), bytes(row[8] or b""))
 
 
 def recent(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
@@ -232,7 +231,7 @@ class Signer(Protocol):
 
 
 class Ed25519Signer:
-    """An Ed25519 signer from a 32-byte seed (the interim signer kept in the store's secrets)."""
+    """An Ed25519 signer from a 32-byte seed (tests and tools; the gateway uses the keyring's)."""
 
     def __init__(self, seed: bytes) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

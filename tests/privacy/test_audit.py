@@ -21,12 +21,13 @@ from gateway import domains
 from gateway.cli import main
 from gateway.config import parse
 from gateway.privacy import audit
-from gateway.store import Store, ensure_secret, migrations, open_store
-from gateway.store.db import DB_NAME, DatabaseError, connect, resolve_key
+from gateway.store import Store, migrations, open_store
+from gateway.store.db import DB_NAME, DatabaseError, connect
 
 PREFIX = "storegw/v1/sh-001"
 ORIGIN = f"{PREFIX}/audit"
 PHONE, ID_NUMBER = "13812345678", "11010519491231002X"
+TEST_SIGNER = audit.Ed25519Signer(bytes(range(32)))  # the store-level tests' signing key (no keyring)
 
 
 def write_config(tmp_path: Path, extra: str = "") -> Path:
@@ -63,9 +64,8 @@ def store(tmp_path: Path, cfg_path: Path) -> Iterator[Store]:
 
 
 def bind_checkpointer(st: Store, every: int = 500) -> audit.Checkpointer:
-    """Bind a checkpointer signing with the store's key, as gateway.app does."""
-    seed = st.writer.call(lambda c: ensure_secret(c, "secret:audit-signing-key"))
-    cp = audit.Checkpointer(PREFIX, "sh-001", audit.Ed25519Signer(seed), every_entries=every)
+    """Bind a checkpointer, as gateway.app does with the keyring's signer."""
+    cp = audit.Checkpointer(PREFIX, "sh-001", TEST_SIGNER, every_entries=every)
 
     def bind(c: Any) -> None:
         cp.record_key(c)
@@ -88,14 +88,18 @@ def verify(cfg_path: Path, *extra: str) -> Any:
     return run_cli("audit", "verify", "--config", str(cfg_path), *extra)
 
 
-def raw_conn(data: Path) -> Any:
-    """The database opened with its key through the project's connect: the plain SQL API."""
-    return connect(data / DB_NAME, resolve_key(data, create=False))
+def raw_conn(cfg_path: Path) -> Any:
+    """The database opened with its key (through the keyring when there is one) by the project's
+    connect: the plain SQL API."""
+    from gateway.clikit import db_key, load_config
+
+    cfg = load_config(str(cfg_path))
+    return connect(cfg.data_path / DB_NAME, db_key(cfg))
 
 
-def tamper(data: Path, *statements: str) -> None:
+def tamper(cfg_path: Path, *statements: str) -> None:
     """What someone holding the database key does: drop the append-only triggers, then edit."""
-    conn = raw_conn(data)
+    conn = raw_conn(cfg_path)
     try:
         conn.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
         conn.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
@@ -164,7 +168,7 @@ def test_untouched_chain_verifies(store, cfg_path):
     assert "ok: 25 entries" in r.output and "2 local" in r.output
 
 
-def _swap(data: Path) -> None:
+def _swap(data: Path) -> None:  # data: the config file
     tamper(data, "UPDATE audit_log SET seq = -7 WHERE seq = 7", "UPDATE audit_log SET seq = 7 WHERE seq = 8",
            "UPDATE audit_log SET seq = 8 WHERE seq = -7")
 
@@ -181,7 +185,7 @@ def test_each_tamper_is_named(store, cfg_path, tmp_path, how, first_bad, says):
     fill(store, 20)
     store.close()
     assert verify(cfg_path).exit_code == 0
-    data = tmp_path / "data"
+    data = cfg_path
     if how == "byte":  # one byte of one entry: line:7 -> line:8
         tamper(data, "UPDATE audit_log SET subject = 'line:8' WHERE seq = 7")
     elif how == "hash-byte":
@@ -199,10 +203,10 @@ def test_each_tamper_is_named(store, cfg_path, tmp_path, how, first_bad, says):
     assert says in r.output
 
 
-def _rewrite_holding_the_keys(data: Path, seq: int = 7, prefix: str = PREFIX) -> None:
+def _rewrite_holding_the_keys(cfg_path: Path, signer: audit.Signer, seq: int = 7, prefix: str = PREFIX) -> None:
     """Someone with the database key (and so, for now, the signing key): edit entry ``seq``, recompute the
     chain from there, throw away the local checkpoints and sign new ones that match."""
-    conn = raw_conn(data)
+    conn = raw_conn(cfg_path)
     try:
         for table in ("audit_log", "audit_checkpoints"):
             conn.execute(f"DROP TRIGGER {table}_no_update")
@@ -216,8 +220,7 @@ def _rewrite_holding_the_keys(data: Path, seq: int = 7, prefix: str = PREFIX) ->
             prev = digest
         lengths = [r[0] for r in conn.execute("SELECT length FROM audit_checkpoints ORDER BY id")]
         conn.execute("DELETE FROM audit_checkpoints")
-        seed = ensure_secret(conn, "secret:audit-signing-key")
-        cp = audit.Checkpointer(prefix, "sh-001", audit.Ed25519Signer(seed))
+        cp = audit.Checkpointer(prefix, "sh-001", signer)
         for n in lengths:  # re-sign at the same lengths, over the rewritten chain
             last = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (n,)).fetchone()[0]
             msg_ts = audit.iso_ms(audit.now_ms())
@@ -245,7 +248,7 @@ def test_full_recompute_is_caught_against_hq_checkpoints(store, cfg_path, tmp_pa
     (tmp_path / "latest.json").write_text(json.dumps(hq[-1]))
     (tmp_path / "history.jsonl").write_text("".join(json.dumps(m) + "\n" for m in hq))
 
-    _rewrite_holding_the_keys(tmp_path / "data")
+    _rewrite_holding_the_keys(cfg_path, TEST_SIGNER)
     r = verify(cfg_path)
     assert r.exit_code == 0, r.output  # consistent in itself: only a head kept off the board tells
     assert "cannot be told from an intact one" in r.output
@@ -269,8 +272,7 @@ def test_full_recompute_is_caught_against_hq_checkpoints(store, cfg_path, tmp_pa
 def _signed_at(st: Store, n: int) -> dict[str, Any]:
     """The checkpoint the store would have sent at length ``n`` (signed with its key)."""
     def sign(c: Any) -> dict[str, Any]:
-        seed = ensure_secret(c, "secret:audit-signing-key")
-        signer = audit.Ed25519Signer(seed)
+        signer = TEST_SIGNER
         head = audit.b64(bytes(c.execute("SELECT hash FROM audit_log WHERE seq = ?", (n,)).fetchone()[0]))
         ts = audit.iso_ms(audit.now_ms())
         sig = signer.sign(audit.checkpoint_note(ORIGIN, n, head, ts))
@@ -412,7 +414,7 @@ def test_ord_audit_rows_are_carried_over_in_order(tmp_path, monkeypatch, cfg_pat
     monkeypatch.setattr(migrations, "_MIGRATIONS", before)
     st = open_store(data, "", domains.SCHEMAS)
     st.close()
-    conn = raw_conn(data)
+    conn = raw_conn(cfg_path)
     conn.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms) VALUES ('Li Lei', 'cashier', 'x', 1)")
     for i, (who, action, target, reason) in enumerate([
             ("Li Lei", "open", "table:A1", "covers=2"), ("Li Lei", "menu", "c01", '{"price": 100}'),
@@ -484,7 +486,11 @@ def test_checkpoint_reaches_hq_and_catches_a_rewrite(tmp_path, mosquitto_factory
     assert not audit.signature_ok(dict(held, length=4), ORIGIN, key_line[1])
 
     assert verify(cfg_file, "--checkpoint", str(hq_dir / "sh-001.json"), "--public-key", key_line[1]).exit_code == 0
-    _rewrite_holding_the_keys(tmp_path / "data", seq=2)
+    from gateway.clikit import load_config
+    from gateway.privacy.keys import Keyring
+
+    thief_signer = Keyring.open(load_config(str(cfg_file)).keys_path, create=False).signer()  # on the board
+    _rewrite_holding_the_keys(cfg_file, thief_signer, seq=2)
     assert verify(cfg_file).exit_code == 0
     r = verify(cfg_file, "--checkpoint", str(hq_dir / "sh-001.json"), "--public-key", key_line[1])
     assert r.exit_code == 1 and "FAILED: first bad entry 1" in r.output and "entries 1..5" in r.output
