@@ -8,7 +8,7 @@
    one summary message per window of up to ``uplink.batch`` items (D items when D <= batch),
    plus the alerts of a few temperature excursions (raised and cleared). ``--single-flush``
    packs everything at the end instead (full ``uplink.batch`` messages).
-2. HQ (a real Mosquitto) and an HQ collector (``gateway.hqwatch.HQCollector``) start; then
+2. HQ (a real Mosquitto) and an HQ collector (``gateway.hq.watch.HQCollector``) start; then
    ``python -m gateway run --config FILE`` starts on that data directory (``uplink.drain_rate``,
    ``uplink.batch`` and ``uplink.max_inflight`` set explicitly in its config).
 3. Drain rate: backlog messages (and summary items) from the first to the last one arriving at
@@ -46,16 +46,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import Broker, GatewayProc, free_port, make_log, wait_for, write_config  # noqa: E402
 
-from gateway import alerts as alerts_mod  # noqa: E402
-from gateway import outbox as outbox_mod  # noqa: E402
-from gateway import telemetry as telemetry_mod  # noqa: E402
-from gateway.alerts import AlertManager  # noqa: E402
+from gateway import domains  # noqa: E402
 from gateway.config import load as load_config  # noqa: E402
-from gateway.hqwatch import HQCollector  # noqa: E402
-from gateway.mqtt import new_client  # noqa: E402
-from gateway.payload import parse  # noqa: E402
+from gateway.hq.watch import HQCollector  # noqa: E402
+from gateway.spine import alerts as alerts_mod  # noqa: E402
+from gateway.spine import telemetry as telemetry_mod  # noqa: E402
+from gateway.spine.alerts import AlertManager  # noqa: E402
+from gateway.spine.mqtt import new_client  # noqa: E402
+from gateway.spine.payload import parse  # noqa: E402
+from gateway.spine.telemetry import Telemetry  # noqa: E402
 from gateway.store import open_store  # noqa: E402
-from gateway.telemetry import Telemetry  # noqa: E402
+from gateway.store import outbox as outbox_mod  # noqa: E402
 
 log = make_log("drain")
 
@@ -108,7 +109,7 @@ class SimClock:
 def build_backlog(cfg_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Write H hours of readings, windows, summaries and alerts as the gateway would; return counts."""
     cfg = load_config(cfg_path)
-    store = open_store(cfg.data_path, cfg.store.key_file)
+    store = open_store(cfg.data_path, cfg.store.key_file, domains.SCHEMAS)
     store.start()
     alerts = AlertManager(cfg.store.id, cfg.prefix)
     tel = Telemetry(cfg, alerts)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from _harness import Broker, free_port  # noqa: E402
 
 from devices.escpos.simulator import VirtualPrinter, decode_tickets  # noqa: E402
-from gateway.mqtt import new_client  # noqa: E402
+from gateway.spine.mqtt import new_client  # noqa: E402
 
 STATIONS = ("cold", "hot", "staple", "bar")
 TICKET_RE = re.compile(r"TABLE (T\d+)")

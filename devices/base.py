@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.config import DeviceConfig, OptionSpec
-from gateway.models import EventSink
+from gateway.core.models import EventSink
+from gateway.core.options import DeviceConfig, OptionSpec
 
 
 class Driver(Protocol):
@@ -32,7 +32,11 @@ class DriverSpec:
 
     kind: str
     description: str
-    factory: Callable[[DeviceConfig], Driver]
+    factory: Callable[[DeviceConfig], Driver] | None  # None: a domain service runs these devices
     options: Mapping[str, OptionSpec] = field(default_factory=dict)
     needs_port: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Checks across every device of this family (e.g. printer backup references), after each is valid.
+    check_all: Callable[[Sequence[DeviceConfig]], Any] | None = None
+    # Returns the family's simulator class (`storegw simulate KIND`), imported lazily.
+    simulator: Callable[[], type] | None = None

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
 from typing import Any
 
 import click
 
-from gateway.errors import ConfigError, GatewayError
+from devices.registry import FAMILIES
+from gateway.core.errors import ConfigError, GatewayError
 
-# kind → (module, class) of its simulator
-SIMULATORS = {
-    "scanner": ("devices.scanner.simulator", "ScannerSimulator"),
-    "em4100": ("devices.em4100.simulator", "EM4100Simulator"),
-    "magstripe": ("devices.magstripe.simulator", "MagstripeSimulator"),
-    "idcard": ("devices.idcard.simulator", "IdCardSimulator"),
-    "mrz": ("devices.mrz.simulator", "MrzSimulator"),
-    "modbus": ("devices.modbus.simulator", "ModbusSimulator"),
-}
+# The families that ship a serial simulator (their SPEC.simulator).
+SIMULATORS = {kind: spec.simulator for kind, spec in FAMILIES.items() if spec.simulator is not None}
 
 
 def make_simulator(kind: str, link: str | None) -> Any:
     """Return the (unplugged) simulator of a device family."""
     if kind not in SIMULATORS:
         raise ConfigError(f"unknown KIND \"{kind}\"; expected one of {', '.join(SIMULATORS)}")
-    module, name = SIMULATORS[kind]
-    return getattr(importlib.import_module(module), name)(link)
+    return SIMULATORS[kind]()(link)
 
 
 def run(kind: str, link: str | None, every: float, count: int, out: Any = click.echo) -> None:

@@ -1,7 +1,7 @@
 """The decode layer behind ``storegw decode KIND``: one input in, one JSON-ready dict out.
 
 Each KIND is parsed by its family's sans-I/O protocol module; any failure becomes a
-:class:`~gateway.errors.DecodeError` with a one-line message. Sensitive fields (payment PANs, ID
+:class:`~gateway.core.errors.DecodeError` with a one-line message. Sensitive fields (payment PANs, ID
 numbers, names, addresses, document numbers) are masked unless ``reveal`` is set.
 """
 
@@ -19,7 +19,7 @@ from devices.magstripe import protocol as magstripe
 from devices.modbus import protocol as modbus
 from devices.mrz import protocol as mrz
 from devices.scanner import protocol as scanner
-from gateway.errors import DecodeError, ProtocolError
+from gateway.core.errors import DecodeError, ProtocolError
 
 KINDS = ("scanner", "em4100", "magstripe", "idcard", "gb11643", "mrz", "escpos-status", "modbus")
 _BINARY_KINDS = frozenset({"em4100", "idcard", "escpos-status", "modbus"})

@@ -2,7 +2,7 @@
 
 A port is always opened with ``serial.serial_for_url``: a ``/dev/serial/by-id/...`` path, a pty, or a
 URL (``loop://``, ``socket://HOST:PORT``, ``rfc2217://HOST:PORT``). pyserial's exceptions end here:
-they leave this module as :class:`~gateway.errors.DeviceUnavailable` (``from err``).
+they leave this module as :class:`~gateway.core.errors.DeviceUnavailable` (``from err``).
 
 :class:`SerialDriver` owns one port in one thread. It feeds the family's protocol (the subclass's
 ``data_received``), survives unplugging (the port reports an error or its path disappears: the
@@ -23,8 +23,8 @@ from typing import Any
 
 import serial
 
-from gateway.errors import DeviceUnavailable, ProtocolError
-from gateway.models import Availability, DeviceEvent, EventSink, Reading, now_ms
+from gateway.core.errors import DeviceUnavailable, ProtocolError
+from gateway.core.models import Availability, DeviceEvent, EventSink, Reading, now_ms
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -13,16 +13,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway import __version__, outbox
-from gateway.alerts import AlertManager
+from gateway import __version__, domains
 from gateway.config import Config
-from gateway.hub import Hub
-from gateway.ingest import Ingest
-from gateway.models import now_ms, utcnow
-from gateway.outbox import depths
-from gateway.store import Store, open_store
-from gateway.telemetry import Telemetry
-from gateway.uplink import Uplink
+from gateway.core.models import now_ms, utcnow
+from gateway.privacy import audit
+from gateway.privacy.keys import Keyring, database_key
+from gateway.privacy.service import KeyService
+from gateway.spine.alerts import AlertManager
+from gateway.spine.context import Periodic, ServiceContext
+from gateway.spine.hub import Hub
+from gateway.spine.ingest import Ingest
+from gateway.spine.telemetry import Telemetry
+from gateway.spine.uplink import Uplink
+from gateway.store import Store, open_store, outbox
+from gateway.store.outbox import depths
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,9 +76,11 @@ class Gateway:
         self.broker: Any = None
         self.scheduler: Any = None
         self.web_server: Any = None
+        self.audit: audit.Checkpointer | None = None
         self._notifier: Any = None
         self._stopping = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
+        self.privacy: KeyService | None = None  # keys, field cipher, rotation (set by build)
 
     # -- lifecycle
     def start(self, *, web: bool = True, devices: bool = True) -> None:
@@ -82,16 +88,19 @@ class Gateway:
         from gateway import jobs
 
         if self.cfg.local_mqtt.embedded:
-            from gateway.broker import EmbeddedBroker
+            from gateway.spine.broker import EmbeddedBroker
 
             self.broker = EmbeddedBroker(self.cfg.local_mqtt.host, self.cfg.local_mqtt.port)
             self.broker.start()
         self.store.start()
+        if self.privacy is not None:
+            self.privacy.start()
         self.store.writer.call(self._load_state)
         if self.store.quarantined:
             self.store.writer.call(lambda c: self.alerts.raise_(
                 c, QUARANTINE_KEY, kind="gateway", rule="db-quarantined", device="gateway", severity="critical",
                 text=f"damaged database moved aside to {self.store.quarantined.name}; a fresh one was created"))
+        self._start_audit()
         self._build_services()
         self.hub.start()
         if devices:
@@ -111,6 +120,8 @@ class Gateway:
             return
         self._stopping.set()
         self.notify("STOPPING=1")
+        if self.privacy is not None:
+            self.privacy.stop()  # no rotation while stopping
         if self.web_server is not None:
             self.web_server.close()
         if self.scheduler is not None:
@@ -126,6 +137,8 @@ class Gateway:
         self.hub.stop()
         self.uplink.stop()
         self.store.close()
+        if self.privacy is not None:
+            self.privacy.close()
         if self.broker is not None:
             self.broker.stop()
 
@@ -137,11 +150,39 @@ class Gateway:
         self.alerts.load(conn)
         self.telemetry.load(conn)
 
-    def _build_services(self) -> None:
-        """Build the domain services that exist in this build (printing, ordering, ...)."""
-        from gateway import services
+    def _start_audit(self) -> None:
+        """Sign audit checkpoints with the keyring's Ed25519 key: every ``audit.checkpoint_entries``
+        appends on the writer (``audit.bind``), and periodically (``periodic``)."""
+        if self.privacy is None:  # a Gateway made without ``build`` (no keyring): entries, no checkpoints
+            _LOGGER.warning("No keyring: audit checkpoints are not signed or sent")
+            return
+        self.audit = audit.Checkpointer(self.cfg.prefix, self.cfg.store.id, self.privacy.ring.signer(),
+                                        every_entries=self.cfg.audit.checkpoint_entries)
+        checkpointer = self.audit
 
-        self.services = services.build_all(self)
+        def bind(c: Any) -> None:
+            checkpointer.record_key(c)
+            audit.bind(c, checkpointer)
+
+        self.store.writer.call(bind)
+        self.on_stop(lambda: self.store.writer.call(audit.unbind))
+
+    def periodic(self) -> tuple[Periodic, ...]:
+        """The gateway's own periodic jobs that are not a domain's (``gateway/jobs.py`` schedules them)."""
+        jobs = []
+        if self.audit is not None:
+            jobs.append(Periodic("audit-checkpoint", self.cfg.audit.checkpoint_every,
+                                 lambda: self.store.writer.submit(self.audit.periodic)))
+        return tuple(jobs)
+
+    def _build_services(self) -> None:
+        """Build and start the domain services, in order (later ones may use earlier ones)."""
+        for name, factory in domains.SERVICES:
+            ctx = ServiceContext(self.cfg, self.store, self.hub, self.alerts, dict(self.services), self.privacy)
+            svc = factory(ctx)
+            self.services[name] = svc
+            svc.start()
+            self.on_stop(svc.stop)
 
     def _start_drivers(self) -> None:
         from devices import cardref, registry
@@ -151,8 +192,8 @@ class Gateway:
         cardref.use_gateway_secret(self.store.writer.call(lambda c: ensure_secret(c, "secret:card-ref")))
         for dev in self.cfg.devices:
             spec = registry.spec(dev.kind)
-            if spec is None or dev.kind in registry.SERVICE_KINDS:
-                continue  # printers are driven by the print service
+            if spec is None or spec.factory is None:
+                continue  # e.g. printers: the print service runs them
             driver = spec.factory(dev)
             driver.start(self.hub)
             self.drivers.append(driver)
@@ -232,6 +273,8 @@ class Gateway:
             "devices": [d.as_dict() for d in self.hub.devices.values()],
             "stalled": stale,
         }
+        if self.privacy is not None:
+            doc["keys"] = self.privacy.health()
         for name, svc in self.services.items():
             fn = getattr(svc, "health", None)
             if fn is not None:
@@ -240,11 +283,19 @@ class Gateway:
 
 
 def build(cfg: Config) -> Gateway:
-    """Open the store and wire a Gateway for this config (nothing runs until ``start``)."""
-    from devices import registry
-    from gateway import services
+    """Open the keyring and the store and wire a Gateway for this config (nothing runs until ``start``).
 
-    cfg = registry.validate(cfg)
-    services.check_config(cfg)
-    store = open_store(cfg.data_path, cfg.store.key_file)
-    return Gateway(cfg, store)
+    The database key comes from the keyring (``gateway.privacy.keys``), outside the data dir; the
+    gateway holds the keys directory's lock until it stops, so no offline rotation runs beside it.
+    """
+    ring = Keyring.open(cfg.keys_path)
+    ring.acquire(wait=60)
+    try:
+        key = database_key(ring, cfg.data_path, cfg.store.key_file)
+        store = open_store(cfg.data_path, cfg.store.key_file, domains.SCHEMAS, key=key)
+    except BaseException:
+        ring.release()
+        raise
+    gw = Gateway(cfg, store)
+    gw.privacy = KeyService(cfg, ring, store)
+    return gw

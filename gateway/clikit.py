@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 CONFIG = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
                       help="The gateway's TOML configuration file.")
@@ -38,13 +38,18 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def load_config(path: str) -> Any:
-    """Load and fully validate a config file (device options and service checks included)."""
-    from devices import registry
-    from gateway import config, services
+    """Load and fully validate a config file (device options and cross-device checks included)."""
+    from gateway import config
 
-    cfg = registry.validate(config.load(path))
-    services.check_config(cfg)
-    return cfg
+    return config.load(path)
+
+
+def db_key(cfg: Any, *, create: bool = False) -> Any:
+    """The database key of this config's board, through the keyring (``gateway.privacy.keys``), for
+    commands that open the database themselves (backup, restore, print, menu...)."""
+    from gateway.privacy.keys import current_db_key
+
+    return current_db_key(cfg.data_path, cfg.keys_path, cfg.store.key_file, create=create)
 
 
 def health_url(cfg: Any) -> str:

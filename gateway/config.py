@@ -9,213 +9,33 @@ ESPHome's config validation does.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
-import math
-import re
+import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from gateway.errors import ConfigError
-from gateway.models import DEVICE_ID_RE
+from devices import registry
+from gateway.core.errors import ConfigError
+from gateway.core.models import DEVICE_ID_RE
+from gateway.core.options import (
+    DeviceConfig,
+    OptionSpec,
+    check_str,
+    opt,
+    parse_duration,
+    parse_size,
+    type_name,
+    unknown_key,
+    validate_options,
+    validate_value,
+)
 
-# ---------------------------------------------------------------------------
-# value validators
-
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
-STORE_ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
-
-
-def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
-
-
-def parse_duration(value: Any, key: str) -> float:
-    """Return a duration string such as ``"30s"`` in seconds, or raise a teaching ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ConfigError(f"{key}: expected a duration such as \"30s\", found {_type_name(value)}", key=key)
-    if isinstance(value, (int, float)):
-        raise ConfigError(
-            f"{key}: don't know what '{value}' means as it has no time unit! "
-            f"Did you mean \"{value}s\"? (units: ms, s, m, h, d)", key=key)
-    m = _DURATION_RE.match(value)
-    if not m:
-        hint = f" Did you mean \"{value.strip()}s\"?" if value.strip().replace(".", "", 1).isdigit() else ""
-        raise ConfigError(
-            f"{key}: expected a duration with a unit such as \"500ms\", \"30s\", \"2m\", \"7d\"; "
-            f"found \"{value}\".{hint}", key=key)
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-
-
-def parse_size(value: Any, key: str) -> int:
-    """Return a size string such as ``"256MB"`` in bytes."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ConfigError(f"{key}: expected a size such as \"256MB\", found {_type_name(value)}", key=key)
-    if isinstance(value, int):
-        raise ConfigError(f"{key}: '{value}' has no unit; did you mean \"{value}MB\"? (units: KB, MB, GB)",
-                          key=key)
-    m = _SIZE_RE.match(value)
-    if not m:
-        raise ConfigError(f"{key}: expected a size such as \"256MB\" or \"1GiB\", found \"{value}\"", key=key)
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-
-
-def _check_str(value: Any, key: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string, found {_type_name(value)} ({value!r})", key=key)
-    return value
-
-
-def _check_bool(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        hint = " (write true or false, without quotes)" if isinstance(value, str) else ""
-        raise ConfigError(f"{key}: expected true or false, found {_type_name(value)} ({value!r}){hint}", key=key)
-    return value
-
-
-def _check_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key}: expected a whole number, found {_type_name(value)} ({value!r})", key=key)
-    return value
-
-
-def _check_float(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key}: expected a number, found {_type_name(value)} ({value!r})", key=key)
-    return float(value)
-
-
-def _check_port(value: Any, key: str) -> int:
-    port = _check_int(value, key)
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{key}: expected a TCP port 1-65535, found {port}", key=key)
-    return port
-
-
-def _check_store_id(value: Any, key: str) -> str:
-    text = _check_str(value, key)
-    if not STORE_ID_RE.match(text):
-        suggestion = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:32] or "sh-001"
-        raise ConfigError(
-            f"{key}: expected 1-32 characters of a-z, 0-9 and '-', found \"{text}\"; "
-            f"try \"{suggestion}\"", key=key)
-    return text
-
-
-def _check_listen(value: Any, key: str) -> str:
-    text = _check_str(value, key)
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError(f"{key}: expected HOST:PORT such as \"0.0.0.0:8080\", found \"{text}\"", key=key)
-    return text
-
-
-def _check_str_list(value: Any, key: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{key}: expected a list of strings such as [\"fridge-*\"], found {value!r}", key=key)
-    return tuple(value)
-
-
-def _check_enum(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
-    def check(value: Any, key: str) -> str:
-        text = _check_str(value, key)
-        if text not in choices:
-            close = difflib.get_close_matches(text, choices, n=1, cutoff=0.4)
-            hint = f"; did you mean \"{close[0]}\"?" if close else ""
-            raise ConfigError(f"{key}: expected one of {', '.join(choices)}; found \"{text}\"{hint}", key=key)
-        return text
-    return check
-
-
-_CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-
-
-def _check_clock(value: Any, key: str) -> str:
-    text = _check_str(value, key)
-    if text and not _CLOCK_RE.match(text):
-        raise ConfigError(f'{key}: expected a local time "HH:MM" such as "03:30" (or "" for none); found "{text}"',
-                          key=key)
-    return text
-
-
-VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
-    "str": _check_str,
-    "path": _check_str,
-    "bool": _check_bool,
-    "int": _check_int,
-    "float": _check_float,
-    "port": _check_port,
-    "duration": parse_duration,
-    "size": parse_size,
-    "store_id": _check_store_id,
-    "listen": _check_listen,
-    "list[str]": _check_str_list,
-    "clock": _check_clock,
-}
-
-
-def validate_value(type_: str, value: Any, key: str) -> Any:
-    """Validate one value of a declared type (``enum:a|b`` for choices)."""
-    if type_.startswith("enum:"):
-        return _check_enum(tuple(type_[5:].split("|")))(value, key)
-    return VALIDATORS[type_](value, key)
-
-
-def opt(type_: str, default: Any = dataclasses.MISSING, help: str = "", *, secret: bool = False) -> Any:  # noqa: A002
-    """Declare a config field with its type, default and one-line help."""
-    meta = {"type": type_, "help": help, "secret": secret}
-    if isinstance(default, (list, dict)):
-        raise TypeError("use tuples for list defaults")
-    if default is dataclasses.MISSING:
-        return field(metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """A device-family option: its type (as in ``opt``), default and help."""
-
-    type: str
-    default: Any = None
-    help: str = ""
-    required: bool = False
-
-
-def _unknown_key(section: str, key: str, known: list[str]) -> ConfigError:
-    dotted = f"{section}.{key}" if section else key
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    where = f"[{section}] " if section else ""
-    hint = f"; did you mean `{close[0]}`?" if close else f"; valid keys: {', '.join(sorted(known))}"
-    return ConfigError(f"`{where}{key}` is not an option{hint}", key=dotted)
-
-
-def validate_options(section: str, raw: Mapping[str, Any], specs: Mapping[str, OptionSpec]) -> Mapping[str, Any]:
-    """Validate a table of device options against its specs; return a read-only mapping."""
-    out: dict[str, Any] = {}
-    for key in raw:
-        if key not in specs:
-            raise _unknown_key(section, key, list(specs))
-    for key, spec in specs.items():
-        dotted = f"{section}.{key}"
-        if key in raw:
-            out[key] = validate_value(spec.type, raw[key], dotted)
-        elif spec.required:
-            raise ConfigError(f"{dotted} is required: {spec.help}", key=dotted)
-        elif spec.type in ("duration",) and isinstance(spec.default, str):
-            out[key] = parse_duration(spec.default, dotted)
-        else:
-            out[key] = spec.default
-    return MappingProxyType(out)
-
+__all__ = ["Config", "DeviceConfig", "OptionSpec", "load", "parse", "parse_duration", "parse_size",
+           "validate_options"]
 
 # ---------------------------------------------------------------------------
 # the sections
@@ -328,19 +148,6 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
-class DeviceConfig:
-    """[[devices]]: one staff device or piece of serial equipment."""
-
-    id: str = opt("str", help="Device id, [A-Za-z0-9_.-]{1,64}; unique.")
-    kind: str = opt("str", help="Family: scanner, em4100, magstripe, idcard, mrz, escpos, modbus, camera.")
-    port: str = opt("str", "", help="pyserial URL or path (/dev/serial/by-id/..., socket://, rfc2217://, loop://); "
-                    "printers also tcp://HOST:9100, usb://VID:PID, file:///dev/usb/lp0.")
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}),
-                                       metadata={"type": "table", "help": "Family options (docs/devices.md).",
-                                                 "secret": False})
-
-
-@dataclass(frozen=True)
 class OrderingConfig:
     """[ordering]: diner ordering on the store's captive page."""
 
@@ -352,6 +159,8 @@ class OrderingConfig:
     max_items_per_round: int = opt("int", 50, help="Largest number of items in one round sent to the kitchen.")
     submit_rate: int = opt("int", 10, help="Diner submits allowed per table per minute.")
     staff_session: float = opt("duration", "12h", help="Idle staff sessions end after this.")
+    staff_session_max: float = opt("duration", "16h", help="Staff sessions end this long after sign-in, "
+                                   "however busy.")
     cart_rate: int = opt("int", 240, help="Diner cart changes and requests allowed per table per minute.")
     https: bool = opt("bool", False, help="Table QR URLs use https:// (a certificate for web.public_host is "
                       "served in front of the gateway).")
@@ -359,6 +168,15 @@ class OrderingConfig:
     kds_late: float = opt("duration", "20m", help="KDS tickets older than this turn red (late).")
     live_streams: int = opt("int", 0, help="Live (SSE) streams served at once; others poll. "
                             "0: half of web.threads.")
+    staff_streams: int = opt("int", 0, help="Of live_streams, how many are kept for signed-in staff screens (KDS, "
+                             "table map); diner streams never take them. 0: a quarter, at least 2.")
+    queue_per_client: int = opt("int", 2, help="Open queue numbers (waiting or called) one client may hold at "
+                                "once; a client is its source address (see nat_addresses).")
+    cart_lines_per_client: int = opt("int", 20, help="Lines one client may have in a table's shared cart "
+                                     "(the cart holds 60), so one phone cannot fill it alone.")
+    nat_addresses: tuple[str, ...] = opt("list[str]", (), help="Source addresses or networks (CIDR) that are NAT "
+                                         "routers with many phones behind them: there a client is the address "
+                                         "plus a signed per-device cookie.")
 
 
 @dataclass(frozen=True)
@@ -369,6 +187,26 @@ class BackupConfig:
                   "(run `storegw backup` by hand or from a timer).")
     dir: str = opt("path", "", help="Directory for backups; default DATA_DIR/backups (another disk is better).")
     keep: int = opt("int", 7, help="Backups kept in that directory; older ones are deleted (0 = keep all).")
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    """[keys]: the keyring (key-encryption key, database key, field keys), kept outside the data dir."""
+
+    dir: str = opt("path", "", help="Directory of the keyring (0700); default: a sibling of store.data_dir "
+                   "named DATA_DIR-keys, e.g. /var/lib/storegw-keys. Never inside the data dir.")
+    rewrap_every: float = opt("duration", "10s", help="How often the background re-wrap re-encrypts a batch of "
+                              "fields still under an older field key.")
+    rewrap_batch: int = opt("int", 200, help="Fields re-encrypted per re-wrap run (one write transaction).")
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """[audit]: the tamper-evident audit chain and its signed checkpoints to HQ."""
+
+    checkpoint_every: float = opt("duration", "5m", help="How often a signed checkpoint of the audit chain goes "
+                                  "to HQ (P/audit/checkpoint) when the chain grew (hourly when it did not).")
+    checkpoint_entries: int = opt("int", 500, help="A checkpoint also goes after this many new entries "
+                                  "(0: only the periodic one).")
 
 
 @dataclass(frozen=True)
@@ -383,9 +221,10 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
-    devices_validated: bool = False  # family options typed by devices.registry.validate
 
     @property
     def data_path(self) -> Path:
@@ -396,6 +235,14 @@ class Config:
     def backup_path(self) -> Path:
         """Return where backups go: backup.dir, else DATA_DIR/backups."""
         return Path(self.backup.dir) if self.backup.dir else self.data_path / "backups"
+
+    @property
+    def keys_path(self) -> Path:
+        """Return the keyring directory: keys.dir, else DATA_DIR-keys beside the data dir."""
+        if self.keys.dir:
+            return Path(self.keys.dir)
+        data = Path(os.path.abspath(self.data_path))
+        return data.with_name(f"{data.name}-keys")
 
     @property
     def prefix(self) -> str:
@@ -412,12 +259,11 @@ SECTIONS: dict[str, type] = {
     "alerts": AlertsConfig,
     "ordering": OrderingConfig,
     "backup": BackupConfig,
+    "keys": KeysConfig,
+    "audit": AuditConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.
-_RULE_KEY_ALIASES = {"for": "for_"}
-
-
 def _field_key(f: dataclasses.Field) -> str:
     return "for" if f.name == "for_" else f.name
 
@@ -437,12 +283,12 @@ def _default_of(f: dataclasses.Field, dotted: str) -> Any:
 
 def _build(cls: type, raw: Any, section: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"[{section}] must be a table, found {_type_name(raw)}", key=section)
+        raise ConfigError(f"[{section}] must be a table, found {type_name(raw)}", key=section)
     fields = [f for f in dataclasses.fields(cls) if "type" in f.metadata]
     known = {_field_key(f): f for f in fields}
     for key in raw:
         if key not in known:
-            raise _unknown_key(section, key, list(known))
+            raise unknown_key(section, key, list(known))
     values: dict[str, Any] = {}
     for key, f in known.items():
         dotted = f"{section}.{key}"
@@ -460,7 +306,7 @@ def _build(cls: type, raw: Any, section: str) -> Any:
 
 def _build_rules(raw: Any, dotted: str) -> tuple[AlertRule, ...]:
     if not isinstance(raw, list):
-        raise ConfigError(f"{dotted}: expected [[alerts.rules]] tables, found {_type_name(raw)}", key=dotted)
+        raise ConfigError(f"{dotted}: expected [[alerts.rules]] tables, found {type_name(raw)}", key=dotted)
     rules: list[AlertRule] = []
     for i, item in enumerate(raw):
         where = f"{dotted}[{i}]"
@@ -483,7 +329,7 @@ def _build_rules(raw: Any, dotted: str) -> tuple[AlertRule, ...]:
 
 def _build_devices(raw: Any) -> tuple[DeviceConfig, ...]:
     if not isinstance(raw, list):
-        raise ConfigError(f"devices: expected [[devices]] tables, found {_type_name(raw)}", key="devices")
+        raise ConfigError(f"devices: expected [[devices]] tables, found {type_name(raw)}", key="devices")
     out: list[DeviceConfig] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
@@ -494,9 +340,10 @@ def _build_devices(raw: Any) -> tuple[DeviceConfig, ...]:
             if required not in item:
                 raise ConfigError(f"{where}.{required} is required (e.g. id = \"scanner-bar\", kind = \"scanner\")",
                                   key=f"{where}.{required}")
-        dev_id = _check_str(item["id"], f"{where}.id")
+        dev_id = check_str(item["id"], f"{where}.id")
         if not DEVICE_ID_RE.match(dev_id):
-            raise ConfigError(f"{where}.id: expected [A-Za-z0-9_.-]{{1,64}}, found \"{dev_id}\"", key=f"{where}.id")
+            raise ConfigError(f"{where}.id: expected [A-Za-z0-9_.-]{{1,64}} (not \".\" or \"..\"), "
+                              f"found \"{dev_id}\"", key=f"{where}.id")
         if dev_id in seen:
             raise ConfigError(f"{where}.id: device id \"{dev_id}\" is used twice", key=f"{where}.id")
         seen.add(dev_id)
@@ -507,11 +354,12 @@ def _build_devices(raw: Any) -> tuple[DeviceConfig, ...]:
         options.update(nested)  # [devices.options] tables and inline keys are the same thing
         out.append(DeviceConfig(
             id=dev_id,
-            kind=_check_str(item["kind"], f"{where}.kind"),
-            port=_check_str(item.get("port", ""), f"{where}.port"),
+            kind=check_str(item["kind"], f"{where}.kind"),
+            port=check_str(item.get("port", ""), f"{where}.port"),
             options=MappingProxyType(options),
         ))
-    return tuple(out)
+    # Each family types its options and checks what spans its devices (devices.registry).
+    return registry.validate_devices([registry.validate_device(dev, f"devices[{i}]") for i, dev in enumerate(out)])
 
 
 def parse(data: Mapping[str, Any], source: str = "") -> Config:
@@ -519,7 +367,7 @@ def parse(data: Mapping[str, Any], source: str = "") -> Config:
     known = [*SECTIONS, "devices"]
     for key in data:
         if key not in known:
-            raise _unknown_key("", key, known)
+            raise unknown_key("", key, known)
     if "store" not in data or "id" not in data.get("store", {}):
         raise ConfigError("store.id is required: add [store] id = \"sh-001\" (a-z, 0-9, '-')", key="store.id")
     sections = {name: _build(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}
@@ -529,10 +377,29 @@ def parse(data: Mapping[str, Any], source: str = "") -> Config:
 
 
 def _cross_checks(cfg: Config) -> None:
+    import ipaddress
+
+    for i, net in enumerate(cfg.ordering.nat_addresses):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"ordering.nat_addresses[{i}]: expected an address or network such as "
+                              f"\"192.168.8.1\" or \"10.0.0.0/24\", found \"{net}\"",
+                              key="ordering.nat_addresses") from None
+    for key in ("queue_per_client", "cart_lines_per_client"):
+        if getattr(cfg.ordering, key) < 1:
+            raise ConfigError(f"ordering.{key}: must be at least 1", key=f"ordering.{key}")
     up = cfg.uplink
     if bool(up.cert_file) != bool(up.key_file):
         raise ConfigError("uplink.cert_file and uplink.key_file go together for mutual TLS; set both or neither",
                           key="uplink.cert_file")
+    keys, data = cfg.keys_path.absolute(), cfg.data_path.absolute()
+    if keys == data or data in keys.parents:
+        raise ConfigError(f"keys.dir: {keys} is inside store.data_dir ({data}); a copy of the data dir would "
+                          "take the keys with it. Put it beside the data dir (the default, DATA_DIR-keys)",
+                          key="keys.dir")
+    if cfg.keys.rewrap_batch < 1:
+        raise ConfigError("keys.rewrap_batch: must be at least 1", key="keys.rewrap_batch")
     if cfg.telemetry.summary_window < 1:
         raise ConfigError("telemetry.summary_window: must be at least \"1s\"", key="telemetry.summary_window")
     lm = cfg.local_mqtt

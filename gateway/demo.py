@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import parse
-from gateway.hqwatch import HQCollector
-from gateway.models import now_ms
-from gateway.mqtt import new_client
+from gateway.core.models import now_ms
+from gateway.hq.watch import HQCollector
+from gateway.spine.mqtt import new_client
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -157,7 +157,6 @@ class Equipment(threading.Thread):
 
 def run_demo(*, duration: float = 0, web_port: int = 0, status: bool = True) -> None:
     """Run the demo until Ctrl-C (or ``duration`` seconds)."""
-    from devices import registry
     from devices.escpos.simulator import VirtualPrinter
     from devices.scanner.simulator import ScannerSimulator
     from gateway.app import build
@@ -173,7 +172,7 @@ def run_demo(*, duration: float = 0, web_port: int = 0, status: bool = True) -> 
     (tmp / "storegw.toml").write_text(text)
     import tomllib
 
-    cfg = registry.validate(parse(tomllib.loads(text), source=str(tmp / "storegw.toml")))
+    cfg = parse(tomllib.loads(text), source=str(tmp / "storegw.toml"))
     gw = build(cfg)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from gateway.models import now_ms
-from gateway.outbox import enforce_budget
+from gateway.core.models import now_ms
 from gateway.store.db import Connection
+from gateway.store.outbox import enforce_budget
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+# The scheduler is built by gateway.app for its Gateway (annotated ``Any`` here: jobs sits below app).
+Gateway = Any
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,6 +46,11 @@ def build_scheduler(gw: Gateway) -> BackgroundScheduler:
         hour, minute = (int(x) for x in gw.cfg.backup.at.split(":"))
         sched.add_job(lambda: scheduled_backup(gw), "cron", hour=hour, minute=minute,
                       timezone=gw.cfg.store.timezone, id="backup", misfire_grace_time=3600)
+    for svc in [*gw.services.values(), *([gw.privacy] if gw.privacy is not None else [])]:
+        for job in svc.periodic():
+            sched.add_job(job.fn, "interval", seconds=job.every_s, id=job.id)
+    for job in gw.periodic():
+        sched.add_job(job.fn, "interval", seconds=job.every_s, id=job.id)
     interval = _watchdog_interval()
     if interval:
         sched.add_job(lambda: watchdog(gw), "interval", seconds=interval, id="watchdog")
@@ -98,11 +103,10 @@ def scheduled_backup(gw: Gateway) -> None:
     """The daily backup ([backup] at); a failure raises the gateway alert backup-failed, the next
     good backup clears it."""
     from gateway.store.backup import make_backup
-    from gateway.store.db import resolve_key
 
     cfg = gw.cfg
     try:
-        key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
+        key = gw.store.key
         path = make_backup(cfg.data_path, key, cfg.backup_path, cfg.backup.keep)
     except Exception as err:  # noqa: BLE001 - any failure is the alert; the gateway goes on
         _LOGGER.error("Scheduled backup failed: %s", err)

@@ -64,7 +64,7 @@ def gateway_process(tmp_path: Path) -> Iterator[Callable[[Path], GatewayProcess]
 @pytest.fixture(autouse=True)
 def _validate_upstream_messages(monkeypatch):
     """Check every message any HQCollector receives against its schema; fail the test if one is off."""
-    from gateway.hqwatch import HQCollector
+    from gateway.hq.watch import HQCollector
 
     original = HQCollector._on_message
 
@@ -84,10 +84,10 @@ def _validate_upstream_messages(monkeypatch):
         if problem:
             _schema_problems.append(f"(enqueued) {problem}")
 
-    import gateway.outbox
+    import gateway.store.outbox
 
     monkeypatch.setattr(HQCollector, "_on_message", checked)
-    monkeypatch.setattr(gateway.outbox, "on_enqueue", on_enqueue)
+    monkeypatch.setattr(gateway.store.outbox, "on_enqueue", on_enqueue)
     _schema_problems.clear()
     yield
     problems = list(_schema_problems)

@@ -55,6 +55,13 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condit
         time.sleep(interval)
 
 
+def db_key(data_dir: Path) -> Any:
+    """The database key of a gateway's data dir, through its keyring (the default keys dir beside it)."""
+    from gateway.privacy.keys import current_db_key, keys_dir_for
+
+    return current_db_key(data_dir, keys_dir_for(data_dir))
+
+
 class Mosquitto:
     """A real Mosquitto broker on a loopback port; can be stopped and restarted on the same port."""
 
@@ -102,7 +109,7 @@ class Mosquitto:
 
 def equipment(port: int, client_id: str) -> Any:
     """A paho client connected to a broker on loopback, its network loop running: a piece of equipment."""
-    from gateway.mqtt import new_client
+    from gateway.spine.mqtt import new_client
 
     client = new_client(client_id, clean=True)
     client.connect("127.0.0.1", port)
@@ -203,6 +210,7 @@ TOPIC_SCHEMAS = {
     "/alerts": "alerts.json",
     "/devices": "devices.json",
     "/orders/summary": "orders-summary.json",
+    "/audit/checkpoint": "audit-checkpoint.json",
 }
 _validators: dict[str, Any] = {}
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gateway import config
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 MINIMAL = '[store]\nid = "sh-001"\ndata_dir = "/tmp/x"\n'
 
@@ -144,9 +144,7 @@ def test_cli_config_show(tmp_path):
     assert b'"keepalive": 30.0' in res.stdout
 
 
-def test_device_options_validate_once_and_accept_a_nested_table(tmp_path):
-    from devices import registry
-
+def test_device_options_are_typed_at_load_and_accept_a_nested_table(tmp_path):
     cfg = _load(tmp_path, MINIMAL + """
 [[devices]]
 id = "scanner-bar"
@@ -161,9 +159,7 @@ port = "tcp://127.0.0.1:9100"
 [devices.options]
 station = "hot"
 """)
-    once = registry.validate(cfg)
-    assert registry.validate(once) is once  # `storegw run` validates, then build() must not re-parse
-    scanner, printer = once.devices
+    scanner, printer = cfg.devices  # config.load types every family's options (devices.registry)
     assert scanner.options["debounce"] == 2.0
     assert printer.options["station"] == "hot"
 

@@ -1,4 +1,4 @@
-"""gateway.mqtt's socket wrapper for the ingest: paho's small reads served from large ones, with
+"""gateway.spine.mqtt's socket wrapper for the ingest: paho's small reads served from large ones, with
 nothing lost or reordered at any split of the stream (a real socket pair), and a real broker."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import socket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.mqtt import ReadBufferedSocket, new_client
+from gateway.spine.mqtt import ReadBufferedSocket, new_client
 
 
 def _drain(wrapped: ReadBufferedSocket, sizes: list[int]) -> bytes:

@@ -14,7 +14,7 @@ import time
 import pytest
 from realparts import ROOT, equipment, wait_for
 
-from gateway.hqwatch import HQCollector
+from gateway.hq.watch import HQCollector
 
 pytestmark = pytest.mark.slow
 

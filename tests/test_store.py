@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from gateway.errors import StoreError, WrongKeyError
+from gateway.core.errors import StoreError, WrongKeyError
 from gateway.store import db, open_store
 
 
@@ -142,7 +142,7 @@ def test_card_ref_secret_is_the_gateways_own_and_survives_a_restart(tmp_path, mo
     the same card gives the same ref after a restart, and the secret is nowhere in plaintext."""
     from realparts import config_text, free_port
 
-    from devices import cardref, registry
+    from devices import cardref
     from gateway import config as config_mod
     from gateway.app import build
 
@@ -153,7 +153,7 @@ def test_card_ref_secret_is_the_gateways_own_and_survives_a_restart(tmp_path, mo
     refs = []
     try:
         for _ in range(2):
-            gw = build(registry.validate(config_mod.load(cfg_path)))
+            gw = build(config_mod.load(cfg_path))
             gw.start(web=False)
             try:
                 refs.append((cardref.gateway_secret(), cardref.card_ref(cardref.gateway_secret(), "em4100:0102030405")))
@@ -176,8 +176,8 @@ def test_a_rolled_back_write_leaves_memory_as_the_database(tmp_path):
     """In-memory state changed by a write (an alert raised, a device id cached) is undone when the
     write's savepoint rolls back, so the next breach raises the alert for real."""
     from gateway import config as config_mod
-    from gateway.alerts import AlertManager
-    from gateway.telemetry import Telemetry
+    from gateway.spine.alerts import AlertManager
+    from gateway.spine.telemetry import Telemetry
 
     store = open_store(tmp_path / "data")
     store.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from realparts import MOSQUITTO, free_port, wait_for, wait_port
 
-from gateway.mqtt import new_client
+from gateway.spine.mqtt import new_client
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "storegw.service"
@@ -40,8 +40,9 @@ def test_a_typo_is_caught(tmp_path):
 def test_unit_hardening():
     text = UNIT.read_text()
     for directive in ("Type=notify", "WatchdogSec=", "User=storegw", "SupplementaryGroups=dialout",
-                      "ProtectSystem=strict", "ReadWritePaths=/var/lib/storegw", "NoNewPrivileges=yes",
-                      "LoadCredential=db-key:", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=",
+                      "ProtectSystem=strict", "ReadWritePaths=/var/lib/storegw /var/lib/storegw-keys",
+                      "NoNewPrivileges=yes",
+                      "LoadCredentialEncrypted=kek:", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=",
                       "Group=storegw", "Restart=on-failure", "StateDirectory=storegw",
                       "ExecStart=/opt/storegw/venv/bin/storegw run --config /etc/storegw/storegw.toml",
                       "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"):

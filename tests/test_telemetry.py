@@ -11,12 +11,12 @@ import pytest
 from realparts import free_port, wait_for
 
 from gateway import config as config_mod
-from gateway.alerts import AlertManager
-from gateway.models import now_ms
-from gateway.outbox import Lane, enforce_budget, enqueue, fetch
-from gateway.payload import InvalidPayload, parse
+from gateway.core.models import now_ms
+from gateway.spine.alerts import AlertManager
+from gateway.spine.payload import InvalidPayload, parse
+from gateway.spine.telemetry import Telemetry
 from gateway.store import open_store
-from gateway.telemetry import Telemetry
+from gateway.store.outbox import Lane, enforce_budget, enqueue, fetch
 
 NOW = 1_795_000_000_000
 
@@ -89,7 +89,7 @@ def test_readings_are_idempotent(tel):
 def test_receipt_stamped_readings_alike_stay_apart_and_a_redelivery_counts_once(tel):
     """Readings without ts (stamped on receipt): alike payloads in one batch are kept apart by their
     MQTT packet ids; a DUP redelivery of a stored one, under a later stamp, is recognised."""
-    from gateway.ingest import _receipt_stamped
+    from gateway.spine.ingest import _receipt_stamped
 
     t, store = tel
     payload = b'{"temp_c": 4.0}'
@@ -154,7 +154,7 @@ def test_raw_forwarding_only_for_configured_devices(tel):
 
 
 def test_budget_drops_raw_first_then_coarsens_never_alerts(tel, monkeypatch):
-    monkeypatch.setattr("gateway.outbox.on_enqueue", None)  # the synthetic alerts below have no schema
+    monkeypatch.setattr("gateway.store.outbox.on_enqueue", None)  # the synthetic alerts below have no schema
     t, store = tel
     start = (now_ms() // 3_600_000 - 3) * 3_600_000
     store.writer.call(lambda c: t.write_batch(c, _readings("fridge-1", 180, start, 60_000)))
@@ -178,7 +178,7 @@ def test_budget_drops_raw_first_then_coarsens_never_alerts(tel, monkeypatch):
 
 
 def test_fetch_orders_lanes(tel, monkeypatch):
-    monkeypatch.setattr("gateway.outbox.on_enqueue", None)  # synthetic messages
+    monkeypatch.setattr("gateway.store.outbox.on_enqueue", None)  # synthetic messages
     _, store = tel
     store.writer.call(lambda c: enqueue(c, Lane.BULK, "t", "b1", "raw", []))
     store.writer.call(lambda c: enqueue(c, Lane.SUMMARIES, "t", "s1", "summary", []))
@@ -187,7 +187,6 @@ def test_fetch_orders_lanes(tel, monkeypatch):
 
 
 def _gateway_on(broker, hq_port, tmp_path):
-    from devices import registry
     from gateway.app import build
 
     cfg_path = tmp_path / "c.toml"
@@ -203,11 +202,11 @@ tls = false
 [web]
 listen = "127.0.0.1:{free_port()}"
 """)
-    return build(registry.validate(config_mod.load(cfg_path)))
+    return build(config_mod.load(cfg_path))
 
 
 def test_bad_payloads_counted_in_health_and_stream_continues(broker, mosquitto_factory, tmp_path):
-    from gateway.mqtt import new_client
+    from gateway.spine.mqtt import new_client
 
     hq = mosquitto_factory("hq")
     gw = _gateway_on(broker, hq.port, tmp_path)
@@ -234,7 +233,7 @@ def test_bad_payloads_counted_in_health_and_stream_continues(broker, mosquitto_f
 
 
 def test_invalid_counters_stay_bounded_under_a_flood_of_made_up_ids():
-    from gateway.telemetry import IngestStats
+    from gateway.spine.telemetry import IngestStats
 
     stats = IngestStats()
     for i in range(5000):
@@ -248,7 +247,7 @@ def test_invalid_counters_stay_bounded_under_a_flood_of_made_up_ids():
 def _gateway_whose_writes_fail(broker, tmp_path, monkeypatch, failure):
     """A running in-process gateway whose telemetry write raises ``failure(readings)`` when that is
     not None, and a connected publisher; yields (gateway, publisher)."""
-    from gateway.mqtt import new_client
+    from gateway.spine.mqtt import new_client
 
     gw = _gateway_on(broker, free_port(), tmp_path)
     real = gw.telemetry.write_batch
@@ -307,16 +306,16 @@ def test_when_nothing_can_be_written_nothing_is_acknowledged(broker, tmp_path, m
     def failure(readings):
         return OSError(28, "No space left on device") if broken[0] else None
 
-    import gateway.ingest
+    import gateway.spine.ingest
 
-    real_probe = gateway.ingest._probe_write
+    real_probe = gateway.spine.ingest._probe_write
 
     def probe(conn):  # a database that cannot write fails the one-row probe write too
         if broken[0]:
             raise OSError(28, "No space left on device")
         return real_probe(conn)
 
-    monkeypatch.setattr(gateway.ingest, "_probe_write", probe)
+    monkeypatch.setattr(gateway.spine.ingest, "_probe_write", probe)
     with _gateway_whose_writes_fail(broker, tmp_path, monkeypatch, failure) as (gw, client):
         for i in range(30):
             client.publish("devices/fridge-2/telemetry", json.dumps({"temp_c": i}), qos=1).wait_for_publish(5)

@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import config as config_mod
-from gateway.alerts import AlertManager
-from gateway.models import now_ms
-from gateway.payload import parse
+from gateway.core.models import now_ms
+from gateway.spine.alerts import AlertManager
+from gateway.spine.payload import parse
+from gateway.spine.telemetry import Telemetry
 from gateway.store import open_store
-from gateway.telemetry import Telemetry
 
 # The statement write_batch ran once per reading and metric before it folded per window.
 REFERENCE_UPSERT = (

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from flask import Flask
 
-# Blueprints that exist in this build; each module exposes ``bp`` (a Blueprint).
-BLUEPRINTS = (
-    "web.api.health",
-    "web.diner.views",
-    "web.staff.views",
-    "web.tech.views",
-    "web.portal.views",
-)
+from web.api import health
+from web.diner import queue_views as diner_queue
+from web.diner import views as diner
+from web.kit import AsciiIntConverter, allowed_hosts, same_origin_location
+from web.portal import views as portal
+from web.staff import views as staff
+
+# The pages of this build, registered in this order; each module has ``bp`` and may have ``init_app``.
+BLUEPRINTS = (health, diner, staff, portal)
+# Modules that add routes to a blueprint above (the diner queue pages are on the diner blueprint).
+_ROUTES_ON_BLUEPRINTS = (diner_queue,)
 
 
 def create_app(services: Any, test_config: dict[str, Any] | None = None) -> Flask:
@@ -29,13 +31,8 @@ def create_app(services: Any, test_config: dict[str, Any] | None = None) -> Flas
     if test_config:
         app.config.update(test_config)
     app.extensions["storegw"] = services
-    for name in BLUEPRINTS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name and name.startswith(err.name):
-                continue
-            raise
+    app.url_map.converters["int"] = AsciiIntConverter  # before any rule is added
+    for module in BLUEPRINTS:
         app.register_blueprint(module.bp)
         init = getattr(module, "init_app", None)
         if init is not None:
@@ -46,11 +43,9 @@ def create_app(services: Any, test_config: dict[str, Any] | None = None) -> Flas
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         resp.headers.setdefault("X-Frame-Options", "DENY")
+        location = resp.headers.get("Location")
+        if location is not None:
+            resp.headers["Location"] = same_origin_location(location, allowed_hosts(services))
         return resp
 
     return app
-
-
-def services_of(app: Flask) -> Any:
-    """Return the gateway services the app was created with."""
-    return app.extensions["storegw"]

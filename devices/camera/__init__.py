@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from devices.base import DriverSpec
 from devices.camera.driver import CameraDriver
-from gateway.config import DeviceConfig, OptionSpec
+from gateway.core.options import DeviceConfig, OptionSpec
 
 OPTIONS = {
     "source": OptionSpec(

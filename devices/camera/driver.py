@@ -33,7 +33,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.models import Availability, DeviceEvent, EventSink, now_ms
+from devices.debounce import Debouncer
+from gateway.core.models import Availability, DeviceEvent, EventSink, now_ms
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,23 +43,6 @@ _MAX_LINE = 1 << 16
 # The root that holds the ``devices`` package, so the child imports this very code even when
 # storegw runs from a checkout that is not installed.
 _ROOT = str(Path(__file__).resolve().parents[2])
-
-
-class Debouncer:
-    """Let a code through once, then hold it back while it keeps being seen within ``window`` seconds."""
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self._seen: dict[str, float] = {}
-
-    def accept(self, code: str, now: float) -> bool:
-        """Record that ``code`` was seen at ``now`` (monotonic seconds); return whether to report it."""
-        last = self._seen.get(code)
-        self._seen[code] = now
-        if len(self._seen) > 256:  # forget codes that left the view long ago
-            self._seen = {c: t for c, t in self._seen.items() if now - t < self.window}
-            self._seen[code] = now
-        return last is None or now - last >= self.window
 
 
 class CameraDriver:

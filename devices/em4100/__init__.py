@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from devices.base import DriverSpec
-from gateway.config import DeviceConfig, OptionSpec
+from gateway.core.options import DeviceConfig, OptionSpec
 
 OPTIONS = {
     "baudrate": OptionSpec("int", 9600, help="Serial speed; RDM6300 and ID-12 readers send at 9600."),
@@ -27,9 +27,17 @@ def build(cfg: DeviceConfig) -> Any:
     return EM4100Driver.from_options(cfg.id, cfg.port, cfg.options)
 
 
+def simulator() -> Any:
+    """Return the simulator class (imported only when a simulator is wanted)."""
+    from devices.em4100.simulator import EM4100Simulator
+
+    return EM4100Simulator
+
+
 SPEC = DriverSpec(
     kind="em4100",
     description="EM4100 125 kHz card reader (RDM6300, ID-12/ID-20): membership cards as card_ref",
     factory=build,
     options=OPTIONS,
+    simulator=simulator,
 )

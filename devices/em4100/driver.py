@@ -7,15 +7,15 @@ on the reader repeats its frame; it is reported once, and again only after ``deb
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from devices.cardref import card_ref, gateway_secret
+from devices.debounce import Debouncer
 from devices.em4100.protocol import EM4100Error, EM4100Protocol, EM4100Read
 from devices.masking import mask_middle
 from devices.transport import SerialDriver
-from gateway.models import DeviceEvent, now_ms
+from gateway.core.models import DeviceEvent, now_ms
 
 FRAME_IDLE = 0.2  # a frame takes 15 ms at 9600 baud: bytes silent this long are a broken frame
 
@@ -29,7 +29,7 @@ class EM4100Driver(SerialDriver):
         self.debounce = debounce
         self._secret = secret if secret is not None else gateway_secret()
         self._protocol = EM4100Protocol()
-        self._last_seen: dict[int, float] = {}
+        self._debouncer = Debouncer(debounce)
 
     @classmethod
     def from_options(cls, device_id: str, port: str, options: Mapping[str, Any]) -> EM4100Driver:
@@ -46,7 +46,7 @@ class EM4100Driver(SerialDriver):
             if isinstance(item, EM4100Error):
                 self.protocol_error(item)
             else:
-                self._card(item, time.monotonic())
+                self._card(item, now)
 
     def idle(self, now: float) -> None:
         """Drop a frame that stopped half way."""
@@ -55,11 +55,7 @@ class EM4100Driver(SerialDriver):
 
     def _card(self, read: EM4100Read, now: float) -> None:
         card = read.card
-        last = self._last_seen.get(card.id40)
-        self._last_seen[card.id40] = now  # sliding: a tag held in the field stays suppressed
-        if len(self._last_seen) > 64:
-            self._last_seen = {k: t for k, t in self._last_seen.items() if now - t < self.debounce}
-        if last is not None and now - last < self.debounce:
+        if not self._debouncer.accept(card.id40, now):  # sliding: a tag held in the field stays suppressed
             self.stats.suppressed += 1
             return
         data = {"card_ref": card_ref(self._secret, f"em4100:{card.data_hex}"), "source": "em4100",

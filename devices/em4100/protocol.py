@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import ProtocolError
+from gateway.core.errors import ProtocolError
 
 STX, ETX = 0x02, 0x03
 _HEX = frozenset(b"0123456789ABCDEFabcdef")

@@ -9,13 +9,14 @@ owns the printers at run time; ``SPEC`` validates their options.
 from __future__ import annotations
 
 from devices.base import DriverSpec
-from devices.escpos.driver import PrinterDriver
-from gateway.config import OptionSpec
+from devices.escpos.config import validate_printers
+from gateway.core.options import OptionSpec
 
 SPEC = DriverSpec(
     kind="escpos",
     description="ESC/POS printer on tcp://HOST:9100, usb://VID:PID, file:///dev/usb/lp0 or a serial port",
-    factory=PrinterDriver,
+    factory=None,  # the print service (gateway.printing) runs printers
+    check_all=validate_printers,
     needs_port=True,
     options={
         "station": OptionSpec("str", "", "Station this printer serves (kitchen, bar, cashier...); jobs for a "

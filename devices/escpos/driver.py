@@ -27,9 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from devices.escpos import protocol
-from gateway.config import DeviceConfig
-from gateway.errors import ConfigError, DeviceUnavailable
-from gateway.models import Availability, EventSink
+from gateway.core.errors import ConfigError, DeviceUnavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -343,55 +341,3 @@ class PrinterConnection:
                     raise DeviceUnavailable(f"{self.url} closed the connection")
             elif not self._recv(0.001):
                 return
-
-
-class PrinterDriver:
-    """The ``escpos`` family's Driver: polls status and reports availability (the print service
-
-    runs printers itself; this exists so a printer can also be watched on its own).
-    """
-
-    def __init__(self, dev: DeviceConfig) -> None:
-        self.device_id = dev.id
-        self._interval = float(dev.options.get("status_interval") or 30.0)
-        self._conn = PrinterConnection(dev.port,
-                                       status_timeout=float(dev.options.get("status_timeout") or 2.0),
-                                       baudrate=int(dev.options.get("baudrate") or 9600))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._available = False
-
-    @property
-    def available(self) -> bool:
-        """Whether the printer answered its last status request."""
-        return self._available
-
-    def start(self, sink: EventSink) -> None:
-        """Start polling in a thread."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(sink,), name=f"escpos-{self.device_id}",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop polling and close the port."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._conn.close()
-
-    def _run(self, sink: EventSink) -> None:
-        last: bool | None = None
-        while not self._stop.is_set():
-            try:
-                status = self._conn.status(self._stop)
-                reason = "" if status.answered else "no answer to DLE EOT"
-            except DeviceUnavailable as err:
-                status, reason = SILENT, str(err)
-            if not self._conn.keep_open:
-                self._conn.close()
-            self._available = status.answered
-            if status.answered != last:
-                last = status.answered
-                sink.availability(Availability(self.device_id, status.answered, reason))
-            self._stop.wait(self._interval)

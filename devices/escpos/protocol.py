@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from gateway.errors import ProtocolError
+from gateway.core.errors import ProtocolError
 
 DLE_EOT = b"\x10\x04"
 GS_A = b"\x1d\x61"
@@ -209,31 +209,3 @@ def truncate(text: str, width: int) -> str:
         out.append(ch)
         used += w
     return "".join(out)
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    lines: list[str] = []
-    while text:
-        part = truncate(text, width) or text[0]  # a lone char wider than the column still advances
-        lines.append(part)
-        text = text[len(part):]
-    return lines or [""]
-
-
-def columns(left: str, right: str, width: int) -> str:
-    """Lay out ``left`` and right-aligned ``right`` on a ``width``-column line, wrapping ``left`` if needed.
-
-    ``right`` (a price, a quantity) stays on the first line; the text is sanitised and single-line.
-    """
-    if width < 2:
-        raise ValueError("width must be at least 2 columns")
-    left = sanitize_text(left).replace("\n", " ")
-    right = truncate(sanitize_text(right).replace("\n", " "), width)
-    rw = display_width(right)
-    room = width - rw - 1 if right else width
-    if room < 1:
-        # No room beside a very wide right column: give each its own line(s).
-        return "\n".join([*(_wrap(left, width) if left else []), " " * (width - rw) + right])
-    lines = _wrap(left, room)
-    first = lines[0] + " " * (width - display_width(lines[0]) - rw) + right
-    return "\n".join([first, *lines[1:]])

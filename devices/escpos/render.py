@@ -30,7 +30,7 @@ from escpos.exceptions import Error as EscposError
 from escpos.printer import Dummy
 
 from devices.escpos import protocol
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 # encoding name → (Python codec, ESC t code page or None for the double-byte CJK mode)
 ENCODINGS: dict[str, tuple[str, int | None]] = {
@@ -190,7 +190,7 @@ def pad(text: str, cols: int) -> str:
 def two_columns(left: str, right: str, cols: int) -> list[str]:
     """Lay out ``left`` and, flush right on its first line, ``right`` (sanitised, one line each).
 
-    Like ``protocol.columns`` but wrapping the left side at word boundaries where it can.
+    The left side wraps at word boundaries where it can; a very wide right side gets its own line.
     """
     left = protocol.sanitize_text(left).replace("\n", " ").strip()
     right = protocol.truncate(protocol.sanitize_text(right).replace("\n", " ").strip(), cols)

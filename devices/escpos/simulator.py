@@ -30,7 +30,7 @@ _LOGGER = logging.getLogger(__name__)
 ESC, GS, DLE, FS = 0x1B, 0x1D, 0x10, 0x1C
 _DLE_EOT = b"\x10\x04"
 
-# The fixed pattern 0xx1xx10 of every DLE EOT reply (protocols.md §6).
+# The fixed pattern 0xx1xx10 of every DLE EOT reply (Epson ESC/POS reference, DLE EOT n; docs/devices-printers.md).
 _FIXED = 0x12
 
 

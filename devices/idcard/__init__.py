@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from devices.base import DriverSpec
-from gateway.config import DeviceConfig, OptionSpec
+from gateway.core.options import DeviceConfig, OptionSpec
 
 OPTIONS = {
     "baudrate": OptionSpec(
@@ -30,9 +30,17 @@ def build(cfg: DeviceConfig) -> Any:
     return IdCardDriver.from_options(cfg.id, cfg.port, cfg.options)
 
 
+def simulator() -> Any:
+    """Return the simulator class (imported only when a simulator is wanted)."""
+    from devices.idcard.simulator import IdCardSimulator
+
+    return IdCardSimulator
+
+
 SPEC = DriverSpec(
     kind="idcard",
     description="Resident ID card reader (SAM): masked for staff, full fields for guest registration",
     factory=build,
     options=OPTIONS,
+    simulator=simulator,
 )

@@ -19,7 +19,7 @@ from typing import Any
 from devices.idcard.protocol import IdCardError, IdCardInfo, SamProtocol, SamResponse, build_command
 from devices.masking import mask_id_number, mask_name
 from devices.transport import SerialDriver
-from gateway.models import DeviceEvent, now_ms
+from gateway.core.models import DeviceEvent, now_ms
 
 FIND = build_command(0x20, 0x01)
 SELECT = build_command(0x20, 0x02)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from devices.idcard import gb11643
 from devices.masking import mask_address, mask_id_number, mask_name
-from gateway.errors import ProtocolError
+from gateway.core.errors import ProtocolError
 
 PREAMBLE = b"\xaa\xaa\xaa\x96\x69"
 MAX_LEN = 0x0A00  # the longest reply (text + photo + 1024-byte fingerprint) has Len 0x090A

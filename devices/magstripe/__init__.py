@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from devices.base import DriverSpec
-from gateway.config import DeviceConfig, OptionSpec
+from gateway.core.options import DeviceConfig, OptionSpec
 
 OPTIONS = {
     "baudrate": OptionSpec("int", 9600, help="Serial speed (ignored by USB-CDC readers)."),
@@ -26,9 +26,17 @@ def build(cfg: DeviceConfig) -> Any:
     return MagstripeDriver.from_options(cfg.id, cfg.port, cfg.options)
 
 
+def simulator() -> Any:
+    """Return the simulator class (imported only when a simulator is wanted)."""
+    from devices.magstripe.simulator import MagstripeSimulator
+
+    return MagstripeSimulator
+
+
 SPEC = DriverSpec(
     kind="magstripe",
     description="Magnetic stripe reader: membership cards as card_ref; payment cards refused (masked PAN only)",
     factory=build,
     options=OPTIONS,
+    simulator=simulator,
 )

@@ -15,7 +15,7 @@ from devices.cardref import card_ref, gateway_secret
 from devices.magstripe.protocol import MagstripeError, MagstripeProtocol, Swipe
 from devices.masking import mask_middle, mask_pan
 from devices.transport import SerialDriver
-from gateway.models import DeviceEvent, now_ms
+from gateway.core.models import DeviceEvent, now_ms
 
 
 class MagstripeDriver(SerialDriver):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devices.masking import mask_name, mask_pan
-from gateway.errors import ProtocolError
+from gateway.core.errors import ProtocolError
 
 _T1_CHARS = frozenset(chr(c) for c in range(0x20, 0x60)) - {"%", "?"}
 _T2_CHARS = frozenset("0123456789:<=>")

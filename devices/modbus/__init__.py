@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from devices.base import DriverSpec
-from gateway.config import DeviceConfig, OptionSpec
+from gateway.core.options import DeviceConfig, OptionSpec
 
 OPTIONS = {
     "registers": OptionSpec(
@@ -47,10 +47,18 @@ def build(cfg: DeviceConfig) -> Any:
     return ModbusDriver.from_options(cfg.id, cfg.port, cfg.options)
 
 
+def simulator() -> Any:
+    """Return the simulator class (imported only when a simulator is wanted)."""
+    from devices.modbus.simulator import ModbusSimulator
+
+    return ModbusSimulator
+
+
 SPEC = DriverSpec(
     kind="modbus",
     description="Modbus RTU equipment on RS-485: registers polled into the telemetry path",
     factory=build,
     options=OPTIONS,
     extra={"check": check},
+    simulator=simulator,
 )

@@ -1,7 +1,7 @@
 """Modbus RTU equipment on RS-485: polled with pymodbus's serial client, readings join the telemetry path.
 
 Every ``interval`` the driver reads the configured registers (grouped into as few requests as
-possible) and delivers one :class:`~gateway.models.Reading` with the decoded metrics, exactly as an
+possible) and delivers one :class:`~gateway.core.models.Reading` with the decoded metrics, exactly as an
 MQTT device's telemetry message would arrive. A slave that does not answer, answers with a bad CRC
 or times out counts as a failure; ``max_failures`` failed polls in a row make the device
 unavailable, the next good answer makes it available again. A port that disappears (unplugged
@@ -28,8 +28,8 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 
 from devices.modbus.registers import ReadBlock, Register, parse_map, plan
 from devices.transport import Backoff, DriverStats, Presence, port_path
-from gateway.errors import DeviceUnavailable
-from gateway.models import EventSink, Reading, now_ms
+from gateway.core.errors import DeviceUnavailable
+from gateway.core.models import EventSink, Reading, now_ms
 
 _LOGGER = logging.getLogger(__name__)
 

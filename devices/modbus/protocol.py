@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.errors import ProtocolError
+from gateway.core.errors import ProtocolError
 
 Direction = Literal["request", "response"]
 MAX_ADU = 256

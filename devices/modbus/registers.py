@@ -22,7 +22,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 # type → (registers, struct format of the big-endian bytes)
 TYPES = {"uint16": (1, ">H"), "int16": (1, ">h"), "uint32": (2, ">I"), "int32": (2, ">i"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from devices.base import DriverSpec
-from gateway.config import DeviceConfig, OptionSpec
+from gateway.core.options import DeviceConfig, OptionSpec
 
 OPTIONS = {
     "baudrate": OptionSpec("int", 9600, help="Serial speed (ignored by USB-CDC readers)."),
@@ -27,9 +27,17 @@ def build(cfg: DeviceConfig) -> Any:
     return MrzDriver.from_options(cfg.id, cfg.port, cfg.options)
 
 
+def simulator() -> Any:
+    """Return the simulator class (imported only when a simulator is wanted)."""
+    from devices.mrz.simulator import MrzSimulator
+
+    return MrzSimulator
+
+
 SPEC = DriverSpec(
     kind="mrz",
     description="Passport/ID document reader (ICAO 9303 MRZ): masked for staff, full fields for registration",
     factory=build,
     options=OPTIONS,
+    simulator=simulator,
 )

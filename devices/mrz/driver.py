@@ -9,14 +9,14 @@ allowed to use them (guest registration). A document left on the reader is repor
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping
 from typing import Any
 
+from devices.debounce import Debouncer
 from devices.masking import mask_document_number, mask_name
 from devices.mrz.protocol import Mrz, MrzError, MrzProtocol
 from devices.transport import SerialDriver
-from gateway.models import DeviceEvent, now_ms
+from gateway.core.models import DeviceEvent, now_ms
 
 _PUBLIC = ("document_code", "issuing_state", "nationality", "expiry_date")
 _NAMES = ("surname", "given_names")
@@ -30,7 +30,7 @@ class MrzDriver(SerialDriver):
         super().__init__(device_id, port, baudrate=baudrate, idle_timeout=idle_timeout)
         self.debounce = debounce
         self._protocol = MrzProtocol()
-        self._last: tuple[str, float] | None = None
+        self._debouncer = Debouncer(debounce)
 
     @classmethod
     def from_options(cls, device_id: str, port: str, options: Mapping[str, Any]) -> MrzDriver:
@@ -44,28 +44,26 @@ class MrzDriver(SerialDriver):
 
     def data_received(self, data: bytes, now: float) -> None:
         """Feed the protocol and report the documents it completed."""
-        self._deliver(self._protocol.data_received(data))
+        self._deliver(self._protocol.data_received(data), now)
 
     def idle(self, now: float) -> None:
         """Finish a zone whose last line had no line end; drop an incomplete one."""
-        self._deliver(self._protocol.flush())
+        self._deliver(self._protocol.flush(), now)
 
-    def _deliver(self, items: list[Mrz | MrzError]) -> None:
+    def _deliver(self, items: list[Mrz | MrzError], now: float) -> None:
         for item in items:
             if isinstance(item, MrzError):
                 self.protocol_error(item)
             else:
-                self._document(item, time.monotonic())
+                self._document(item, now)
 
     def _document(self, mrz: Mrz, now: float) -> None:
         values = mrz.values
         key = hashlib.sha256("|".join((values.get("issuing_state", ""),
                                        values.get("document_number", ""))).encode()).hexdigest()
-        if self._last is not None and self._last[0] == key and now - self._last[1] < self.debounce:
-            self._last = (key, now)
+        if not self._debouncer.accept(key, now):
             self.stats.suppressed += 1
             return
-        self._last = (key, now)
         data: dict[str, Any] = {"format": mrz.format}
         data.update({k: values[k] for k in _PUBLIC if k in values})
         data["document_number_masked"] = mask_document_number(values.get("document_number", ""))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devices.masking import mask_document_number, mask_name
-from gateway.errors import ProtocolError
+from gateway.core.errors import ProtocolError
 
 _CHARSET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<")
 _OCR_DIGITS = {"O": "0", "I": "1", "B": "8", "S": "5", "Z": "2", "G": "6"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from devices.base import DriverSpec
-from gateway.config import DeviceConfig, OptionSpec
+from gateway.core.options import DeviceConfig, OptionSpec
 
 OPTIONS = {
     "baudrate": OptionSpec("int", 9600, help="Serial speed (ignored by USB-CDC scanners)."),
@@ -41,9 +41,17 @@ def build(cfg: DeviceConfig) -> Any:
     return ScannerDriver.from_options(cfg.id, cfg.port, cfg.options)
 
 
+def simulator() -> Any:
+    """Return the simulator class (imported only when a simulator is wanted)."""
+    from devices.scanner.simulator import ScannerSimulator
+
+    return ScannerSimulator
+
+
 SPEC = DriverSpec(
     kind="scanner",
     description="Barcode/QR scanner on a serial port: table QR codes and member/voucher codes",
     factory=build,
     options=OPTIONS,
+    simulator=simulator,
 )

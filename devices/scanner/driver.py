@@ -8,13 +8,13 @@ within ``debounce`` of its previous sighting is suppressed (a scanner in continu
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from devices.scanner.protocol import Debouncer, Scan, ScannerError, ScannerProtocol
+from devices.debounce import Debouncer
+from devices.scanner.protocol import Scan, ScannerError, ScannerProtocol
 from devices.transport import SerialDriver
-from gateway.models import DeviceEvent, now_ms
+from gateway.core.models import DeviceEvent, now_ms
 
 
 class ScannerDriver(SerialDriver):
@@ -27,7 +27,7 @@ class ScannerDriver(SerialDriver):
         self.terminator = terminator.upper()
         self.aim = aim
         self.table_hosts = tuple(table_hosts) or None  # None: a /t/TOKEN URL on any host is a table code
-        self._debouncer = Debouncer(int(debounce * 1000))
+        self._debouncer = Debouncer(debounce)
         self._protocol = self._new_protocol()
 
     @classmethod
@@ -46,24 +46,24 @@ class ScannerDriver(SerialDriver):
 
     def data_received(self, data: bytes, now: float) -> None:
         """Feed the protocol and report the scans it completed."""
-        self._deliver(self._protocol.data_received(data))
+        self._deliver(self._protocol.data_received(data), now)
 
     def idle(self, now: float) -> None:
         """End an unterminated message: a scan without terminator, a fragment with one."""
         items = self._protocol.flush()
         if self.terminator == "NONE":
-            self._deliver(items)
+            self._deliver(items, now)
         else:
             for _ in items:
                 self.protocol_error(ScannerError("unterminated fragment discarded"))
 
-    def _deliver(self, items: list[Scan | ScannerError]) -> None:
+    def _deliver(self, items: list[Scan | ScannerError], now: float) -> None:
         for item in items:
             if isinstance(item, ScannerError):
                 self.protocol_error(item)
                 continue
             key = f"t:{item.table_token}" if item.kind == "table" else f"c:{item.data}"
-            if not self._debouncer.accept(key, int(time.monotonic() * 1000)):
+            if not self._debouncer.accept(key, now):
                 self.stats.suppressed += 1
                 continue
             if item.kind == "table":

@@ -3,7 +3,7 @@
 A serial scanner's only framing is its configured suffix (CR, LF, CRLF, TAB) or, with no suffix,
 an idle gap that the driver detects and signals with :meth:`ScannerProtocol.flush`. An AIM
 symbology identifier (``]cm``, ISO/IEC 15424) leads the data when the scanner is set up for it.
-No I/O, no clock: repeat suppression is :class:`Debouncer`, fed with the driver's timestamps.
+No I/O, no clock: repeat suppression is `devices.debounce.Debouncer`, fed with the driver's timestamps.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.errors import ProtocolError
+from gateway.core.errors import ProtocolError
 
 TERMINATORS: dict[str, bytes] = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "TAB": b"\t", "NONE": b""}
 AimMode = Literal["required", "optional", "off"]
@@ -176,27 +176,3 @@ class ScannerProtocol:
                                   encoding=self.encoding))
         except ScannerError as err:
             out.append(err)
-
-
-class Debouncer:
-    """Suppress a repeated code seen again within ``window_ms`` of its previous sighting."""
-
-    def __init__(self, window_ms: int) -> None:
-        if window_ms < 0:
-            raise ValueError("window_ms must not be negative")
-        self.window_ms = window_ms
-        self._last_seen: dict[str, int] = {}
-
-    def accept(self, code: str, now_ms: int) -> bool:
-        """Return True if ``code`` seen at ``now_ms`` is new, False if it is a repeat to drop."""
-        last = self._last_seen.get(code)
-        # Sliding window: a code held under the scanner keeps being suppressed until it goes away.
-        self._last_seen[code] = now_ms
-        if len(self._last_seen) > 256:
-            self._prune(now_ms)
-        return last is None or not (0 <= now_ms - last < self.window_ms)
-
-    __call__ = accept
-
-    def _prune(self, now_ms: int) -> None:
-        self._last_seen = {c: t for c, t in self._last_seen.items() if 0 <= now_ms - t < self.window_ms}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.ordering.menu import sample_document
-from gateway.ordering.staff import add_staff
+from gateway.staff.accounts import add_staff
 
 DEMO_TABLES = ("A1", "A2", "A3", "B1")
-DEMO_PIN = "2468"
+DEMO_PIN = "246813"
 
 
 def setup(svc: Any) -> list[str]:

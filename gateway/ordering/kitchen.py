@@ -12,14 +12,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
 from gateway.ordering.menu import price_line
 from gateway.ordering.tickets import TicketDoc, TicketLine, blocks, parse_code
+from gateway.staff.accounts import audit
 from gateway.store.db import Connection
 
 if TYPE_CHECKING:
-    from gateway.ordering.service import OrderingService
+    from gateway.ordering.context import OrderingContext
     from gateway.ordering.tables import Table
 
 _LOGGER = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 ACTIVE = ("sent", "received", "cooking")
 
 
-def _local_time(svc: OrderingService, ts_ms: int) -> str:
+def _local_time(svc: OrderingContext, ts_ms: int) -> str:
     try:
         tz: dt.tzinfo = ZoneInfo(svc.cfg.store.timezone)
     except Exception:  # noqa: BLE001 - a missing tz database must not stop the kitchen
@@ -35,7 +36,7 @@ def _local_time(svc: OrderingService, ts_ms: int) -> str:
     return dt.datetime.fromtimestamp(ts_ms / 1000, tz).strftime("%H:%M")
 
 
-def station_printer(svc: OrderingService, station: str) -> tuple[str, str]:
+def station_printer(svc: OrderingContext, station: str) -> tuple[str, str]:
     """Return (printer, backup) device ids for a station ("" when it prints nowhere: KDS only).
 
     The menu's station ``printer`` wins; else the printer whose ``station`` option names it; else
@@ -58,7 +59,7 @@ def station_printer(svc: OrderingService, station: str) -> tuple[str, str]:
     return printer, backup
 
 
-def make_round(svc: OrderingService, c: Connection, table: Table, sid: int, idem: str, nick: str) -> dict[str, Any]:
+def make_round(svc: OrderingContext, c: Connection, table: Table, sid: int, idem: str, nick: str) -> dict[str, Any]:
     """Turn the session's cart into a round: server prices, stock, lines, one ticket per station."""
     cart = c.execute("SELECT id, item_id, qty, mods, note, diner FROM ord_cart WHERE session_id = ? ORDER BY id",
                      (sid,)).fetchall()
@@ -131,13 +132,13 @@ def make_round(svc: OrderingService, c: Connection, table: Table, sid: int, idem
             "stations": sorted(by_station), "stock": stock_left}
 
 
-def _print_ticket(svc: OrderingService, c: Connection, tid: int, station: str, doc: TicketDoc,
+def _print_ticket(svc: OrderingContext, c: Connection, tid: int, station: str, doc: TicketDoc,
                   printer: str | None = None) -> str:
     """Queue a ticket on its printer (same transaction); fall back to KDS-only. Return the state."""
     printing = svc.printing
     if printer is None:
         printer, _ = station_printer(svc, station)
-    if printing is None or not printer or printer not in getattr(printing, "workers", {printer: None}):
+    if not printer or printer not in printing.workers:
         c.execute("UPDATE ord_tickets SET state = 'kds', printer = '' WHERE id = ?", (tid,))
         return "kds"
     job_id = printing.enqueue(c, printer=printer, station=station, doc=blocks(doc), source="ordering",
@@ -154,7 +155,7 @@ def _queue_label(c: Connection, session_id: int) -> str:
     return f"{row[0]}{row[1]:03d}" if row else ""
 
 
-def _ticket_doc(svc: OrderingService, c: Connection, tid: int) -> tuple[TicketDoc, str]:
+def _ticket_doc(svc: OrderingContext, c: Connection, tid: int) -> tuple[TicketDoc, str]:
     row = c.execute("SELECT t.table_id, t.round_no, t.station, t.created_ms, t.reprints, t.rerouted_from, "
                     "r.session_id FROM ord_tickets t JOIN ord_rounds r ON r.id = t.round_id "
                     "WHERE t.id = ?", (tid,)).fetchone()
@@ -182,7 +183,7 @@ def _received(c: Connection, tid: int, ts: int) -> list[str]:
     return [f"table:{row[0]}", f"kds:{row[1]}", "staff"] if row else []
 
 
-def print_update(svc: OrderingService, c: Connection, job_id: str, state: str, printer: str) -> list[str]:
+def print_update(svc: OrderingContext, c: Connection, job_id: str, state: str, printer: str) -> list[str]:
     """Apply a print job state: confirmed → kitchen received; moved → REROUTED; failed → KDS."""
     row = c.execute("SELECT id, station, printer, state FROM ord_tickets WHERE job_id = ?", (str(job_id),)).fetchone()
     if row is None:
@@ -202,7 +203,7 @@ def print_update(svc: OrderingService, c: Connection, job_id: str, state: str, p
     return [f"kds:{station}"]
 
 
-def mark_shown(svc: OrderingService, c: Connection, ticket_ids: list[int]) -> list[str]:
+def mark_shown(svc: OrderingContext, c: Connection, ticket_ids: list[int]) -> list[str]:
     """Tickets shown on a KDS count as received by the kitchen."""
     chans: list[str] = []
     ts = now_ms()
@@ -213,7 +214,7 @@ def mark_shown(svc: OrderingService, c: Connection, ticket_ids: list[int]) -> li
     return list(dict.fromkeys(chans))
 
 
-def kds_view(svc: OrderingService, conn: Connection, station: str, limit: int = 40) -> dict[str, Any]:
+def kds_view(svc: OrderingContext, conn: Connection, station: str, limit: int = 40) -> dict[str, Any]:
     """Return a station's open tickets with their lines (oldest first) and the last bumped one."""
     tickets = []
     down = printers_down(svc)
@@ -241,13 +242,10 @@ def kds_view(svc: OrderingService, conn: Connection, station: str, limit: int = 
     return {"station": station, "tickets": tickets, "last_done": last[0] if last else None}
 
 
-def printers_down(svc: OrderingService) -> set[str]:
+def printers_down(svc: OrderingContext) -> set[str]:
     """Return the ids of printers the print service reports unavailable or faulty."""
-    printing = svc.printing
-    if printing is None:
-        return set()
     try:
-        printers = printing.health().get("printers", {})
+        printers = svc.printing.health().get("printers", {})
     except Exception:  # noqa: BLE001 - the KDS must show tickets even if printing health fails
         return set()
     return {pid for pid, h in printers.items() if h.get("state") not in ("ready", "unknown")}
@@ -265,7 +263,7 @@ def _finish_ticket_if_done(c: Connection, tid: int, ts: int) -> None:
         c.execute("UPDATE ord_tickets SET done_ms = coalesce(done_ms, ?) WHERE id = ?", (ts, tid))
 
 
-def start_ticket(svc: OrderingService, c: Connection, tid: int) -> tuple[int, list[str]]:
+def start_ticket(svc: OrderingContext, c: Connection, tid: int) -> tuple[int, list[str]]:
     """Mark a ticket's lines as cooking."""
     ts = now_ms()
     c.execute("UPDATE ord_tickets SET received_ms = coalesce(received_ms, ?) WHERE id = ?", (ts, tid))
@@ -274,7 +272,7 @@ def start_ticket(svc: OrderingService, c: Connection, tid: int) -> tuple[int, li
     return n, _line_channels(c, "ticket_id", tid)
 
 
-def bump_line(svc: OrderingService, c: Connection, lid: int) -> tuple[int, list[str]]:
+def bump_line(svc: OrderingContext, c: Connection, lid: int) -> tuple[int, list[str]]:
     """Mark one line served (bump item)."""
     ts = now_ms()
     row = c.execute("SELECT ticket_id FROM ord_lines WHERE id = ?", (lid,)).fetchone()
@@ -287,7 +285,7 @@ def bump_line(svc: OrderingService, c: Connection, lid: int) -> tuple[int, list[
     return n, _line_channels(c, "id", lid)
 
 
-def bump_ticket(svc: OrderingService, c: Connection, tid: int) -> tuple[int, list[str]]:
+def bump_ticket(svc: OrderingContext, c: Connection, tid: int) -> tuple[int, list[str]]:
     """Mark every line of a ticket served and close the ticket (bump ticket)."""
     ts = now_ms()
     n = c.execute("UPDATE ord_lines SET status = 'served', served_ms = ?, received_ms = coalesce(received_ms, ?) "
@@ -297,7 +295,7 @@ def bump_ticket(svc: OrderingService, c: Connection, tid: int) -> tuple[int, lis
     return n, _line_channels(c, "ticket_id", tid)
 
 
-def recall(svc: OrderingService, c: Connection, station: str) -> tuple[int | None, list[str]]:
+def recall(svc: OrderingContext, c: Connection, station: str) -> tuple[int | None, list[str]]:
     """Bring the station's last bumped ticket back (its served lines return to cooking)."""
     row = c.execute("SELECT id FROM ord_tickets WHERE station = ? AND done_ms IS NOT NULL "
                     "ORDER BY done_ms DESC LIMIT 1", (station,)).fetchone()
@@ -310,7 +308,7 @@ def recall(svc: OrderingService, c: Connection, station: str) -> tuple[int | Non
     return tid, _line_channels(c, "ticket_id", tid)
 
 
-def serve_code(svc: OrderingService, c: Connection, code: str, who: str) -> tuple[int, list[str]]:
+def serve_code(svc: OrderingContext, c: Connection, code: str, who: str) -> tuple[int, list[str]]:
     """Scan-to-serve: a line code serves that line, a ticket code serves the ticket."""
     parsed = parse_code(code)
     if parsed is None:
@@ -323,7 +321,7 @@ def serve_code(svc: OrderingService, c: Connection, code: str, who: str) -> tupl
     return bump_ticket(svc, c, ident)
 
 
-def reprint(svc: OrderingService, c: Connection, tid: int, staff_name: str) -> tuple[str, list[str]]:
+def reprint(svc: OrderingContext, c: Connection, tid: int, staff_name: str) -> tuple[str, list[str]]:
     """Print a ticket again, visibly marked REPRINT #n."""
     c.execute("UPDATE ord_tickets SET reprints = reprints + 1 WHERE id = ?", (tid,))
     doc, station = _ticket_doc(svc, c, tid)
@@ -334,6 +332,5 @@ def reprint(svc: OrderingService, c: Connection, tid: int, staff_name: str) -> t
         raise OrderingError("This station has no printer; the ticket is on its KDS.", code="no_printer")
     job = printing.enqueue(c, printer=target, station=station, doc=blocks(doc), source="ordering-reprint",
                            source_id=str(tid))
-    c.execute("INSERT INTO ord_audit (ts_ms, staff, action, target) VALUES (?, ?, 'reprint', ?)",
-              (now_ms(), staff_name, f"ticket:{tid}"))
+    audit(c, staff_name, "reprint", f"ticket:{tid}")
     return str(job), ["staff"]

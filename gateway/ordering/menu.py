@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from gateway.errors import OrderingError
+from gateway.core import text as textclean
+from gateway.core.errors import OrderingError
 from gateway.store.db import Connection
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -180,12 +181,15 @@ def _text(obj: dict[str, Any], key: str, where: str, *, required: bool = True, l
         raise OrderingError(f"{where}.{key}: expected a non-empty string")
     if len(value) > limit:
         raise OrderingError(f"{where}.{key}: longer than {limit} characters")
-    return value.strip()
+    text = textclean.clean(value, limit)
+    if required and not text:
+        raise OrderingError(f"{where}.{key}: expected visible text")
+    return text
 
 
 def _id(obj: dict[str, Any], where: str) -> str:
     value = obj.get("id")
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise OrderingError(f"{where}.id: expected 1-32 of A-Z a-z 0-9 _ -, found {value!r}")
     return value
 
@@ -232,7 +236,7 @@ def parse_menu(doc: Any) -> Menu:
                 groups.append(Group(_id(g, gw), _text(g, "name_zh", gw), _text(g, "name_en", gw),
                                     bool(g.get("required")), gmax, tuple(choices)))
             allergens = it.get("allergens", [])
-            if not isinstance(allergens, list) or not all(isinstance(a, str) and ID_RE.match(a) for a in allergens):
+            if not isinstance(allergens, list) or not all(isinstance(a, str) and ID_RE.fullmatch(a) for a in allergens):
                 raise OrderingError(f"{iw}.allergens: expected a list of allergen ids such as [\"peanut\"]")
             item = Item(iid, cid, _text(it, "name_zh", iw), _text(it, "name_en", iw),
                         _cents(it.get("price"), f"{iw}.price"), tuple(allergens), tuple(groups),

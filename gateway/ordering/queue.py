@@ -11,7 +11,8 @@ can never be sent to the kitchen from the queue. Staff call (叫号), skip (过�
 table: seating moves the session to the table (or its cart into the table's open session), so the
 cart becomes the table's cart, not yet sent; the diners send it as round 1.
 
-Write functions take ``(svc, conn, ...)`` and return ``(result, channels)`` (``svc.kitchen_call``).
+Write functions take ``(ctx, conn, ...)`` and return ``(result, channels)``; the service runs them in
+the writer (``OrderingService.queue_take`` and the others).
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
-from gateway.ordering import staff
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
 from gateway.ordering import tables as tbl
 from gateway.ordering.tickets import clean_text
+from gateway.staff.accounts import audit
 from gateway.store.db import Connection
 
 if TYPE_CHECKING:
-    from gateway.ordering.service import OrderingService
+    from gateway.ordering.context import OrderingContext
 
 PSEUDO = "~q"            # pseudo table ids of pre-order sessions (``~`` is never in a table id)
 CHANNEL = "queue"        # bumped on every queue change (positions move for everyone)
@@ -118,7 +119,8 @@ def store_token(secret: bytes, store: str) -> str:
 
 def check_store_token(secret: bytes, store: str, token: str) -> None:
     """Refuse a forged or foreign queue code (404)."""
-    if len(token) > 64 or not hmac.compare_digest(token.encode(), store_token(secret, store).encode()):
+    sent = token.encode("utf-8", "surrogatepass")
+    if len(token) > 64 or not hmac.compare_digest(sent, store_token(secret, store).encode()):
         raise OrderingError("This queue code is not valid. 排队码无效。", code="bad_token", status=404)
 
 
@@ -172,7 +174,7 @@ def position(conn: Connection, entry: Entry, day: str) -> dict[str, int]:
     return {"ahead": ahead, "position": ahead + 1, "wait_min": 0 if entry.called_ms else (ahead + 1) * turn}
 
 
-def entry_view(svc: OrderingService, conn: Connection, entry: Entry) -> dict[str, Any]:
+def entry_view(svc: OrderingContext, conn: Connection, entry: Entry) -> dict[str, Any]:
     """What the diner's queue page shows (no personal data beyond the nickname they chose)."""
     view = {"id": entry.id, "number": entry.label, "party": entry.party, "nickname": entry.nickname,
             "status": entry.status, "calls": entry.calls, "table": None, "table_label": None,
@@ -217,21 +219,35 @@ def validate_take(party: Any, nickname: Any) -> tuple[int, str]:
     return n, clean_text(raw, NICK_MAX)
 
 
-def take(svc: OrderingService, c: Connection, phone: str, diner: str, party: int,
-         nickname: str) -> tuple[Entry, list[str]]:
-    """Take a number (or return this phone's number still in the queue) with its pre-order session."""
+def open_for_origin(c: Connection, origin: str, day: str) -> int:
+    """How many numbers taken by this client (``origin``) are still in the queue today."""
+    return int(c.execute("SELECT count(*) FROM ord_queue WHERE origin = ? AND day = ? AND seated_ms IS NULL "
+                         "AND skipped_ms IS NULL AND left_ms IS NULL", (origin, day)).fetchone()[0])
+
+
+def take(svc: OrderingContext, c: Connection, phone: str, diner: str, party: int,
+         nickname: str, origin: str = "") -> tuple[Entry, list[str]]:
+    """Take a number (or return this phone's number still in the queue) with its pre-order session.
+
+    ``origin`` is a MAC of the client (its address, not the page id it chooses): one client holds at
+    most ``ordering.queue_per_client`` open numbers.
+    """
     ts = now_ms()
     day = day_of(ts)
     known = for_phone(c, phone, day)
     if known is not None and known.active:
         return known, []
+    limit = svc.ocfg.queue_per_client
+    if origin and open_for_origin(c, origin, day) >= limit:
+        raise OrderingError(f"This phone already holds {limit} queue number(s); leave one first. "
+                            f"此手机已取{limit}个号，请先取消一个。", code="queue_limit", status=429)
     prefix = prefix_for(party)
     number = c.execute("SELECT coalesce(max(number), 0) + 1 FROM ord_queue WHERE day = ? AND prefix = ?",
                        (day, prefix)).fetchone()[0]
     entry_id = int(c.execute(
-        "INSERT INTO ord_queue (number, token, party, created_ms, prefix, day, phone, nickname) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (number, f"{day}:{prefix}:{number}", party, ts, prefix, day, phone, nickname)).lastrowid)
+        "INSERT INTO ord_queue (number, token, party, created_ms, prefix, day, phone, nickname, origin) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (number, f"{day}:{prefix}:{number}", party, ts, prefix, day, phone, nickname, origin)).lastrowid)
     sid = int(c.execute("INSERT INTO ord_sessions (table_id, opened_ms, opened_by, covers) VALUES (?, ?, 'queue', ?)",
                         (pseudo_table(entry_id), ts, party)).lastrowid)
     c.execute("UPDATE ord_queue SET session_id = ? WHERE id = ?", (sid, entry_id))
@@ -250,24 +266,24 @@ def _need(c: Connection, entry_id: int) -> Entry:
     return entry
 
 
-def call(svc: OrderingService, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
+def call(svc: OrderingContext, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
     """叫号: call a waiting (or re-call a called) number; its page shows "please come to the desk"."""
     entry = _need(c, entry_id)
     if not entry.active:
         raise OrderingError(f"{entry.label} is already {entry.status}.", code="not_waiting", status=409)
     c.execute("UPDATE ord_queue SET called_ms = ?, calls = calls + 1 WHERE id = ?", (now_ms(), entry_id))
-    staff.audit(c, who, "queue-call", f"queue:{entry.label}")
+    audit(c, who, "queue-call", f"queue:{entry.label}")
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
 
 
-def skip(svc: OrderingService, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
+def skip(svc: OrderingContext, c: Connection, entry_id: int, who: str) -> tuple[Entry, list[str]]:
     """过号: skip a number; its pre-order cart is dropped (the diner may take a new number)."""
     entry = _end(c, entry_id, "skipped_ms")
-    staff.audit(c, who, "queue-skip", f"queue:{entry.label}")
+    audit(c, who, "queue-skip", f"queue:{entry.label}")
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
 
 
-def leave(svc: OrderingService, c: Connection, entry_id: int) -> tuple[Entry, list[str]]:
+def leave(svc: OrderingContext, c: Connection, entry_id: int) -> tuple[Entry, list[str]]:
     """取消排队: the diner leaves the queue from their own page; the pre-order cart is dropped."""
     entry = _end(c, entry_id, "left_ms")
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}"]
@@ -286,7 +302,7 @@ def _end(c: Connection, entry_id: int, column: str) -> Entry:
     return entry
 
 
-def seat(svc: OrderingService, c: Connection, entry_id: int, table_id: str, who: str) -> tuple[Entry, list[str]]:
+def seat(svc: OrderingContext, c: Connection, entry_id: int, table_id: str, who: str) -> tuple[Entry, list[str]]:
     """Seat a number at a table: its pre-order cart becomes the table's cart (not sent yet).
 
     A free table gets the pre-order session itself (opened, covers = party); a table that is
@@ -322,11 +338,11 @@ def seat(svc: OrderingService, c: Connection, entry_id: int, table_id: str, who:
         c.execute("UPDATE ord_sessions SET covers = CASE WHEN covers = 0 THEN ? ELSE covers END WHERE id = ?",
                   (entry.party, sid))
     c.execute("UPDATE ord_queue SET seated_ms = ?, table_id = ? WHERE id = ?", (ts, table_id, entry_id))
-    staff.audit(c, who, "queue-seat", f"queue:{entry.label}", f"table {table_id}")
+    audit(c, who, "queue-seat", f"queue:{entry.label}", f"table {table_id}")
     return _need(c, entry_id), [CHANNEL, "staff", f"table:{entry.pseudo_table}", f"table:{table_id}"]
 
 
-def store_url(svc: OrderingService) -> str:
+def store_url(svc: OrderingContext) -> str:
     """Return the URL in the store's queue QR code (``storegw tables queue-url``)."""
     host = svc.cfg.web.public_host or svc.cfg.web.listen
     return queue_url(host, store_token(svc.secret, svc.store_id), https=svc.ocfg.https)

@@ -211,3 +211,70 @@ def _queue_leave(conn: Connection) -> None:
 def _queue_session_index(conn: Connection) -> None:
     """Tickets and the KDS look up a session's queue number (排队号) by session."""
     run_script(conn, "CREATE INDEX ord_queue_session ON ord_queue (session_id)")
+
+
+@migration("0230_ordering_client_origin")
+def _client_origin(conn: Connection) -> None:
+    """Which client (a MAC of its address, or address and device cookie behind NAT) took a queue
+    number or added a cart line: bounds open numbers per client and each client's share of a cart."""
+    run_script(conn, """
+        ALTER TABLE ord_queue ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+        ALTER TABLE ord_cart ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+        CREATE INDEX ord_queue_origin ON ord_queue (origin, day)
+    """)
+
+
+@migration("0240_ordering_staff_sessions")
+def _staff_sessions(conn: Connection) -> None:
+    """Server-side staff sessions: the cookie holds only a random id; the store keeps its SHA-256.
+
+    A session ends (``ended_ms``) on sign-out, PIN reset, role change, account disable or a
+    manager's revoke; it also expires after ``ordering.staff_session`` idle and
+    ``ordering.staff_session_max`` in all.
+    """
+    run_script(conn, """
+        CREATE TABLE ord_staff_sessions (
+            id INTEGER PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            staff_id INTEGER NOT NULL,
+            created_ms INTEGER NOT NULL,
+            seen_ms INTEGER NOT NULL,
+            ended_ms INTEGER,
+            ended_why TEXT NOT NULL DEFAULT '',
+            addr TEXT NOT NULL DEFAULT '',
+            agent TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX ord_staff_sessions_staff ON ord_staff_sessions (staff_id, ended_ms)
+    """)
+
+
+@migration("0250_ordering_staff_lockout")
+def _staff_lockout(conn: Connection) -> None:
+    """Consecutive wrong PINs per account: back-off, then locked until a manager unlocks (NIST SP 800-63B)."""
+    run_script(conn, """
+        ALTER TABLE ord_staff ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE ord_staff ADD COLUMN failed_ms INTEGER;
+        ALTER TABLE ord_staff ADD COLUMN locked_ms INTEGER
+    """)
+
+
+@migration("0290_ordering_audit_to_chain")
+def _audit_to_chain(conn: Connection) -> None:
+    """The staff action log moves onto the audit chain (gateway/privacy/audit.py).
+
+    Existing ``ord_audit`` rows are appended in their order, keeping their time, with references
+    instead of names (``staff:ID/ROLE``) and redacted reasons; then ``ord_audit`` is dropped so no
+    second, editable log remains. The carried entries are marked ``{"legacy_id": N}``: the chain
+    proves they were not changed after this migration, not before it.
+    """
+    from gateway.privacy import audit
+    from gateway.staff import accounts
+
+    for row_id, ts_ms, who, action, target, reason in conn.execute(
+            "SELECT id, ts_ms, staff, action, target, reason FROM ord_audit ORDER BY id").fetchall():
+        subject = accounts.audit_subject(conn, target if ":" in target else f"item:{target}")
+        if not audit.valid_subject(subject):
+            subject = audit.pseudonym(conn, "ref", target)
+        act = action if audit.valid_action(action) else "legacy"
+        audit.append(conn, accounts.audit_who(conn, who), act, subject, reason, {"legacy_id": row_id}, ts_ms=ts_ms)
+    conn.execute("DROP TABLE ord_audit")

@@ -11,22 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
-from gateway.ordering import kitchen, queue, staff, summary
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
+from gateway.ordering import floor, kitchen, queue, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.live import Notifier, RateLimiter
 from gateway.ordering.menu import Menu, load_menu, parse_menu, price_line, stock_of, write_menu
 from gateway.ordering.tickets import clean_text
+from gateway.printing.service import PrintService
+from gateway.spine.context import Periodic, ServiceContext
+from gateway.staff.accounts import audit
 from gateway.store.db import Connection
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,8 +35,8 @@ MAX_CART_LINES = 60
 TASK_KINDS = ("waiter", "bill", "rush")
 
 
-def build(gw: Gateway) -> OrderingService:
-    """Build the ordering service for a gateway (services.py entry point)."""
+def build(gw: ServiceContext) -> OrderingService:
+    """Build the ordering service for a gateway (gateway.domains.SERVICES)."""
     return OrderingService(gw)
 
 
@@ -53,12 +51,13 @@ class TableCtx:
 class OrderingService:
     """Diner ordering, kitchen tickets and staff operations of one store."""
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: ServiceContext) -> None:
         self.gw = gw
         self.cfg = gw.cfg
         self.ocfg = gw.cfg.ordering
         self.store_id = gw.cfg.store.id
         self.writer = gw.store.writer
+        self.printing: PrintService = gw.services["printing"]  # built before ordering (gateway.domains)
         self.notifier = Notifier()
         self.menu = Menu()
         self.stock: dict[str, int | None] = {}
@@ -69,31 +68,27 @@ class OrderingService:
         self.client_limit = RateLimiter(max(2, self.ocfg.submit_rate // 2), 60.0)
         self.write_limit = RateLimiter(self.ocfg.cart_rate, 60.0)
         self.counters = {"rounds": 0, "duplicates": 0, "refused": 0, "tickets": 0}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._views: dict[str, tuple[int, dict[str, Any]]] = {}
         self._seen_rev = ""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Load the secret, menu and tables; hook printing and the scanners; start the summary loop."""
+        """Load the secret, menu and tables; hook printing and the scanners."""
         self.secret = self.writer.call(tbl.ensure_secret)
         self._seen_rev = self._rev()
         self.reload()
-        printing = self.printing
-        if printing is not None and hasattr(printing, "on_update"):
-            printing.on_update(self._on_print_update)
-            self.reconcile_prints()  # jobs that changed state before we listened (e.g. right after a restart)
+        self.printing.on_update(self._on_print_update)
+        self.reconcile_prints()  # jobs that changed state before we listened (e.g. right after a restart)
         self.gw.hub.subscribe("code", self._on_scan)
-        self._thread = threading.Thread(target=self._loop, name="storegw-ordering", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
-        """Stop the summary loop."""
-        self._stop.set()
+        """Wake every live page so its stream ends."""
         self.notifier.bump("shutdown")
-        if self._thread is not None:
-            self._thread.join(5)
+
+    def periodic(self) -> tuple[Periodic, ...]:
+        """The housekeeping the gateway's scheduler runs for ordering."""
+        return (Periodic("ordering-follow", 2.0, self.follow),
+                Periodic("ordering-summary", 30.0, lambda: self.writer.submit(lambda c: summary.hourly(self, c))))
 
     def health(self) -> dict[str, Any]:
         """Counters for /api/v1/health (no personal data)."""
@@ -101,29 +96,17 @@ class OrderingService:
                 "sold_out": len(self.sold_out), "live_waiters": self.notifier.waiting,
                 "rate_limited": self.submit_limit.refused + self.client_limit.refused + self.write_limit.refused}
 
-    def _loop(self) -> None:
-        last_summary = 0.0
-        while not self._stop.wait(2.0):
-            try:
-                rev = self._rev()
-                if rev != self._seen_rev:  # `storegw menu import` / `tables rotate` ran beside us
-                    self._seen_rev = rev
-                    self.reload()
-                self.reconcile_prints(min_age_ms=3000)
-                if time.monotonic() - last_summary >= 30:
-                    last_summary = time.monotonic()
-                    self.writer.submit(lambda c: summary.hourly(self, c))
-            except Exception:
-                _LOGGER.exception("Ordering housekeeping failed")
+    def follow(self) -> None:
+        """Reload after `storegw menu import` / `tables rotate` ran beside us; catch up on print states."""
+        rev = self._rev()
+        if rev != self._seen_rev:
+            self._seen_rev = rev
+            self.reload()
+        self.reconcile_prints(min_age_ms=3000)
 
     def _rev(self) -> str:
         row = self.gw.store.read().execute("SELECT value FROM ord_meta WHERE key = 'rev'").fetchone()
         return row[0] if row else ""
-
-    @property
-    def printing(self) -> Any:
-        """The print service, if this build and config have one."""
-        return self.gw.services.get("printing")
 
     def reload(self) -> None:
         """Reload menu, stock and tables from the database."""
@@ -161,8 +144,8 @@ class OrderingService:
                 if not 0 <= price <= 10_000_000:
                     raise OrderingError("price out of range")
                 c.execute("UPDATE ord_items SET price_cents = ? WHERE id = ?", (price, item_id))
-            staff.audit(c, staff_name, "menu", item_id,
-                        json.dumps({"stock": stock, "sold_out": sold_out, "price": price}))
+            audit(c, staff_name, "menu", f"item:{item_id}",
+                        detail={"stock": stock, "sold_out": sold_out, "price": price})
         self.writer.call(write)
         self.reload()
 
@@ -202,13 +185,19 @@ class OrderingService:
                                 "此二维码已更换，请扫描桌上的二维码。", code="token_replaced", status=410)
         return TableCtx(table, token)
 
+    def origin_of(self, client: str) -> str:
+        """A MAC of a client key (its address, plus its device cookie behind NAT): stored, never the address."""
+        return tbl.sign(self.secret, "client-origin", client)
+
     def form_token(self, token: str) -> str:
         """Return the anti-forgery value diner forms of this table carry (stateless, no cookie)."""
         return tbl.sign(self.secret, "diner-form", token)
 
     def check_form(self, token: str, value: str) -> None:
         """Refuse a diner form without this table's anti-forgery value."""
-        if not value or not secrets.compare_digest(value, self.form_token(token)):
+        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+        if not isinstance(value, str) or not value or not secrets.compare_digest(
+                value.encode("utf-8", "surrogatepass"), self.form_token(token).encode()):
             raise OrderingError("The form expired; please reload the page. 页面已过期，请刷新。",
                                 code="csrf", status=400)
 
@@ -284,14 +273,23 @@ class OrderingService:
         text = clean_text(note, NOTE_MAX)
         nick = self.nickname(diner)
 
+        origin = self.origin_of(client)
+        share = self.ocfg.cart_lines_per_client
+
         def write(c: Connection) -> int:
             sid = self._open_session(c, table_id, create=True)
             count = c.execute("SELECT count(*) FROM ord_cart WHERE session_id = ?", (sid,)).fetchone()[0]
             if count >= MAX_CART_LINES:
                 raise OrderingError("The cart is full; send it to the kitchen first. 购物车已满。", code="cart_full")
+            mine = c.execute("SELECT count(*) FROM ord_cart WHERE session_id = ? AND origin = ?",
+                             (sid, origin)).fetchone()[0]
+            if mine >= share:
+                raise OrderingError(f"You have {mine} dishes in the cart; send it first. "
+                                    f"您已加入{mine}个菜品，请先下单。", code="cart_share", status=409)
             return int(c.execute(
-                "INSERT INTO ord_cart (session_id, item_id, qty, mods, note, diner, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (sid, item_id, n, json.dumps(mods), text, nick, now_ms())).lastrowid)
+                "INSERT INTO ord_cart (session_id, item_id, qty, mods, note, diner, created_ms, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (sid, item_id, n, json.dumps(mods), text, nick, now_ms(), origin)).lastrowid)
         return self.writer.submit(write, on_commit=self._committed(table_id)).result(30)
 
     def update_cart(self, ctx: TableCtx, line_id: int, qty: int) -> None:
@@ -331,7 +329,7 @@ class OrderingService:
             self.counters["duplicates"] += 1
             return {"round": known[0], "total": known[1], "duplicate": True, "lines": 0}
         self._check_rate(self.submit_limit, f"t:{table_id}")
-        self._check_rate(self.client_limit, f"c:{client}:{diner}")
+        self._check_rate(self.client_limit, f"c:{client}")  # the client, not the page id it chooses
         nick = self.nickname(diner)
         result: dict[str, Any] = {}
 
@@ -455,8 +453,6 @@ class OrderingService:
     def reconcile_prints(self, min_age_ms: int = 0) -> int:
         """Apply print job states the callback may have missed; return how many tickets changed."""
         printing = self.printing
-        if printing is None or not hasattr(printing, "job"):
-            return 0
         rows = self.gw.store.read().execute(
             "SELECT job_id, state, printer FROM ord_tickets WHERE state IN ('queued', 'sent') AND job_id IS NOT NULL "
             "AND created_ms <= ?", (now_ms() - min_age_ms,)).fetchall()
@@ -480,16 +476,37 @@ class OrderingService:
         except OrderingError:
             _LOGGER.debug("Scanned code is not an order line")
 
-    def kitchen_call(self, fn: Any, *args: Any) -> Any:
-        """Run a kitchen/staff write ``fn(svc, conn, *args) -> (result, channels)`` and notify pages."""
+    def _run(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(self, conn, *args) -> (result, channels)`` in the writer; bump the channels after commit."""
         def write(c: Connection) -> Any:
             return fn(self, c, *args)
-        result, channels = self.writer.submit(write, on_commit=lambda r: self._bump_many(r[1])).result(30)
+        result, _ = self.writer.submit(write, on_commit=lambda r: self._bump_many(r[1])).result(30)
         return result
 
+    # ------------------------------------------------------------------ kitchen (KDS, scan-to-serve, reprint)
     def serve_code(self, code: str, who: str) -> int:
         """Mark the line or ticket behind a scanned code served; return how many lines changed."""
-        return self.kitchen_call(kitchen.serve_code, code, who)
+        return self._run(kitchen.serve_code, code, who)
+
+    def start_ticket(self, ticket_id: int) -> int:
+        """Start cooking a ticket."""
+        return self._run(kitchen.start_ticket, ticket_id)
+
+    def bump_ticket(self, ticket_id: int) -> int:
+        """Bump a whole ticket (every dish served)."""
+        return self._run(kitchen.bump_ticket, ticket_id)
+
+    def bump_line(self, line_id: int) -> int:
+        """Bump one dish (served)."""
+        return self._run(kitchen.bump_line, line_id)
+
+    def recall(self, station: str) -> int | None:
+        """Bring back a station's last bumped ticket."""
+        return self._run(kitchen.recall, station)
+
+    def reprint(self, ticket_id: int, who: str) -> str:
+        """Print a ticket again (marked REPRINT); audited."""
+        return self._run(kitchen.reprint, ticket_id, who)
 
     def kds_view(self, station: str) -> dict[str, Any]:
         """Return the open tickets of a station (and mark unseen ones received: shown on a KDS)."""
@@ -499,12 +516,96 @@ class OrderingService:
             self.writer.submit(lambda c: kitchen.mark_shown(self, c, unseen), on_commit=self._bump_many)
         return view
 
-    # staff helpers are in gateway.ordering.staff; a thin pass-through keeps web/ talking to one object
-    def staff_call(self, fn_name: str, *args: Any, **kwargs: Any) -> Any:
-        """Run a staff operation from gateway.ordering.staff in the writer; notify pages."""
-        fn = getattr(staff, fn_name)
+    # ------------------------------------------------------------------ front of house (staff pages)
+    def open_table(self, table_id: str, covers: int, who: str) -> int:
+        """开台: open a table for a party."""
+        return self._run(floor.open_table, table_id, covers, who)
 
-        def write(c: Connection) -> Any:
-            return fn(self, c, *args, **kwargs)
-        result, channels = self.writer.submit(write, on_commit=lambda r: self._bump_many(r[1])).result(30)
-        return result
+    def clear_table(self, table_id: str, who: str) -> int | None:
+        """清台: close the table's session."""
+        return self._run(floor.clear_table, table_id, who)
+
+    def move_table(self, src: str, dst: str, who: str) -> int:
+        """Move the party at ``src`` to the free table ``dst``."""
+        return self._run(floor.move_table, src, dst, who)
+
+    def merge_tables(self, src: str, dst: str, who: str) -> int:
+        """并台: merge ``src`` into the open table ``dst``."""
+        return self._run(floor.merge_tables, src, dst, who)
+
+    def ack_task(self, task_id: int, who: str) -> int:
+        """Acknowledge a diner request (call waiter, bill, rush)."""
+        return self._run(floor.ack_task, task_id, who)
+
+    def void_line(self, line_id: int, action: str, reason: str, who: str) -> int:
+        """Void or comp an order line, with a reason; audited."""
+        return self._run(floor.void_line, line_id, action, reason, who)
+
+    def pay(self, table_id: str, method: str, reference: str, who: str) -> int:
+        """Mark the table's bill paid; audited; the bill summary goes to HQ."""
+        return self._run(floor.pay, table_id, method, reference, who)
+
+    def table_map(self) -> list[dict[str, Any]]:
+        """Every table with its session state, for the staff home page."""
+        return floor.table_map(self, self.gw.store.read())
+
+    def open_tasks(self) -> list[dict[str, Any]]:
+        """Diner requests not yet acknowledged."""
+        return floor.open_tasks(self.gw.store.read())
+
+    def bill(self, table_id: str) -> dict[str, Any]:
+        """The table's bill: lines, voids and comps, service charge, total."""
+        return floor.bill(self, self.gw.store.read(), table_id)
+
+    def tickets_of(self, session_id: int | None) -> list[tuple[Any, ...]]:
+        """A session's kitchen tickets (id, round, station, state, printer, rerouted from, reprints)."""
+        return self.gw.store.read().execute(
+            "SELECT id, round_no, station, state, printer, rerouted_from, reprints FROM ord_tickets "
+            "WHERE round_id IN (SELECT id FROM ord_rounds WHERE session_id = ?) ORDER BY id",
+            (session_id if session_id is not None else -1,)).fetchall()
+
+    # ------------------------------------------------------------------ the queue (取号 / 叫号 / 过号 / 入座)
+    def queue_url(self) -> str:
+        """The URL in the store's queue QR code."""
+        return queue.store_url(self)
+
+    def queue_check_token(self, token: str) -> None:
+        """Refuse a queue page URL that is not this store's."""
+        queue.check_store_token(self.secret, self.store_id, token)
+
+    def queue_staff_list(self) -> dict[str, list[dict[str, Any]]]:
+        """Today's numbers for the staff page."""
+        return queue.staff_list(self.gw.store.read(), queue.day_of(now_ms()))
+
+    def queue_entry(self, d: str) -> queue.Entry | None:
+        """Today's number of the phone whose page id is ``d``, if it has one."""
+        if not d:
+            return None
+        return queue.for_phone(self.gw.store.read(), queue.phone_key(self.secret, d), queue.day_of(now_ms()))
+
+    def queue_entry_view(self, entry: queue.Entry) -> dict[str, Any]:
+        """What the diner's queue page shows: status, position, estimated wait."""
+        return queue.entry_view(self, self.gw.store.read(), entry)
+
+    def queue_take(self, d: str, party_text: Any, nickname: Any, client: str) -> queue.Entry:
+        """Take a number for the phone ``d`` (limits keyed on ``client``, which the diner cannot choose)."""
+        party, nick = queue.validate_take(party_text, nickname)
+        self._check_rate(self.client_limit, f"q:{client}")
+        self._check_rate(self.write_limit, "queue")
+        return self._run(queue.take, queue.phone_key(self.secret, d), d, party, nick, self.origin_of(client))
+
+    def queue_leave(self, entry_id: int) -> queue.Entry:
+        """取消排队: the diner leaves; the pre-order is dropped."""
+        return self._run(queue.leave, entry_id)
+
+    def queue_call(self, entry_id: int, who: str) -> queue.Entry:
+        """叫号: call a number."""
+        return self._run(queue.call, entry_id, who)
+
+    def queue_skip(self, entry_id: int, who: str) -> queue.Entry:
+        """过号: skip a number (its pre-order is dropped)."""
+        return self._run(queue.skip, entry_id, who)
+
+    def queue_seat(self, entry_id: int, table_id: str, who: str) -> queue.Entry:
+        """Seat a number at a table: its pre-order becomes the table's cart."""
+        return self._run(queue.seat, entry_id, table_id, who)

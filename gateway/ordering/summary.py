@@ -11,12 +11,12 @@ import datetime as dt
 import statistics
 from typing import TYPE_CHECKING, Any
 
-from gateway.models import iso_ms, now_ms
-from gateway.outbox import Lane, enqueue
+from gateway.core.models import iso_ms, now_ms
 from gateway.store.db import Connection
+from gateway.store.outbox import Lane, enqueue
 
 if TYPE_CHECKING:
-    from gateway.ordering.service import OrderingService
+    from gateway.ordering.context import OrderingContext
 
 HOUR_MS = 3_600_000
 HOUR_KEY = "summary_hour"
@@ -38,7 +38,7 @@ def _items(conn: Connection, where: str, args: tuple[Any, ...]) -> list[dict[str
             for iid, zh, en, qty, rev in conn.execute(sql, args)]
 
 
-def bill_summary(svc: OrderingService, c: Connection, sid: int, table_id: str, method: str,
+def bill_summary(svc: OrderingContext, c: Connection, sid: int, table_id: str, method: str,
                  bill: dict[str, Any]) -> None:
     """Queue the summary of one paid bill (same transaction as the payment)."""
     ts = now_ms()
@@ -53,7 +53,7 @@ def bill_summary(svc: OrderingService, c: Connection, sid: int, table_id: str, m
     enqueue(c, Lane.ORDERS, f"{svc.cfg.prefix}/orders/summary", msg["id"], "orders", msg)
 
 
-def hourly(svc: OrderingService, c: Connection, now: int | None = None) -> int:
+def hourly(svc: OrderingContext, c: Connection, now: int | None = None) -> int:
     """Queue a summary for every completed hour not yet sent; return how many were queued."""
     now = now if now is not None else now_ms()
     current = now - now % HOUR_MS

@@ -1,4 +1,4 @@
-"""Tables, their signed QR tokens, and QR images and sticker sheets (segno).
+"""Tables, their signed QR tokens, and QR images and sticker sheets (segno; the PDF through reportlab).
 
 A token is ``TABLE.VERSION.SIG`` where SIG is an HMAC-SHA256 over (store, table, version) with a
 per-store secret kept in the database (never in config). Rotating a table bumps its version, so a
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import segno
 
-from gateway.errors import OrderingError
+from gateway.core import text as textclean
+from gateway.core.errors import OrderingError
 from gateway.store import ensure_secret as store_secret
 from gateway.store.db import Connection
 
@@ -53,10 +54,11 @@ def make_token(secret: bytes, store: str, table: Table) -> str:
 def parse_token(secret: bytes, store: str, token: str) -> tuple[str, int]:
     """Verify a token's signature; return (table id, version) or raise OrderingError."""
     parts = token.split(".")
-    if len(parts) != 3 or not TABLE_RE.match(parts[0]) or not parts[1].isdigit() or len(parts[1]) > 9:
+    version = textclean.parse_uint_or(parts[1], max_digits=9) if len(parts) == 3 else None
+    if version is None or not TABLE_RE.fullmatch(parts[0]):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
-    table, version = parts[0], int(parts[1])
-    if not hmac.compare_digest(parts[2], _sig(secret, store, table, version)):
+    table = parts[0]
+    if not hmac.compare_digest(parts[2].encode("utf-8", "surrogatepass"), _sig(secret, store, table, version).encode()):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
     return table, version
 
@@ -75,8 +77,9 @@ def list_tables(conn: Connection) -> list[Table]:
 
 def upsert_table(conn: Connection, table_id: str, label: str = "", area: str = "", seats: int = 4) -> None:
     """Create a table (or update its label) inside the caller's transaction."""
-    if not TABLE_RE.match(table_id):
+    if not TABLE_RE.fullmatch(table_id):
         raise OrderingError(f"table id {table_id!r}: expected 1-16 of A-Z a-z 0-9 _ -")
+    label, area = textclean.clean(label, 32), textclean.clean(area, 32)
     pos = conn.execute("SELECT coalesce(max(pos), 0) + 1 FROM ord_tables").fetchone()[0]
     conn.execute("INSERT INTO ord_tables (id, pos, label, area, seats) VALUES (?, ?, ?, ?, ?) "
                  "ON CONFLICT (id) DO UPDATE SET label = excluded.label, area = excluded.area, "
@@ -103,93 +106,138 @@ def qr_bytes(url: str, kind: str, scale: int = 8) -> bytes:
     return buf.getvalue()
 
 
+# -- sticker sheets: A4, 3 x 4 stickers a page; every QR code comes from segno, the PDF from reportlab.
+
+PAGE_W, PAGE_H = 210.0, 297.0  # A4, mm
+COLS, ROWS = 3, 4
+MARGIN_X, MARGIN_Y, GAP = 9.0, 10.0, 3.0
+CELL_W = (PAGE_W - 2 * MARGIN_X - (COLS - 1) * GAP) / COLS  # 62 mm
+CELL_H = (PAGE_H - 2 * MARGIN_Y - (ROWS - 1) * GAP) / ROWS  # 67 mm
+QR_BOX = 46.0  # mm, quiet zone included
+QR_BORDER = 4  # modules of quiet zone inside QR_BOX (the standard's minimum)
+HEADING_MM, CAPTION_MM, STORE_MM = 7.0, 3.8, 3.0  # font sizes (em height)
+CAPTION = "扫码点餐 Scan to order"
+PDF_FONT = "STSong-Light"  # Adobe's standard Chinese font: readers supply it, nothing is embedded
+
+
+def sticker_heading(label: str) -> str:
+    """Return the bilingual heading for a table's sticker: ``桌 Table A1`` for a table code, else the label."""
+    label = label.strip()
+    return f"桌 Table {label}" if TABLE_RE.match(label) else label
+
+
+def _slot(i: int) -> tuple[int, float, float]:
+    """Return (page, x, y) in mm, from the page's top left, of sticker ``i``."""
+    page, slot = divmod(i, COLS * ROWS)
+    row, col = divmod(slot, COLS)
+    return page, MARGIN_X + col * (CELL_W + GAP), MARGIN_Y + row * (CELL_H + GAP)
+
+
+def _approx_width(text: str, size: float) -> float:
+    """Return a rough rendered width (CJK and full-width glyphs 1 em, others 0.6 em)."""
+    return sum(size if ord(ch) >= 0x2E80 else 0.6 * size for ch in text)
+
+
+def _fit(text: str, size: float, width: float = CELL_W - 6) -> float:
+    """Return the font size, shrunk if needed, at which the text fits the sticker's width (estimated widths)."""
+    w = _approx_width(text, size)
+    return size if w <= width else max(size * width / w, 2.0)
+
+
 def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def sheet_svg(stickers: list[tuple[str, str]], store_name: str = "", cols: int = 3) -> bytes:
-    """Return an A4 SVG sheet of labelled QR stickers: (label, url) each."""
-    w, h, cell_w, cell_h = 210, 297, 64, 84
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}mm" height="{h}mm" viewBox="0 0 {w} {h}">']
+def sheet_svg(stickers: list[tuple[str, str]], store_name: str = "") -> bytes:
+    """Return an SVG sheet of labelled QR stickers, (label, url) each: A4 pages stacked top to bottom.
+
+    Each QR code is segno's own SVG, nested at its sticker's place.
+    """
+    pages = max(1, -(-len(stickers) // (COLS * ROWS)))
+    h = PAGE_H * pages
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{PAGE_W:g}mm" height="{h:g}mm" '
+             f'viewBox="0 0 {PAGE_W:g} {h:g}" font-family="sans-serif">',
+             f'<rect width="{PAGE_W:g}" height="{h:g}" fill="#fff"/>']
     for i, (label, url) in enumerate(stickers):
-        page_slot = i % (cols * 3)
-        x = 8 + (page_slot % cols) * (cell_w + 3)
-        y = 8 + (i // cols) * (cell_h + 8)
-        qr = segno.make(url, error="m")
-        size = qr.symbol_size(scale=1, border=0)[0]
-        s = 50 / size
-        parts.append(f'<g transform="translate({x},{y})"><rect width="{cell_w}" height="{cell_h}" fill="none" '
-                     f'stroke="#999" stroke-width="0.3" stroke-dasharray="2,1"/>')
-        parts.append(f'<text x="{cell_w / 2}" y="9" font-size="7" text-anchor="middle" font-weight="bold">'
-                     f'{_esc(label)}</text>')
-        path = []
-        for r, row in enumerate(qr.matrix):
-            for c, bit in enumerate(row):
-                if bit:
-                    path.append(f"M{c},{r}h1v1h-1z")
-        parts.append(f'<path transform="translate(7,13) scale({s:.4f})" d="{"".join(path)}" fill="#000"/>')
-        parts.append(f'<text x="{cell_w / 2}" y="{cell_h - 12}" font-size="4.5" text-anchor="middle">'
-                     f'扫码点餐 · Scan to order</text>')
+        page, x, y = _slot(i)
+        y += page * PAGE_H
+        heading = sticker_heading(label)
+        qr = segno.make(url, error="m", micro=False)
+        scale = QR_BOX / qr.symbol_size(scale=1, border=QR_BORDER)[0]
+        qr_svg = qr.svg_inline(scale=scale, border=QR_BORDER, svgclass=None, lineclass=None)
+        cx = CELL_W / 2
+        parts.append(f'<g class="sticker" transform="translate({x:g},{y:g})">')
+        parts.append(f'<rect width="{CELL_W:g}" height="{CELL_H:g}" fill="none" stroke="#999" stroke-width="0.3" '
+                     'stroke-dasharray="2,1"/>')
+        parts.append(f'<text x="{cx:g}" y="9" font-size="{_fit(heading, HEADING_MM):.2f}" text-anchor="middle" '
+                     f'font-weight="bold">{_esc(heading)}</text>')
+        parts.append(f'<g transform="translate({(CELL_W - QR_BOX) / 2:g},11.5)">{qr_svg}</g>')
+        parts.append(f'<text x="{cx:g}" y="{CELL_H - 6.5:g}" font-size="{CAPTION_MM:g}" text-anchor="middle">'
+                     f"{CAPTION}</text>")
         if store_name:
-            parts.append(f'<text x="{cell_w / 2}" y="{cell_h - 5}" font-size="3.5" text-anchor="middle">'
-                         f'{_esc(store_name)}</text>')
+            parts.append(f'<text x="{cx:g}" y="{CELL_H - 2.5:g}" font-size="{_fit(store_name, STORE_MM):.2f}" '
+                         f'text-anchor="middle">{_esc(store_name)}</text>')
         parts.append("</g>")
     parts.append("</svg>")
-    # One tall SVG (height grows with the number of rows) keeps it printable from any browser.
-    rows = (len(stickers) + cols - 1) // cols
-    total_h = max(h, 8 + rows * (cell_h + 8))
-    parts[0] = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}mm" height="{total_h}mm" '
-                f'viewBox="0 0 {w} {total_h}">')
     return "\n".join(parts).encode()
 
 
-def sheet_pdf(stickers: list[tuple[str, str]], cols: int = 3, rows: int = 4) -> bytes:
-    """Return a multi-page A4 PDF of QR stickers (labels in ASCII; vector modules, no fonts embedded)."""
-    pw, ph = 595.28, 841.89
-    cell_w, cell_h = (pw - 40) / cols, (ph - 40) / rows
-    per_page = cols * rows
-    pages: list[bytes] = []
-    for start in range(0, max(1, len(stickers)), per_page):
-        ops: list[str] = []
-        for i, (label, url) in enumerate(stickers[start:start + per_page]):
-            cx = 20 + (i % cols) * cell_w
-            cy = ph - 20 - (i // cols + 1) * cell_h
-            ops.append(f"0.6 g {cx + 4:.2f} {cy + 4:.2f} {cell_w - 8:.2f} {cell_h - 8:.2f} re S 0 g")
-            qr = segno.make(url, error="m")
-            n = qr.symbol_size(scale=1, border=0)[0]
-            mod = (cell_w - 40) / n
-            ox, oy = cx + 20, cy + 40
-            for r, row in enumerate(qr.matrix):
-                for c, bit in enumerate(row):
-                    if bit:
-                        ops.append(f"{ox + c * mod:.2f} {oy + (n - 1 - r) * mod:.2f} {mod:.2f} {mod:.2f} re")
-            ops.append("f")
-            safe = "".join(ch for ch in label if 32 <= ord(ch) < 127).replace("\\", "").replace("(", "")
-            safe = safe.replace(")", "")
-            ops.append(f"BT /F1 16 Tf {cx + 20:.2f} {cy + cell_h - 26:.2f} Td (Table {safe}) Tj ET")
-            ops.append(f"BT /F1 9 Tf {cx + 20:.2f} {cy + 20:.2f} Td (Scan to order) Tj ET")
-        pages.append("\n".join(ops).encode())
-    objs: list[bytes] = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
-    kids = []
-    font_id = 3
-    objs.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    for content in pages:
-        content_id = len(objs) + 1
-        objs.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
-        page_id = len(objs) + 1
-        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {pw} {ph}] /Contents {content_id} 0 R "
-                    f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode())
-        kids.append(f"{page_id} 0 R")
-    objs[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>".encode()
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objs, start=1):
-        offsets.append(out.tell())
-        out.write(f"{i} 0 obj\n".encode() + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode())
-    for off in offsets:
-        out.write(f"{off:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
+def sheet_pdf(stickers: list[tuple[str, str]], store_name: str = "") -> bytes:
+    """Return a multi-page A4 PDF of labelled QR stickers, (label, url) each.
+
+    reportlab is imported here, not at module level: only ``storegw tables sheet`` pays for it, never
+    the running gateway. Labels use the CID font STSong-Light (Chinese and Latin; no font file needed).
+    QR modules are segno's matrix drawn as vector rectangles.
+    """
+    from reportlab.lib.units import mm
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    if PDF_FONT not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(UnicodeCIDFont(PDF_FONT))
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(PAGE_W * mm, PAGE_H * mm), invariant=True, pageCompression=1)
+    c.setTitle(f"{store_name} 桌码 Table QR stickers".strip())
+    c.setCreator("storegw")
+
+    def text(s: str, size_mm: float, x_mm: float, y_mm: float, *, max_w: float = CELL_W - 6) -> None:
+        size = size_mm * mm
+        width = pdfmetrics.stringWidth(s, PDF_FONT, size)
+        if width > max_w * mm:
+            size *= max_w * mm / width
+        c.setFont(PDF_FONT, size)
+        c.drawCentredString(x_mm * mm, (PAGE_H - y_mm) * mm, s)
+
+    for i, (label, url) in enumerate(stickers):
+        page, x, y = _slot(i)
+        if i and not i % (COLS * ROWS):
+            c.showPage()
+        c.setStrokeGray(0.6)
+        c.setLineWidth(0.3 * mm)
+        c.setDash(2 * mm, 1 * mm)
+        c.rect(x * mm, (PAGE_H - y - CELL_H) * mm, CELL_W * mm, CELL_H * mm, stroke=1, fill=0)
+        c.setDash()
+        c.setFillGray(0)
+        cx = x + CELL_W / 2
+        text(sticker_heading(label), HEADING_MM, cx, y + 9)
+        qr = segno.make(url, error="m", micro=False)
+        mod = QR_BOX / qr.symbol_size(scale=1, border=QR_BORDER)[0]
+        ox, oy = x + (CELL_W - QR_BOX) / 2 + QR_BORDER * mod, y + 11.5 + QR_BORDER * mod
+        path = c.beginPath()
+        for r, row in enumerate(qr.matrix):
+            c0 = None
+            for col, bit in enumerate([*row, 0]):
+                if bit and c0 is None:
+                    c0 = col
+                elif not bit and c0 is not None:  # one rectangle per horizontal run of dark modules
+                    path.rect((ox + c0 * mod) * mm, (PAGE_H - oy - (r + 1) * mod) * mm, (col - c0) * mod * mm,
+                              mod * mm)
+                    c0 = None
+        c.drawPath(path, stroke=0, fill=1)
+        text(CAPTION, CAPTION_MM, cx, y + CELL_H - 6.5)
+        if store_name:
+            text(store_name, STORE_MM, cx, y + CELL_H - 2.5)
+    c.showPage()
+    c.save()
+    return buf.getvalue()

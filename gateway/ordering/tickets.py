@@ -9,25 +9,20 @@ ticket QR code; partial cut.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.core import text as textclean
 from gateway.ordering.menu import allergen_name
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 LINE_PREFIX = "L"
 TICKET_PREFIX = "T"
 
 
 def clean_text(value: Any, limit: int) -> str:
-    """Return user text safe for tickets and pages: no control bytes (ESC/POS), trimmed, bounded."""
-    if not isinstance(value, str):
-        return ""
-    text = unicodedata.normalize("NFC", value)
-    text = _CONTROL.sub(" ", text)
-    text = " ".join(text.split())
-    return text[:limit]
+    """Return user text safe for tickets and pages (``gateway.core.text.clean``): no control bytes
+    (ESC/POS), no invisible or direction characters, capped combining marks, trimmed, bounded."""
+    return textclean.clean(value, limit)
 
 
 def line_code(line_id: int) -> str:
@@ -43,7 +38,7 @@ def ticket_code(ticket_id: int) -> str:
 def parse_code(code: str) -> tuple[str, int] | None:
     """Parse a scanned code into ("line"|"ticket", id), or None."""
     code = code.strip().upper()
-    m = re.fullmatch(r"([LT])(\d{1,12})", code)
+    m = re.fullmatch(r"([LT])([1-9][0-9]{0,11})", code)
     if not m:
         return None
     return ("line" if m.group(1) == LINE_PREFIX else "ticket"), int(m.group(2))

@@ -7,7 +7,7 @@ per-printer workers (status before and after each job, alerts, failover) and ``c
 
 from __future__ import annotations
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 
 class PrintError(GatewayError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import DeviceConfig
-from gateway.models import iso_ms, now_ms
+from gateway.core.models import iso_ms, now_ms
 from gateway.printing import PrintError
 from gateway.store.db import Connection
 

@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devices.escpos import render
-from devices.escpos.driver import SILENT, PrinterConnection, StatusReport, parse_port
-from gateway.config import Config, DeviceConfig
-from gateway.errors import ConfigError, DeviceUnavailable, GatewayError
-from gateway.models import Availability, now_ms
+from devices.escpos.config import PrinterConfig, validate_printers
+from devices.escpos.driver import SILENT, PrinterConnection, StatusReport
+from gateway.core.errors import DeviceUnavailable, GatewayError
+from gateway.core.models import Availability, now_ms
 from gateway.printing import PrintError, queue
+from gateway.spine.context import Periodic, ServiceContext
 from gateway.store.db import Connection
 
 _LOGGER = logging.getLogger(__name__)
@@ -56,47 +57,6 @@ TEXTS = {"paper_out": "paper out", "cover_open": "cover open", "offline": "not a
          "error": "printer error"}
 
 Listener = Callable[[str, str, str], None]
-
-
-@dataclass(frozen=True)
-class PrinterConfig:
-    """One printer's validated settings."""
-
-    id: str
-    port: str
-    station: str
-    backup: str
-    failover_after: float
-    encoding: str
-    width: int
-    cut: bool
-    status_timeout: float
-    confirm_timeout: float
-    poll: float
-    status_interval: float
-    max_attempts: int
-    baudrate: int
-    verify: bool
-
-    @classmethod
-    def from_device(cls, dev: DeviceConfig, where: str) -> PrinterConfig:
-        """Build from a validated ``[[devices]]`` entry; check what the option types cannot."""
-        o = dev.options
-        parse_port(dev.port, f"{where}.port")
-        width = int(o.get("width", 48))
-        if not 16 <= width <= 96:
-            raise ConfigError(f"{where}.width: expected 16-96 characters (48 for 80 mm paper, 32 for "
-                              f"58 mm), found {width}", key=f"{where}.width")
-        if int(o.get("max_attempts", 5)) < 1:
-            raise ConfigError(f"{where}.max_attempts: expected at least 1", key=f"{where}.max_attempts")
-        return cls(id=dev.id, port=dev.port, station=str(o.get("station") or ""),
-                   backup=str(o.get("backup") or ""), failover_after=float(o.get("failover_after", 60.0)),
-                   encoding=str(o.get("encoding", "gb18030")), width=width, cut=bool(o.get("cut", True)),
-                   status_timeout=float(o.get("status_timeout", 2.0)),
-                   confirm_timeout=float(o.get("confirm_timeout", 30.0)), poll=float(o.get("poll", 1.0)),
-                   status_interval=float(o.get("status_interval", 30.0)),
-                   max_attempts=int(o.get("max_attempts", 5)), baudrate=int(o.get("baudrate", 9600)),
-                   verify=bool(o.get("verify", True)))
 
 
 @dataclass
@@ -180,7 +140,6 @@ class _Worker:
         now = time.monotonic()
         if now - self.state.last_status >= self.cfg.status_interval:
             self._check(waiting=False)
-            self.svc.maybe_prune()
         wait = NUDGE_POLL if time.monotonic() - self._nudged < NUDGE_WINDOW else JOB_POLL
         self._wake.wait(wait)
 
@@ -329,31 +288,10 @@ class _Worker:
                 "rerouted": st.rerouted, "failed": st.failed, "last_error": st.last_error or None}
 
 
-def check_config(cfg: Config) -> None:
-    """Check printer ports, widths and backup references at config load (`storegw config check`)."""
-    validate_printers(cfg.devices)
-
-
-def validate_printers(devices: tuple[DeviceConfig, ...] | list[DeviceConfig]) -> dict[str, PrinterConfig]:
-    """Return every printer's settings; check ports, widths and backup references (ConfigError)."""
-    printers: dict[str, PrinterConfig] = {}
-    for i, dev in enumerate(devices):
-        if dev.kind == "escpos":
-            printers[dev.id] = PrinterConfig.from_device(dev, f"devices[{i}]")
-    for i, dev in enumerate(devices):
-        backup = printers[dev.id].backup if dev.id in printers else ""
-        if backup and (backup not in printers or backup == dev.id):
-            others = ", ".join(p for p in printers if p != dev.id) or "none"
-            raise ConfigError(f"devices[{i}].backup: \"{backup}\" is not another printer; printers: {others}",
-                              key=f"devices[{i}].backup")
-    return printers
-
-
 class PrintService:
     """The durable print queue and its per-printer workers."""
 
-    def __init__(self, gw: Any) -> None:
-        self._gw = gw
+    def __init__(self, gw: ServiceContext) -> None:
         self.writer = gw.store.writer
         self.alerts = gw.alerts
         self.hub = gw.hub
@@ -462,19 +400,18 @@ class PrintService:
         conn = self.read()
         return {"printers": {pid: w.health(queue.depth(conn, pid)) for pid, w in self.workers.items()}}
 
-    def maybe_prune(self) -> None:
-        """Delete finished jobs older than the retention, at most once an hour."""
-        now = time.monotonic()
-        with self._prune_lock:
-            if now - self._pruned < PRUNE_EVERY:
-                return
-            self._pruned = now
+    def periodic(self) -> tuple[Periodic, ...]:
+        """The housekeeping the gateway's scheduler runs for printing."""
+        return (Periodic("print-prune", PRUNE_EVERY, self.prune),)
+
+    def prune(self) -> None:
+        """Delete finished jobs older than the retention."""
         try:
             self.writer.submit(lambda c: queue.prune(c, now_ms() - RETENTION_MS))
         except GatewayError as err:
             _LOGGER.debug("Pruning print jobs skipped: %s", err)
 
 
-def build(gw: Any) -> PrintService:
+def build(gw: ServiceContext) -> PrintService:
     """Build the print service for a gateway (started by the gateway)."""
     return PrintService(gw)

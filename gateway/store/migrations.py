@@ -1,29 +1,24 @@
 """Named, ordered schema migrations, recorded in the database (sqlite-utils style).
 
-Other packages add their own with ``@migration("name")`` in a module listed in
-``MIGRATION_MODULES``; names are applied in the order they are registered, once each.
+A domain declares its tables in a ``schema`` module with ``@migration("name")``; whoever opens the
+database names those modules (``gateway.domains.SCHEMAS``), so the store imports nothing above it.
+The store's own migrations come first, then each schema module's in the order given, each in the
+order written, once each.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import ModuleType
 
-from gateway.models import now_ms
+from gateway.core.models import now_ms
 from gateway.store.db import Connection
 
 _LOGGER = logging.getLogger(__name__)
 
 Migration = Callable[[Connection], None]
-_MIGRATIONS: list[tuple[str, Migration]] = []
-
-# Modules whose import registers migrations, in order. Domain services append theirs here.
-MIGRATION_MODULES = (
-    "gateway.store.migrations",
-    "gateway.printing.schema",
-    "gateway.ordering.schema",
-)
+_MIGRATIONS: list[tuple[str, str, Migration]] = []  # (module, name, fn) in registration order
 
 
 def run_script(conn: Connection, script: str) -> None:
@@ -36,38 +31,34 @@ def run_script(conn: Connection, script: str) -> None:
 def migration(name: str) -> Callable[[Migration], Migration]:
     """Register a migration under a unique, never-reused name."""
     def register(fn: Migration) -> Migration:
-        if any(n == name for n, _ in _MIGRATIONS):
+        if any(n == name for _, n, _ in _MIGRATIONS):
             raise RuntimeError(f"migration {name} registered twice")
-        _MIGRATIONS.append((name, fn))
+        _MIGRATIONS.append((fn.__module__, name, fn))
         return fn
     return register
 
 
-def _load_all() -> None:
-    for module in MIGRATION_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            # A domain package that is not installed in this build has no tables to add.
-            if err.name is None or not module.startswith(err.name):
-                raise
+def ordered(schemas: Sequence[ModuleType] = ()) -> list[tuple[str, Migration]]:
+    """Return the store's migrations, then each schema module's, in order."""
+    out = []
+    for module in (__name__, *(m.__name__ for m in schemas)):
+        out.extend((name, fn) for mod, name, fn in _MIGRATIONS if mod == module)
+    return out
 
 
-def pending(conn: Connection) -> list[str]:
+def pending(conn: Connection, schemas: Sequence[ModuleType] = ()) -> list[str]:
     """Return the names of the migrations this database has not had yet (read only)."""
-    _load_all()
     has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchone()
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")} if has_table else set()
-    return [name for name, _ in _MIGRATIONS if name not in done]
+    return [name for name, _ in ordered(schemas) if name not in done]
 
 
-def apply(conn: Connection) -> list[str]:
+def apply(conn: Connection, schemas: Sequence[ModuleType] = ()) -> list[str]:
     """Apply every pending migration in its own transaction; return the names applied."""
-    _load_all()
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)")
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     applied = []
-    for name, fn in _MIGRATIONS:
+    for name, fn in ordered(schemas):
         if name in done:
             continue
         conn.execute("BEGIN IMMEDIATE")

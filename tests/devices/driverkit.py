@@ -10,7 +10,7 @@ from realparts import wait_for as _wait_for
 
 from devices import registry
 from gateway.config import DeviceConfig, validate_options
-from gateway.models import Availability, DeviceEvent, Reading
+from gateway.core.models import Availability, DeviceEvent, Reading
 
 
 class Sink:

@@ -18,12 +18,13 @@ import pytest
 
 from devices import registry
 from devices.camera import OPTIONS, SPEC, build
-from devices.camera.driver import CameraDriver, Debouncer
+from devices.camera.driver import CameraDriver
 from devices.camera.protocol import QrPipeline, baseline_decode
 from devices.camera.simulator import frame_set, qr_image, scene, write_video
+from devices.debounce import Debouncer
 from gateway.config import DeviceConfig, validate_options
-from gateway.errors import ConfigError
-from gateway.models import Availability, DeviceEvent, Reading
+from gateway.core.errors import ConfigError
+from gateway.core.models import Availability, DeviceEvent, Reading
 
 ROOT = Path(__file__).resolve().parents[2]
 

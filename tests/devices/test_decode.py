@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from devices import masking
 from devices.decode import KINDS, decode
-from gateway.errors import DecodeError, ProtocolError
+from gateway.core.errors import DecodeError, ProtocolError
 
 FUZZ = settings(max_examples=200, deadline=None, database=None)
 FILES = {"scanner": "scanner.json", "em4100": "em4100.json", "magstripe": "magstripe.json",

@@ -9,7 +9,7 @@ from driverkit import wait_for
 from devices.scanner.simulator import ScannerSimulator
 from gateway import config
 from gateway.app import build
-from gateway.hqwatch import HQCollector
+from gateway.hq.watch import HQCollector
 
 
 def _device(gw, device_id: str) -> dict:

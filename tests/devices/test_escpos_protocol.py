@@ -10,7 +10,6 @@ from devices.escpos.protocol import (
     EscPosError,
     PrinterStatus,
     StatusProtocol,
-    columns,
     display_width,
     parse_asb,
     parse_exchange,
@@ -124,25 +123,25 @@ def test_display_width_counts_cjk_double():
     assert truncate("宫保鸡丁", 5) == "宫保"
 
 
-def test_columns_pads_to_the_width_and_wraps_the_left_side():
-    line = columns("宫保鸡丁", "¥38.00", 20)
+def test_two_columns_pads_to_the_width_and_wraps_the_left_side():
+    from devices.escpos.render import two_columns
+
+    line, = two_columns("宫保鸡丁", "¥38.00", 20)
     assert display_width(line) == 20
     assert line.startswith("宫保鸡丁 ")
     assert line.endswith("¥38.00")
-    wrapped = columns("超级无敌至尊豪华海鲜大拼盘(大份)", "x2", 16).split("\n")
+    wrapped = two_columns("超级无敌至尊豪华海鲜大拼盘(大份)", "x2", 16)
     assert wrapped[0].endswith(" x2")
     assert len(wrapped) > 1
     assert all(display_width(w) <= 16 for w in wrapped)
-    assert columns("\x1b@A\nB", "1", 6) == "@A B 1"  # ESC removed: "@" is inert text
-    assert columns("A", "", 4) == "A   "
-    assert columns("AB", "123456", 6) == "AB\n123456"
-    with pytest.raises(ValueError, match="width"):
-        columns("a", "b", 1)
+    assert two_columns("\x1b@A\nB", "1", 6) == ["@A B 1"]  # ESC removed: "@" is inert text
 
 
 @FUZZ
 @given(st.text(max_size=40), st.text(max_size=12), st.integers(2, 48))
 def test_fuzz_columns_never_exceed_the_width(left, right, width):
-    for line in columns(left, right, width).split("\n"):
+    from devices.escpos.render import two_columns
+
+    for line in two_columns(left, right, width):
         # A single character wider than a 1-column gap is the only allowed overflow.
         assert display_width(line) <= max(width, 2)

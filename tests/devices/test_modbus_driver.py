@@ -11,7 +11,7 @@ from devices import registry
 from devices.modbus.protocol import parse_rtu
 from devices.modbus.registers import Register, parse_map, plan
 from devices.modbus.simulator import FRIDGE_TEMP, ModbusSimulator
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 MAP = ["1:0x0000:int16:0.1:temp_c", "1:1:uint16:1:door_open", "1:0x0002:float32:1:power_kw:input",
        "17:0x006B:uint16:1:r6b", "17:0x006C:uint32:1:r6c"]

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devices.scanner.protocol import Debouncer, Scan, ScannerError, ScannerProtocol, gtin_ok, parse_scan
+from devices.debounce import Debouncer
+from devices.scanner.protocol import Scan, ScannerError, ScannerProtocol, gtin_ok, parse_scan
 
 FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 TABLE_URL = b"https://order.example-store.cn/t/Ab3_x-9"
@@ -118,7 +119,7 @@ def test_debouncer_forgets_old_codes():
     deb = Debouncer(10)
     for i in range(300):
         deb.accept(f"c{i}", i * 100)
-    assert len(deb._last_seen) < 300
+    assert len(deb._seen) < 300
 
 
 @FUZZ

@@ -12,7 +12,7 @@ from driverkit import Sink, wait_for
 
 from devices.ptysim import PtyDevice
 from devices.transport import BACKOFF_MAX, Backoff, SerialDriver, open_port
-from gateway.errors import DeviceUnavailable, ProtocolError
+from gateway.core.errors import DeviceUnavailable, ProtocolError
 
 
 class Recorder(SerialDriver):

@@ -35,6 +35,14 @@ public_host = "order.test"
     return parse(tomllib.loads(text))
 
 
+def phone_address(d: str) -> str:
+    """A stable address per phone id (on the store's Wi-Fi every phone has its own address)."""
+    import zlib
+
+    n = zlib.crc32(d.encode())
+    return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{max(1, n & 255)}"
+
+
 class Diner:
     """A phone at a table, driven through the no-JS forms of the test client."""
 
@@ -87,18 +95,18 @@ def run_cli(group: Any, *args: str, input: str | None = None) -> str:  # noqa: A
 
 
 def prepare_store(config: Path, tables: tuple[str, ...] = TABLES, staff: tuple[tuple[str, str], ...] = ()) -> None:
-    """Import the sample menu, add tables and staff (PIN 2468) into a gateway's database via the CLI."""
-    from gateway.ordering import cli
+    """Import the sample menu, add tables and staff (PIN 246813) into a gateway's database via the CLI."""
+    from gateway.cli import ordering as cli
 
     run_cli(cli.menu, "import", "--sample", "--config", str(config))
     run_cli(cli.tables, "add", *tables, "--config", str(config))
     for name, role in staff:
-        run_cli(cli.staff, "add", name, "--role", role, "--pin-stdin", "--config", str(config), input="2468\n")
+        run_cli(cli.staff, "add", name, "--role", role, "--pin-stdin", "--config", str(config), input="246813\n")
 
 
 def table_url(config: Path, table: str) -> str:
     """Return a table's QR URL (`storegw tables url`)."""
-    from gateway.ordering import cli
+    from gateway.cli import ordering as cli
 
     return run_cli(cli.tables, "url", table, "--config", str(config)).strip()
 

@@ -35,7 +35,7 @@ def phone(browser, origin, requests):
     return ctx
 
 
-def staff_page(browser, origin, requests, path, name, pin="2468"):
+def staff_page(browser, origin, requests, path, name, pin="246813"):
     """A staff browser signed in as ``name`` on ``path`` (the login form redirects back)."""
     ctx = browser.new_context(viewport={"width": 1024, "height": 700})
     ctx.on("request", lambda r: requests.append(r.url))
@@ -108,7 +108,7 @@ def test_order_print_kds_bump_served(broker, write_config, gateway_process, chro
 def test_queue_number_preorder_call_and_seat(broker, write_config, gateway_process, chromium):
     """取号 and 预点餐 in Chromium: take a number, pre-order while waiting, get called and seated
     (staff in a second browser), then the table page holds the pre-ordered dish, not yet sent."""
-    from gateway.ordering import cli
+    from gateway.cli import ordering as cli
 
     cfg = write_config(local_port=broker.port, hq_port=broker.port, uplink='client_id = "hq-side"')
     prepare_store(cfg, staff=(("wang", "waiter"),))

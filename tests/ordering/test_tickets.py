@@ -62,10 +62,10 @@ def test_failed_printer_shows_rerouted_on_kds(make_gw):
         svc = gw.services["ordering"]
         from ordhelpers import Diner as D
 
-        from gateway.ordering import staff as staffops
+        from gateway.staff import accounts as staffops
         from web import create_app
 
-        svc.writer.call(lambda c: staffops.add_staff(c, "chef", "kitchen", "1234"))
+        svc.writer.call(lambda c: staffops.add_staff(c, "chef", "kitchen", "123456"))
         app = create_app(gw, {"TESTING": True})
         d = D(app.test_client(), svc, "A1")
         d.add("h02")
@@ -79,7 +79,7 @@ def test_failed_printer_shows_rerouted_on_kds(make_gw):
 
 
 def test_a_party_seated_from_the_queue_has_its_number_on_the_ticket(make_gw):
-    from gateway.ordering import kitchen, queue
+    from gateway.ordering import kitchen
 
     with VirtualPrinter() as hot:
         gw = make_gw(printer_config(("printer-hot", hot.url, "hot")))
@@ -88,8 +88,8 @@ def test_a_party_seated_from_the_queue_has_its_number_on_the_ticket(make_gw):
 
         client = create_app(gw, {"TESTING": True}).test_client()
         phone = "queuephone0042"
-        entry = svc.kitchen_call(queue.take, queue.phone_key(svc.secret, phone), phone, 2, "")
-        svc.kitchen_call(queue.seat, entry.id, "A2", "test")
+        entry = svc.queue_take(phone, "2", "", "10.0.0.42")
+        svc.queue_seat(entry.id, "A2", "test")
         d = Diner(client, svc, "A2")
         d.add("h02")
         assert d.send().status_code == 303

@@ -22,9 +22,9 @@ from printkit import (  # noqa: F401 - fixtures
     wait_for,
 )
 
-from gateway.errors import ConfigError
+from devices.escpos.config import validate_printers
+from gateway.core.errors import ConfigError
 from gateway.printing import PrintError
-from gateway.printing.service import validate_printers
 
 ROOT = Path(__file__).resolve().parents[2]
 DRAWER_KICK = bytes.fromhex("1b700019fa")  # ESC p 0 25 250
@@ -306,10 +306,9 @@ def test_storegw_print_and_jobs_against_the_running_gateway(gateway_factory, vpr
 
 
 def printer_devices(devices: str):
-    from devices import registry
     from gateway import config
 
-    return registry.validate(config.parse(tomllib.loads('[store]\nid = "sh-001"\n' + devices))).devices
+    return config.parse(tomllib.loads('[store]\nid = "sh-001"\n' + devices)).devices
 
 
 def test_printer_config_is_checked_with_messages_that_teach():

@@ -11,7 +11,7 @@ from printkit import printer_factory_fixture, vprinter_fixture, wait_for  # noqa
 from devices.escpos import render
 from devices.escpos.driver import PrinterConnection, parse_port
 from devices.escpos.simulator import PtyPrinter
-from gateway.errors import ConfigError, DeviceUnavailable
+from gateway.core.errors import ConfigError, DeviceUnavailable
 
 
 def ask(port: int, n: int, timeout: float = 0.5) -> bytes:
@@ -184,27 +184,3 @@ def test_the_simulator_counts_drawer_kicks_it_receives(vprinter):
         s.sendall(b"\x1bp\x00\x19\xfa" + b"\x10\x14\x01\x00\x05" + b"after\n")
     wait_for(lambda: vprinter.lines() == ["after"], what="bytes received")
     assert vprinter.drawer_kicks == 2
-
-
-def test_the_family_driver_reports_availability(vprinter):
-    from devices.escpos import SPEC
-    from gateway.config import DeviceConfig
-
-    class Sink:
-        def __init__(self):
-            self.changes = []
-
-        def availability(self, change):
-            self.changes.append((change.device, change.available))
-
-    sink = Sink()
-    driver = SPEC.factory(DeviceConfig(id="kitchen", kind="escpos", port=vprinter.url,
-                                       options={"status_interval": 0.1, "status_timeout": 0.3}))
-    driver.start(sink)
-    try:
-        wait_for(lambda: sink.changes == [("kitchen", True)], what="available")
-        vprinter.refuse()
-        wait_for(lambda: sink.changes[-1] == ("kitchen", False), what="unavailable")
-        assert not driver.available
-    finally:
-        driver.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from web import services_of
+from web.kit import services_of
 
 bp = Blueprint("health", __name__, url_prefix="/api/v1")
 

@@ -13,14 +13,14 @@ from typing import Any
 
 from flask import Response, redirect, render_template, request, url_for
 
-from gateway.errors import OrderingError
-from gateway.models import now_ms
+from gateway.core.errors import OrderingError
 from gateway.ordering import queue
 from gateway.ordering import tables as tbl
 from gateway.ordering.menu import ALLERGENS
 from gateway.ordering.service import TableCtx
 from web.diner.i18n import t
 from web.diner.views import bp, client_key, error_page, lang_of, ordering, sse, wants_json
+from web.kit import json_error, url_int
 
 
 def _d() -> str:
@@ -29,9 +29,7 @@ def _d() -> str:
 
 
 def _entry(svc: Any, d: str) -> queue.Entry | None:
-    if not d:
-        return None
-    return queue.for_phone(svc.gw.store.read(), queue.phone_key(svc.secret, d), queue.day_of(now_ms()))
+    return svc.queue_entry(d)
 
 
 def _ctx(entry: queue.Entry, token: str) -> TableCtx:
@@ -43,8 +41,7 @@ def _channels(entry: queue.Entry | None) -> tuple[str, ...]:
 
 
 def _live_context(svc: Any, token: str, d: str, lang: str, entry: queue.Entry) -> dict[str, Any]:
-    conn = svc.gw.store.read()
-    q = queue.entry_view(svc, conn, entry)
+    q = svc.queue_entry_view(entry)
     view = dict(svc.table_view(entry.pseudo_table), can_order=entry.active)
     table_url = ""
     if q["table"]:
@@ -72,7 +69,7 @@ def _render(svc: Any, token: str, d: str, lang: str, *, error: str = "", ok: str
 
 
 def _check_token(svc: Any, token: str) -> None:
-    queue.check_store_token(svc.secret, svc.store_id, token)
+    svc.queue_check_token(token)
 
 
 @bp.get("/q/<token>")
@@ -104,7 +101,7 @@ def _act(token: str, fn: Any, *, need_entry: bool = True) -> Any:
 
     def fail(err: OrderingError, page: bool) -> Any:
         if wants_json():
-            return {"ok": False, "error": str(err), "code": err.code}, err.status
+            return json_error(err)
         if not page:
             return error_page(err, lang)
         return _render(svc, token, d, lang, error=str(err), status=err.status)
@@ -134,11 +131,8 @@ def queue_take(token: str) -> Any:
     def fn(svc: Any, entry: Any, d: str) -> Any:
         if entry is not None and entry.active:  # idempotent without spending a rate-limit token
             return {"number": entry.label, "duplicate": True}, {"taken": 1}
-        party, nick = queue.validate_take(request.form.get("party"), request.form.get("nickname", ""))
-        svc._check_rate(svc.client_limit, f"q:{client_key()}:{d}")
-        svc._check_rate(svc.write_limit, "queue")
-        phone = queue.phone_key(svc.secret, d)
-        got = svc.kitchen_call(queue.take, phone, d, party, nick)
+        # limits keyed on the address (plus a device cookie behind NAT), not the page id ``d`` it chooses
+        got = svc.queue_take(d, request.form.get("party"), request.form.get("nickname", ""), client_key())
         return {"number": got.label, "duplicate": False}, {"taken": 1}
     return _act(token, fn, need_entry=False)
 
@@ -147,7 +141,7 @@ def queue_take(token: str) -> Any:
 def queue_leave(token: str) -> Any:
     """Leave the queue (取消排队): only this phone's own number; its pre-order is dropped."""
     def fn(svc: Any, entry: Any, d: str) -> Any:
-        got = svc.kitchen_call(queue.leave, entry.id)
+        got = svc.queue_leave(entry.id)
         return {"number": got.label, "status": got.status}, {"left": 1}
     return _act(token, fn)
 
@@ -171,7 +165,7 @@ def queue_add(token: str) -> Any:
 def queue_cart_line(token: str, line_id: int) -> Any:
     """Change or remove a pre-order line (only lines of this phone's number)."""
     def fn(svc: Any, entry: Any, d: str) -> Any:
-        qty = 0 if request.form.get("remove") else request.form.get("qty", type=int, default=0)
+        qty = 0 if request.form.get("remove") else url_int(request.form, "qty", -1)
         svc.update_cart(_ctx(entry, token), line_id, qty)
         return {}, {"_anchor": "cart"}
     return _act(token, fn)
@@ -201,7 +195,7 @@ def queue_live(token: str) -> Any:
     try:
         svc, entry, d = _get_entry(token)
     except OrderingError as err:
-        return {"ok": False, "error": str(err), "code": err.code}, err.status
+        return json_error(err)
     if entry is None:
         return {"ok": False, "error": "no queue number", "code": "not_queued"}, 404
     request._storegw_lang = lang  # type: ignore[attr-defined]
@@ -217,14 +211,13 @@ def queue_state(token: str) -> Any:
     try:
         svc, entry, d = _get_entry(token)
     except OrderingError as err:
-        return {"ok": False, "error": str(err), "code": err.code}, err.status
+        return json_error(err)
     if entry is None:
         return {"ok": True, "queue": None}
 
     def make() -> str:
-        conn = svc.gw.store.read()
         view = svc.table_view(entry.pseudo_table) if entry.active else {"cart": [], "cart_total": 0}
-        return json.dumps({"ok": True, "queue": queue.entry_view(svc, conn, entry), "cart": view["cart"],
+        return json.dumps({"ok": True, "queue": svc.queue_entry_view(entry), "cart": view["cart"],
                            "cart_total": view["cart_total"]}, ensure_ascii=False)
     return _etag(svc, entry, f"j-{d}-{entry.status}", make, "application/json")
 
@@ -235,5 +228,5 @@ def queue_events(token: str) -> Any:
     try:
         _, entry, _ = _get_entry(token)
     except OrderingError as err:
-        return {"ok": False, "error": str(err), "code": err.code}, err.status
-    return sse(_channels(entry), request.args.get("v", type=int, default=0))
+        return json_error(err)
+    return sse(_channels(entry), url_int(request.args, "v", 0), "diner")

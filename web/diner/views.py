@@ -7,6 +7,7 @@ random diner id, for the nickname) because captive mini-browsers drop cookies.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import threading
@@ -18,23 +19,27 @@ from flask import (
     Response,
     abort,
     current_app,
+    g,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
+from gateway.ordering import tables as tbl
+from gateway.ordering.live import RateLimiter
 from gateway.ordering.menu import ALLERGENS, allergen_name
-from web import services_of
 from web.diner.i18n import money, pick, t
+from web.kit import client_address, json_error, services_of, url_int
 
 bp = Blueprint("diner", __name__)
 
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
        "font-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
 SSE_SECONDS = 25.0
+DEVICE_COOKIE = "storegw_dev"
+DEVICE_COOKIES_PER_MINUTE = 10  # new device cookies one NAT address may be given
 
 
 def ordering() -> Any:
@@ -66,8 +71,48 @@ def wants_json() -> bool:
 
 
 def client_key() -> str:
-    """Return the rate-limit key of the requesting client."""
-    return request.remote_addr or "?"
+    """Return the key of the requesting client for limits: what it cannot choose.
+
+    On the store's Wi-Fi every phone has its own address, so the key is the address. From an
+    address listed in ``ordering.nat_addresses`` (a router with many phones behind it) the key is
+    the address plus a signed per-device cookie; new cookies are handed out at most
+    ``DEVICE_COOKIES_PER_MINUTE`` a minute per address, so minting fresh ones buys little.
+    """
+    addr = client_address()
+    if not _behind_nat(addr):
+        return addr
+    svc = ordering()
+    device = _device_from_cookie(svc)
+    if device is None:
+        limiter = current_app.extensions.setdefault("storegw-device-mint", RateLimiter(DEVICE_COOKIES_PER_MINUTE, 60.0))
+        if not limiter.allow(addr):
+            return f"{addr}|shared"  # one bucket for every cookieless client of this address
+        device = secrets.token_hex(8)
+        g.storegw_new_device = f"{device}.{tbl.sign(svc.secret, 'device-cookie', device)}"
+    return f"{addr}|{device}"
+
+
+def _behind_nat(addr: str) -> bool:
+    nets = current_app.extensions.get("storegw-nat")
+    if nets is None:
+        nets = tuple(ipaddress.ip_network(n, strict=False)
+                     for n in services_of(current_app).cfg.ordering.nat_addresses)
+        current_app.extensions["storegw-nat"] = nets
+    if not nets:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
+
+
+def _device_from_cookie(svc: Any) -> str | None:
+    device, _, sig = request.cookies.get(DEVICE_COOKIE, "").partition(".")
+    if len(device) == 16 and device.isascii() and device.isalnum() and secrets.compare_digest(
+            sig, tbl.sign(svc.secret, "device-cookie", device)):
+        return device
+    return None
 
 
 @bp.app_template_global()
@@ -105,6 +150,10 @@ def allergen(code: str) -> str:
 def _headers(resp: Response) -> Response:
     resp.headers["Content-Security-Policy"] = CSP
     resp.headers.setdefault("Cache-Control", "no-store")
+    new_device = g.get("storegw_new_device")
+    if new_device:
+        resp.set_cookie(DEVICE_COOKIE, new_device, max_age=7 * 86400, httponly=True, samesite="Lax",
+                        secure=services_of(current_app).cfg.ordering.https)
     return resp
 
 
@@ -144,7 +193,7 @@ def table(token: str) -> Any:
         return redirect(_page_url(token, secrets.token_hex(4), lang), code=303)
     ok = ""
     if request.args.get("sent"):
-        ok = t("sent_ok", lang, n=request.args.get("sent", type=int) or 0)
+        ok = t("sent_ok", lang, n=url_int(request.args, "sent", 0))
     elif request.args.get("added"):
         ok = t("added_ok", lang)
     return _render_table(svc, ctx, d, lang, ok=ok)
@@ -166,14 +215,14 @@ def _act(token: str, fn: Any) -> Any:
         ctx = _ctx(token)
     except OrderingError as err:
         if wants_json():
-            return {"ok": False, "error": str(err), "code": err.code}, err.status
+            return json_error(err)
         return error_page(err, lang)
     try:
         svc.check_form(token, request.form.get("csrf", ""))
         result, extra = fn(svc, ctx, d)
     except OrderingError as err:
         if wants_json():
-            return {"ok": False, "error": str(err), "code": err.code}, err.status
+            return json_error(err)
         if err.code in ("csrf", "rate_limited"):
             return error_page(err, lang)
         return _render_table(svc, ctx, d, lang, error=str(err), status=err.status)
@@ -205,7 +254,7 @@ def add(token: str) -> Any:
 def cart_line(token: str, line_id: int) -> Any:
     """Change a cart line's quantity (0 or the remove button deletes it)."""
     def fn(svc: Any, ctx: Any, d: str) -> Any:
-        qty = 0 if request.form.get("remove") else request.form.get("qty", type=int, default=0)
+        qty = 0 if request.form.get("remove") else url_int(request.form, "qty", -1)
         svc.update_cart(ctx, line_id, qty)
         return {}, {"_anchor": "cart"}
     return _act(token, fn)
@@ -224,7 +273,7 @@ def submit(token: str) -> Any:
 def service_request(token: str) -> Any:
     """Call a waiter, ask for the bill, or rush a dish (催菜): a staff task the diner sees acknowledged."""
     def fn(svc: Any, ctx: Any, d: str) -> Any:
-        line = request.form.get("line", type=int)
+        line = url_int(request.form, "line")
         task = svc.request(ctx, request.form.get("kind", ""), line)
         return {"task": task}, {"_anchor": "service"}
     return _act(token, fn)
@@ -258,7 +307,7 @@ def live(token: str) -> Any:
     try:
         ctx = _ctx(token)
     except OrderingError as err:
-        return {"ok": False, "error": str(err), "code": err.code}, err.status
+        return json_error(err)
     d = diner_id()
     request._storegw_lang = lang  # type: ignore[attr-defined]
 
@@ -277,63 +326,116 @@ def state(token: str) -> Any:
     try:
         ctx = _ctx(token)
     except OrderingError as err:
-        return {"ok": False, "error": str(err), "code": err.code}, err.status
+        return json_error(err)
     return _etag_response(svc, ctx.table.id, "j", lambda: json.dumps(svc.table_view(ctx.table.id),
                                                                       ensure_ascii=False), "application/json")
 
 
-class StreamSlots:
-    """Bounds how many SSE streams hold a server thread at once (the rest poll)."""
+class LiveSlots:
+    """Bounds how many SSE streams hold a server thread at once (the rest poll), per class.
 
-    def __init__(self, n: int) -> None:
-        self.sem = threading.BoundedSemaphore(max(1, n))
+    Anonymous diner streams share what is left after ``staff`` slots are set aside; signed-in staff
+    screens (KDS, table map) take their own slots first and may also use free diner slots, so diner
+    streams can never starve a kitchen display.
+    """
 
-    def take(self) -> bool:
-        """Try to take a slot."""
-        return self.sem.acquire(blocking=False)
+    def __init__(self, total: int, staff: int) -> None:
+        total = max(2, total)
+        staff = max(1, min(staff, total - 1))
+        self.sizes = {"staff": staff, "diner": total - staff}
+        self._free = dict(self.sizes)
+        self._lock = threading.Lock()
 
-    def give(self) -> None:
-        """Return a slot."""
-        self.sem.release()
+    def take(self, cls: str) -> str | None:
+        """Take a slot for a stream of class ``staff`` or ``diner``; return the pool it came from or None."""
+        order = ("staff", "diner") if cls == "staff" else ("diner",)
+        with self._lock:
+            for pool in order:
+                if self._free[pool] > 0:
+                    self._free[pool] -= 1
+                    return pool
+        return None
+
+    def give(self, pool: str) -> None:
+        """Return a slot to its pool."""
+        with self._lock:
+            self._free[pool] = min(self.sizes[pool], self._free[pool] + 1)
+
+    def free(self) -> dict[str, int]:
+        """Free slots per pool."""
+        with self._lock:
+            return dict(self._free)
 
 
-def stream_slots() -> StreamSlots:
-    """Return the app's stream slots (sized from ordering.live_streams or half of web.threads)."""
+def stream_slots() -> LiveSlots:
+    """Return the app's live slots: ordering.live_streams (0: half of web.threads), a quarter of them
+    (at least 2) kept for staff screens unless ordering.staff_streams says how many."""
     slots = current_app.extensions.get("storegw-sse")
     if slots is None:
         gw = services_of(current_app)
-        n = gw.cfg.ordering.live_streams or max(1, gw.cfg.web.threads // 2)
-        slots = current_app.extensions.setdefault("storegw-sse", StreamSlots(n))
+        total = gw.cfg.ordering.live_streams or max(2, gw.cfg.web.threads // 2)
+        staff = gw.cfg.ordering.staff_streams or max(2, total // 4)
+        slots = current_app.extensions.setdefault("storegw-sse", LiveSlots(total, staff))
     return slots
 
 
-def sse(channels: tuple[str, ...], since: int) -> Response:
-    """Stream version numbers of ``channels`` for ~25 s, then end with a retry hint (frees the thread)."""
-    svc = ordering()
-    slots = stream_slots()
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    if not slots.take():
-        return Response("retry: 5000\nevent: poll\ndata: busy\n\n", mimetype="text/event-stream", headers=headers)
+class _Stream:
+    """The body of one SSE response; closing it (the client went away, or the server is done with it)
+    returns its slot exactly once, even when it was never iterated."""
 
-    def gen() -> Any:
+    def __init__(self, notifier: Any, channels: tuple[str, ...], since: int, slots: LiveSlots, pool: str) -> None:
+        self.notifier, self.channels, self.since = notifier, channels, since
+        self.slots, self.pool = slots, pool
+        self._closed = False
+        self._gen = self._run()
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._gen)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._gen.close()
+            self.slots.give(self.pool)
+
+    def _run(self) -> Any:
         try:
             yield "retry: 1500\n\n"
             deadline = time.monotonic() + SSE_SECONDS
-            v = since
-            current = svc.notifier.version(*channels)
+            v = self.since
+            current = self.notifier.version(*self.channels)
             if current != v:
                 v = current
                 yield f"id: {v}\ndata: {v}\n\n"
             while (remaining := deadline - time.monotonic()) > 0:
-                nv = svc.notifier.wait(channels, v, min(remaining, 10.0))
+                nv = self.notifier.wait(self.channels, v, min(remaining, 10.0))
                 if nv != v:
                     v = nv
                     yield f"id: {v}\ndata: {v}\n\n"
                 else:
                     yield ": keepalive\n\n"
         finally:
-            slots.give()
-    return Response(stream_with_context(gen()), mimetype="text/event-stream", headers=headers)
+            if not self._closed:
+                self._closed = True
+                self.slots.give(self.pool)
+
+
+def sse(channels: tuple[str, ...], since: int, cls: str = "diner") -> Response:
+    """Stream version numbers of ``channels`` for ~25 s, then end with a retry hint (frees the thread).
+
+    ``cls`` is ``staff`` only for signed-in staff (the caller checked the session), else ``diner``.
+    """
+    svc = ordering()
+    slots = stream_slots()
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    pool = slots.take(cls)
+    if pool is None:
+        return Response("retry: 5000\nevent: poll\ndata: busy\n\n", mimetype="text/event-stream", headers=headers)
+    return Response(_Stream(svc.notifier, channels, since, slots, pool), mimetype="text/event-stream",
+                    headers=headers)
 
 
 @bp.get("/t/<token>/events")
@@ -343,13 +445,8 @@ def events(token: str) -> Any:
     try:
         ctx = _ctx(token)
     except OrderingError as err:
-        return {"ok": False, "error": str(err), "code": err.code}, err.status
-    since = request.args.get("v", type=int, default=None)
+        return json_error(err)
+    since = url_int(request.args, "v")
     if since is None:
-        since = int(request.headers.get("Last-Event-ID", "0") or 0) if request.headers.get(
-            "Last-Event-ID", "").isdigit() else 0
-    return sse(svc.channels(ctx.table.id), since)
-
-
-# The queue page's routes live in their own module on this blueprint (imported last: it uses the helpers above).
-from web.diner import queue_views  # noqa: E402,F401
+        since = url_int(request.headers, "Last-Event-ID", 0)
+    return sse(svc.channels(ctx.table.id), since, "diner")

@@ -15,8 +15,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
-from web import services_of
 from web.diner.views import CSP, lang_of
+from web.kit import services_of
 
 bp = Blueprint("portal", __name__)
 

@@ -1,8 +1,11 @@
 """Staff pages: PIN login with roles, table map (open/clear/move/merge), orders (void/comp), bill and
 payment, tasks, ticket reprint, the kitchen display (KDS) and the manager's menu page.
 
-Sessions are signed cookies (key derived from the store secret in the database) that end after
-``ordering.staff_session`` idle; every POST carries the session's CSRF token.
+Sessions live in the encrypted store (``ord_staff_sessions``): the ``storegw_staff`` cookie holds
+only a random id, the store only its SHA-256. A session ends on sign-out, PIN reset, role change,
+account disable or a manager's revoke, after ``ordering.staff_session`` idle and after
+``ordering.staff_session_max`` in all; a copy of the cookie is refused from then on. Every POST
+carries a CSRF token derived from the cookie's id (so it changes at sign-in).
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from functools import wraps
 from typing import Any
 
@@ -20,58 +26,104 @@ from flask import (
     Response,
     abort,
     current_app,
-    flash,
     g,
-    get_flashed_messages,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 
-from gateway.errors import OrderingError
-from gateway.ordering import kitchen, queue
-from gateway.ordering import staff as staffops
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
+from gateway.core.text import parse_uint_or
+from gateway.ordering.floor import PAY_METHODS
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.tables import qr_bytes
-from web import services_of
 from web.diner.views import CSP, lang_of, ordering, sse
+from web.kit import client_address, json_error, safe_path, services_of, url_int
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
-LOGIN_ATTEMPTS_PER_MINUTE = 10  # per client address, per app
+LOGIN_ATTEMPTS_PER_MINUTE = 10  # per client address, per app (the account has its own back-off and lock)
+COOKIE = "storegw_staff"
+TOUCH_MS = 60_000  # a session's last-seen time is written at most once a minute
 
 
 def init_app(app: Any) -> None:
-    """Key the staff session cookie with the store secret; name and scope the cookie."""
+    """Key the CSRF tokens with the store secret; the cookie itself carries only a random id."""
     app.extensions["storegw_login_limit"] = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE, 60.0)
-    gw = services_of(app)
-    svc = getattr(gw, "services", {}).get("ordering")
+    app.extensions["storegw_flashes"] = Flashes()
+    svc = services_of(app).services.get("ordering")
     if svc is not None and svc.secret:
-        app.secret_key = hmac.new(svc.secret, b"staff-session", hashlib.sha256).hexdigest()
-    elif not app.secret_key:
-        app.secret_key = secrets.token_hex(32)
-    app.config.setdefault("SESSION_COOKIE_NAME", "storegw_staff")
-    app.config["SESSION_COOKIE_NAME"] = "storegw_staff"
-    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
-    if gw.cfg.ordering.https:
-        app.config["SESSION_COOKIE_SECURE"] = True
+        key = hmac.new(svc.secret, b"staff-csrf", hashlib.sha256).digest()
+    else:
+        key = secrets.token_bytes(32)
+    app.extensions["storegw_staff_key"] = key
+    if not app.secret_key:
+        app.secret_key = secrets.token_hex(32)  # Flask's own session is not used by these pages
     app.config.setdefault("SEND_FILE_MAX_AGE_DEFAULT", 3600)
+
+
+class Flashes:
+    """One-time messages for the next staff page, per session id, in memory (bounded; lost on restart)."""
+
+    def __init__(self, max_keys: int = 2000) -> None:
+        self._by_key: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_keys
+
+    def add(self, key: str, category: str, message: str) -> None:
+        with self._lock:
+            items = self._by_key.pop(key, [])
+            self._by_key[key] = [*items, (category, message)][-5:]
+            while len(self._by_key) > self._max:
+                self._by_key.popitem(last=False)
+
+    def pop(self, key: str) -> list[tuple[str, str]]:
+        with self._lock:
+            return self._by_key.pop(key, [])
+
+
+def _token_ok(token: str) -> bool:
+    return 40 <= len(token) <= 64 and token.isascii() and all(ch.isalnum() or ch in "-_" for ch in token)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_cookie() -> str:
+    """Give this browser a fresh random id (anonymous until a sign-in records it)."""
+    token = secrets.token_urlsafe(32)
+    g.staff_token = g.staff_new_cookie = token
+    return token
 
 
 @bp.after_request
 def _headers(resp: Response) -> Response:
     resp.headers["Content-Security-Policy"] = CSP
     resp.headers.setdefault("Cache-Control", "no-store")
+    token = g.get("staff_new_cookie")
+    if token:
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+                        secure=services_of(current_app).cfg.ordering.https)
     return resp
 
 
 def csrf_token() -> str:
-    """Return (creating) the session's CSRF token."""
-    tok = session.get("csrf")
-    if not tok:
-        tok = session["csrf"] = secrets.token_urlsafe(24)
-    return tok
+    """Return the CSRF token of this browser's session id (an HMAC of it: nothing more is stored)."""
+    token = g.get("staff_token") or _new_cookie()
+    return hmac.new(current_app.extensions["storegw_staff_key"], token.encode(), hashlib.sha256).hexdigest()[:43]
+
+
+def flash(message: str, category: str = "message") -> None:
+    """Show ``message`` on this browser's next staff page."""
+    current_app.extensions["storegw_flashes"].add(_hash(g.get("staff_token") or _new_cookie()), category, message)
+
+
+def get_flashed_messages() -> list[tuple[str, str]]:
+    """Take this browser's pending messages."""
+    token = g.get("staff_token")
+    return current_app.extensions["storegw_flashes"].pop(_hash(token)) if token else []
 
 
 @bp.app_template_global("csrf_field")
@@ -85,25 +137,31 @@ def csrf_field() -> Any:
 @bp.before_request
 def _guard() -> Any:
     request._storegw_lang = lang_of()  # type: ignore[attr-defined]
+    g.staff = None
+    g.staff_session = None
+    token = request.cookies.get(COOKIE, "")
+    if _token_ok(token):
+        g.staff_token = token
+    else:
+        token = _new_cookie()
     if request.method == "POST":
         sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
-        if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+        if not isinstance(sent, str) or not sent or not hmac.compare_digest(sent.encode(), csrf_token().encode()):
             return Response("CSRF token missing or wrong; reload the page and try again.", status=400,
                             mimetype="text/plain")
-    g.staff = None
-    sid = session.get("staff")
-    if sid is not None:
-        timeout_ms = ordering().ocfg.staff_session * 1000
-        now = int(time.time() * 1000)
-        if now - int(session.get("seen", 0)) > timeout_ms:
-            session.pop("staff", None)
-        else:
-            member = staffops.get_staff(services_of(current_app).store.read(), int(sid))
-            if member is not None:
-                g.staff = member
-                if now - int(session.get("seen", 0)) > 30_000:
-                    session["seen"] = now
+    if g.get("staff_new_cookie"):
+        return None  # a fresh id has no session
+    found = staff().session(_hash(token))
+    if found is not None:
+        g.staff, g.staff_session, seen = found
+        if now_ms() - seen > TOUCH_MS:
+            staff().touch(g.staff_session)
     return None
+
+
+def staff() -> Any:
+    """Return the staff service (sign-in, sessions, accounts)."""
+    return services_of(current_app).services["staff"]
 
 
 def need(perm: str) -> Any:
@@ -120,19 +178,25 @@ def need(perm: str) -> Any:
     return deco
 
 
+def _back(default: str) -> str:
+    """The form's ``back`` page when it is a same-origin staff path, else ``default``."""
+    return safe_path(request.form.get("back"), default, prefix="/staff/")
+
+
 def _done(target: str, err: OrderingError | None = None) -> Any:
     if request.headers.get("X-Requested-With") == "js":
         if err is not None:
-            return {"ok": False, "error": str(err)}, err.status
+            return json_error(err)
         return {"ok": True}
     if err is not None:
         flash(str(err), "error")
     return redirect(target, code=303)
 
 
-def _call(target: str, fn_name: str, *args: Any) -> Any:
+def _act(target: str, fn: Any, *args: Any) -> Any:
+    """Run a service method for a staff form; answer with a redirect (or JSON for the page's script)."""
     try:
-        ordering().staff_call(fn_name, *args)
+        fn(*args)
     except OrderingError as err:
         return _done(target, err)
     return _done(target)
@@ -140,7 +204,7 @@ def _call(target: str, fn_name: str, *args: Any) -> Any:
 
 def _render(template: str, **kw: Any) -> str:
     return render_template(template, staff=g.get("staff"), lang=request._storegw_lang,  # type: ignore[attr-defined]
-                           messages=get_flashed_messages(with_categories=True), **kw)
+                           messages=get_flashed_messages(), **kw)
 
 
 # ---------------------------------------------------------------------------- login
@@ -150,30 +214,35 @@ def login() -> Any:
     """Sign in with name and PIN."""
     error = ""
     if request.method == "POST":
-        if not current_app.extensions["storegw_login_limit"].allow(request.remote_addr or "?"):
+        if not current_app.extensions["storegw_login_limit"].allow(client_address()):
             error = "Too many attempts; wait a minute."
         else:
-            member = staffops.verify(services_of(current_app).store.read(), request.form.get("name", "").strip(),
-                                     request.form.get("pin", ""))
+            member, why = staff().check_login(request.form.get("name", ""), request.form.get("pin", ""))
             if member is None:
-                error = "Wrong name or PIN. 姓名或PIN错误。"
+                error = {"locked": "This account is locked after too many wrong PINs; ask a manager to unlock it. "
+                                   "账号已锁定，请联系经理解锁。",
+                         "wait": "Too many wrong PINs; wait a moment and try again. PIN错误次数过多，请稍候。",
+                         }.get(why, "Wrong name or PIN. 姓名或PIN错误。")
             else:
-                session.clear()
-                session["staff"] = member.id
-                session["seen"] = int(time.time() * 1000)
-                csrf_token()
-                nxt = request.args.get("next", "")
-                if not nxt.startswith("/staff/") or nxt.startswith("//"):
-                    nxt = url_for("staff.home") if member.role != "kitchen" else url_for("staff.kds_index")
-                return redirect(nxt, code=303)
-    csrf_token()
+                _end_current("signed-in-again")
+                token = _new_cookie()  # a new id at sign-in: an id planted before it is worth nothing
+                staff().start_session(member.id, _hash(token), client_address(), request.headers.get("User-Agent", ""))
+                home = url_for("staff.home") if member.role != "kitchen" else url_for("staff.kds_index")
+                return redirect(safe_path(request.args.get("next"), home, prefix="/staff/"), code=303)
     return Response(_render("staff/login.html", error=error), status=401 if error else 200)
+
+
+def _end_current(why: str) -> None:
+    if g.get("staff_session") is not None:
+        staff().end_session(g.staff_session, why)
+        g.staff, g.staff_session = None, None
 
 
 @bp.post("/logout")
 def logout() -> Any:
-    """Sign out."""
-    session.clear()
+    """Sign out: the session ends in the store (a saved copy of the cookie is refused), the browser gets a new id."""
+    _end_current("signed-out")
+    _new_cookie()
     return redirect(url_for("staff.login"), code=303)
 
 
@@ -184,8 +253,7 @@ def logout() -> Any:
 def home() -> Any:
     """Table map and open diner requests."""
     svc = ordering()
-    conn = services_of(current_app).store.read()
-    return _render("staff/home.html", tables=staffops.table_map(svc, conn), tasks=staffops.open_tasks(conn),
+    return _render("staff/home.html", tables=svc.table_map(), tasks=svc.open_tasks(),
                    stations=list(svc.menu.stations.values()), version=svc.notifier.version("staff"))
 
 
@@ -193,36 +261,37 @@ def home() -> Any:
 @need("tables")
 def open_table(table_id: str) -> Any:
     """开台."""
-    covers = request.form.get("covers", type=int, default=0)
-    return _call(url_for("staff.home"), "open_table", table_id, covers, g.staff.name)
+    covers = url_int(request.form, "covers", 0)
+    return _act(url_for("staff.home"), ordering().open_table, table_id, covers, g.staff.name)
 
 
 @bp.post("/tables/<table_id>/clear")
 @need("tables")
 def clear_table(table_id: str) -> Any:
     """清台."""
-    return _call(url_for("staff.home"), "clear_table", table_id, g.staff.name)
+    return _act(url_for("staff.home"), ordering().clear_table, table_id, g.staff.name)
 
 
 @bp.post("/tables/<table_id>/move")
 @need("tables")
 def move_table(table_id: str) -> Any:
     """Move the party to another table."""
-    return _call(url_for("staff.home"), "move_table", table_id, request.form.get("to", ""), g.staff.name)
+    return _act(url_for("staff.home"), ordering().move_table, table_id, request.form.get("to", ""), g.staff.name)
 
 
 @bp.post("/tables/<table_id>/merge")
 @need("tables")
 def merge_table(table_id: str) -> Any:
     """并台: merge into another open table."""
-    return _call(url_for("staff.home"), "merge_tables", table_id, request.form.get("into", ""), g.staff.name)
+    return _act(url_for("staff.home"), ordering().merge_tables, table_id, request.form.get("into", ""),
+                g.staff.name)
 
 
 @bp.post("/tasks/<int:task_id>/ack")
 @need("tasks")
 def ack(task_id: int) -> Any:
     """Acknowledge a diner request."""
-    return _call(request.form.get("back") or url_for("staff.home"), "ack_task", task_id, g.staff.name)
+    return _act(_back(url_for("staff.home")), ordering().ack_task, task_id, g.staff.name)
 
 
 @bp.get("/events")
@@ -232,7 +301,7 @@ def events() -> Any:
     ch = request.args.get("ch", "staff")
     if ch != "staff" and not ch.startswith("kds:"):
         abort(400)
-    return sse((ch,), request.args.get("v", type=int, default=0))
+    return sse((ch,), url_int(request.args, "v", 0), "staff")  # signed in: the staff's own live slots
 
 
 # ---------------------------------------------------------------------------- queue (取号 / 叫号 / 过号 / 入座)
@@ -242,47 +311,37 @@ def events() -> Any:
 def queue_list() -> Any:
     """Today's queue numbers with their pre-orders: call, skip, seat at a table."""
     svc = ordering()
-    conn = services_of(current_app).store.read()
-    return _render("staff/queue.html", queue=queue.staff_list(conn, queue.day_of(int(time.time() * 1000))),
-                   tables=staffops.table_map(svc, conn), url=queue.store_url(svc),
+    return _render("staff/queue.html", queue=svc.queue_staff_list(), tables=svc.table_map(), url=svc.queue_url(),
                    version=svc.notifier.version("staff"))
-
-
-def _queue_action(fn: Any, *args: Any) -> Any:
-    back = url_for("staff.queue_list")
-    try:
-        ordering().kitchen_call(fn, *args)
-    except OrderingError as err:
-        return _done(back, err)
-    return _done(back)
 
 
 @bp.post("/queue/<int:entry_id>/call")
 @need("tables")
 def queue_call(entry_id: int) -> Any:
     """叫号: the diner's page shows "please come to the desk"."""
-    return _queue_action(queue.call, entry_id, g.staff.name)
+    return _act(url_for("staff.queue_list"), ordering().queue_call, entry_id, g.staff.name)
 
 
 @bp.post("/queue/<int:entry_id>/skip")
 @need("tables")
 def queue_skip(entry_id: int) -> Any:
     """过号: skip the number (its pre-order is dropped)."""
-    return _queue_action(queue.skip, entry_id, g.staff.name)
+    return _act(url_for("staff.queue_list"), ordering().queue_skip, entry_id, g.staff.name)
 
 
 @bp.post("/queue/<int:entry_id>/seat")
 @need("tables")
 def queue_seat(entry_id: int) -> Any:
     """Seat the number at a table: the pre-order becomes the table's cart (not sent yet)."""
-    return _queue_action(queue.seat, entry_id, request.form.get("table", ""), g.staff.name)
+    return _act(url_for("staff.queue_list"), ordering().queue_seat, entry_id, request.form.get("table", ""),
+                g.staff.name)
 
 
 @bp.get("/queue/qr.svg")
 @need("tables")
 def queue_qr() -> Any:
     """The store's queue QR code (SVG) for the door or the desk."""
-    return Response(qr_bytes(queue.store_url(ordering()), "svg"), mimetype="image/svg+xml")
+    return Response(qr_bytes(ordering().queue_url(), "svg"), mimetype="image/svg+xml")
 
 
 # ---------------------------------------------------------------------------- orders, bill, payment
@@ -294,42 +353,33 @@ def table_detail(table_id: str) -> Any:
     svc = ordering()
     if table_id not in svc.tables:
         abort(404)
-    conn = services_of(current_app).store.read()
-    b = staffops.bill(svc, conn, table_id)
-    tickets = conn.execute("SELECT id, round_no, station, state, printer, rerouted_from, reprints FROM ord_tickets "
-                           "WHERE round_id IN (SELECT id FROM ord_rounds WHERE session_id = ?) ORDER BY id",
-                           (b["session"] or -1,)).fetchall()
-    return _render("staff/table.html", table=svc.tables[table_id], bill=b, tickets=tickets,
-                   url=svc.url_for(table_id), methods=staffops.PAY_METHODS)
+    b = svc.bill(table_id)
+    return _render("staff/table.html", table=svc.tables[table_id], bill=b, tickets=svc.tickets_of(b["session"]),
+                   url=svc.url_for(table_id), methods=PAY_METHODS)
 
 
 @bp.post("/lines/<int:line_id>/adjust")
 @need("void")
 def adjust_line(line_id: str) -> Any:
     """Void or comp a line, with a reason (audit-logged)."""
-    back = request.form.get("back") or url_for("staff.home")
-    return _call(back, "void_line", line_id, request.form.get("action", ""), request.form.get("reason", ""),
-                 g.staff.name)
+    back = _back(url_for("staff.home"))
+    return _act(back, ordering().void_line, line_id, request.form.get("action", ""), request.form.get("reason", ""),
+                g.staff.name)
 
 
 @bp.post("/tables/<table_id>/pay")
 @need("bill")
 def pay(table_id: str) -> Any:
     """Mark the bill paid (cash, card terminal, QR); no card data is ever entered here."""
-    return _call(url_for("staff.table_detail", table_id=table_id), "pay", table_id, request.form.get("method", ""),
-                 request.form.get("reference", ""), g.staff.name)
+    return _act(url_for("staff.table_detail", table_id=table_id), ordering().pay, table_id,
+                request.form.get("method", ""), request.form.get("reference", ""), g.staff.name)
 
 
 @bp.post("/tickets/<int:ticket_id>/reprint")
 @need("reprint")
 def reprint(ticket_id: int) -> Any:
     """Print a ticket again (marked REPRINT)."""
-    back = request.form.get("back") or url_for("staff.home")
-    try:
-        ordering().kitchen_call(kitchen.reprint, ticket_id, g.staff.name)
-    except OrderingError as err:
-        return _done(back, err)
-    return _done(back)
+    return _act(_back(url_for("staff.home")), ordering().reprint, ticket_id, g.staff.name)
 
 
 @bp.get("/tables/<table_id>/qr.svg")
@@ -358,7 +408,7 @@ def kds_index() -> Any:
 def _kds_context(station: str) -> dict[str, Any]:
     svc = ordering()
     view = svc.kds_view(station)
-    now = int(time.time() * 1000)
+    now = now_ms()
     warn, late = svc.ocfg.kds_warn * 1000, svc.ocfg.kds_late * 1000
     for t in view["tickets"]:
         age = now - t["created_ms"]
@@ -383,47 +433,42 @@ def kds_live(station: str) -> Any:
 
 
 def _kds_action(station: str, fn: Any, *args: Any) -> Any:
-    back = url_for("staff.kds", station=station)
-    try:
-        ordering().kitchen_call(fn, *args)
-    except OrderingError as err:
-        return _done(back, err)
-    return _done(back)
+    return _act(url_for("staff.kds", station=station), fn, *args)
 
 
 @bp.post("/kds/<station>/start/<int:ticket_id>")
 @need("kds")
 def kds_start(station: str, ticket_id: int) -> Any:
     """Start cooking a ticket."""
-    return _kds_action(station, kitchen.start_ticket, ticket_id)
+    return _kds_action(station, ordering().start_ticket, ticket_id)
 
 
 @bp.post("/kds/<station>/bump/<int:ticket_id>")
 @need("kds")
 def kds_bump(station: str, ticket_id: int) -> Any:
     """Bump a whole ticket (every dish served)."""
-    return _kds_action(station, kitchen.bump_ticket, ticket_id)
+    return _kds_action(station, ordering().bump_ticket, ticket_id)
 
 
 @bp.post("/kds/<station>/bump-line/<int:line_id>")
 @need("kds")
 def kds_bump_line(station: str, line_id: int) -> Any:
     """Bump one dish (served)."""
-    return _kds_action(station, kitchen.bump_line, line_id)
+    return _kds_action(station, ordering().bump_line, line_id)
 
 
 @bp.post("/kds/<station>/recall")
 @need("kds")
 def kds_recall(station: str) -> Any:
     """Bring back the last bumped ticket."""
-    return _kds_action(station, kitchen.recall, station)
+    return _kds_action(station, ordering().recall, station)
 
 
 @bp.post("/kds/<station>/scan")
 @need("kds")
 def kds_scan(station: str) -> Any:
     """Scan-to-serve (划菜) from a keyboard-wedge scanner or typed code."""
-    return _kds_action(station, kitchen.serve_code, request.form.get("code", ""), g.staff.name)
+    return _kds_action(station, ordering().serve_code, request.form.get("code", ""), g.staff.name)
 
 
 # ---------------------------------------------------------------------------- manager: menu
@@ -443,10 +488,9 @@ def menu_item(item_id: str) -> Any:
     f = request.form
     stock_text = f.get("stock", "").strip()
     price_text = f.get("price", "").strip()
-    try:
-        stock = int(stock_text) if stock_text else None
-        price = round(float(price_text) * 100) if price_text else None
-    except ValueError:
+    stock = -1 if stock_text == "-1" else parse_uint_or(stock_text, max_digits=7) if stock_text else None
+    price = _cents(price_text) if price_text else None
+    if (stock_text and stock is None) or (price_text and price is None):
         return _done(url_for("staff.menu"), OrderingError("stock and price must be numbers"))
     unlimited = f.get("unlimited") == "1"
     try:
@@ -469,7 +513,68 @@ def menu_import() -> Any:
     text = upload.read().decode("utf-8", "replace") if upload else request.form.get("json", "")
     try:
         n = ordering().import_menu(json.loads(text))
-    except (ValueError, OrderingError) as err:
+    except (ValueError, TypeError, AttributeError, KeyError, OrderingError) as err:  # a malformed document
         return _done(url_for("staff.menu"), OrderingError(f"import failed: {err}"))
     flash(f"Imported {n} items.", "ok")
     return _done(url_for("staff.menu"))
+
+
+def _cents(text: str) -> int | None:
+    """A price typed in yuan ("38", "12.5", "12.50"), ASCII digits only, as cents; None if it is not one."""
+    m = re.fullmatch(r"([0-9]{1,7})(?:\.([0-9]{1,2}))?", text)
+    return int(m[1]) * 100 + int((m[2] or "0").ljust(2, "0")) if m else None
+
+
+# ---------------------------------------------------------------------------- manager: accounts and sessions
+
+@bp.get("/accounts")
+@need("staff")
+def accounts() -> Any:
+    """Staff accounts (locked ones to unlock) and signed-in sessions (to revoke)."""
+    data = staff().accounts()
+    for sess in data["sessions"]:
+        for key in ("created_ms", "seen_ms"):
+            sess[key[:-3]] = time.strftime("%m-%d %H:%M", time.localtime(sess[key] / 1000))
+    return _render("staff/accounts.html", people=data["staff"], sessions=data["sessions"],
+                   current=g.get("staff_session"))
+
+
+def _account_action(fn: Any, *args: Any) -> Any:
+    return _act(url_for("staff.accounts"), fn, *args)
+
+
+def _name_of(staff_id: int) -> str:
+    name = staff().name_of(staff_id)
+    if name is None:
+        abort(404)
+    return name
+
+
+@bp.post("/accounts/<int:staff_id>/unlock")
+@need("staff")
+def account_unlock(staff_id: int) -> Any:
+    """Unlock an account locked after too many wrong PINs."""
+    return _account_action(staff().unlock, _name_of(staff_id), g.staff.name)
+
+
+@bp.post("/accounts/<int:staff_id>/disable")
+@need("staff")
+def account_disable(staff_id: int) -> Any:
+    """Disable an account: its sessions end at once."""
+    if staff_id == g.staff.id:
+        return _done(url_for("staff.accounts"), OrderingError("You cannot disable your own account."))
+    return _account_action(staff().set_active, _name_of(staff_id), False, g.staff.name)
+
+
+@bp.post("/accounts/<int:staff_id>/enable")
+@need("staff")
+def account_enable(staff_id: int) -> Any:
+    """Enable a disabled account again."""
+    return _account_action(staff().set_active, _name_of(staff_id), True, g.staff.name)
+
+
+@bp.post("/sessions/<int:session_id>/revoke")
+@need("staff")
+def session_revoke(session_id: int) -> Any:
+    """End a signed-in session (a lost tablet, a shared phone)."""
+    return _account_action(staff().revoke, session_id, g.staff.name)

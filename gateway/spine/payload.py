@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from gateway.models import DEVICE_ID_RE, Reading
+from gateway.core.models import DEVICE_ID_RE, Reading
 
 _MIN_TS = 946684800000  # 2000-01-01
 _MAX_TS = 4102444800000  # 2100-01-01

@@ -18,20 +18,21 @@ import click
 
 from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
-from gateway.errors import ConfigError, GatewayError
+from gateway.core.errors import ConfigError, GatewayError
 
 _STATES = ("queued", "sent", "confirmed", "failed")
 
 
 def _connect(cfg: Any) -> Any:
     """Open the gateway's database (never create one) and check that it has the print queue."""
-    from gateway.store.db import DB_NAME, connect, resolve_key
+    from gateway.clikit import db_key
+    from gateway.store.db import DB_NAME, connect
 
     path = cfg.data_path / DB_NAME
     if not path.exists():
         raise GatewayError(f"no database at {path}: has `storegw run --config ...` been started with this "
                            f"config? (store.data_dir = {cfg.store.data_dir})")
-    conn = connect(path, resolve_key(cfg.data_path, cfg.store.key_file, create=False))
+    conn = connect(path, db_key(cfg))
     found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'print_jobs'").fetchone()
     if found is None:
         conn.close()

@@ -2,7 +2,7 @@
 
 One thread (``storegw-ingest``) owns the paho client and drives it with paho's external event loop
 (``loop_read``/``loop_write``/``loop_misc`` on one ``select``): it reads every packet that has
-arrived, parses the messages (``gateway.payload``) into a batch, hands the batch to the writer as
+arrived, parses the messages (``gateway.spine.payload``) into a batch, hands the batch to the writer as
 one write, and acknowledges the batch's messages when the writer's on-commit callback tells it
 the transaction committed (a queue plus a wake-up socket: paho is only ever touched by this thread).
 A crash before the commit means the broker delivers the messages again (persistent session,
@@ -11,7 +11,7 @@ QoS 1) and the idempotent insert ignores what was already stored.
 Why not ``loop_start()``: paho's own loop does one ``select`` per packet and wakes its thread
 through a socket pair for every acknowledgement from another thread; on a Pi-class board that was
 most of the ingest's CPU, all of it holding the interpreter lock the writer needs. Reading every
-waiting packet per wake-up (from 64 KiB reads, ``gateway.mqtt.ReadBufferedSocket``) and writing
+waiting packet per wake-up (from 64 KiB reads, ``gateway.spine.mqtt.ReadBufferedSocket``) and writing
 the PUBACKs of a whole batch in one pass removes it (``bench/ingest.py``; docs/architecture.md,
 "Ingest").
 
@@ -44,12 +44,12 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from gateway.config import Config
-from gateway.errors import StoreError
-from gateway.models import Reading, now_ms
-from gateway.mqtt import configure_auth, describe_rc, new_client, skip_topic_callbacks
-from gateway.payload import InvalidPayload, parse, parse_status
+from gateway.core.errors import StoreError
+from gateway.core.models import Reading, now_ms
+from gateway.spine.mqtt import configure_auth, describe_rc, new_client, skip_topic_callbacks
+from gateway.spine.payload import InvalidPayload, parse, parse_status
+from gateway.spine.telemetry import Telemetry
 from gateway.store.writer import Writer
-from gateway.telemetry import Telemetry
 
 _LOGGER = logging.getLogger(__name__)
 

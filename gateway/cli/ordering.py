@@ -20,20 +20,22 @@ import click
 from gateway.clikit import CONFIG
 from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
-from gateway.errors import OrderingError
+from gateway.core.errors import OrderingError
 
 
 @contextmanager
 def database(cfg: Any) -> Iterator[Any]:
     """Open (create and migrate if needed) the gateway's database; yield a connection."""
+    from gateway import domains
+    from gateway.clikit import db_key
     from gateway.store import migrations
-    from gateway.store.db import connect, open_database, resolve_key
+    from gateway.store.db import connect, open_database
 
-    key = resolve_key(cfg.data_path, cfg.store.key_file)
+    key = db_key(cfg, create=True)
     opened = open_database(cfg.data_path, key)
     conn = connect(opened.path, key)
     try:
-        migrations.apply(conn)
+        migrations.apply(conn, domains.SCHEMAS)
         yield conn
     finally:
         conn.close()
@@ -199,7 +201,7 @@ def tables_sheet(table_ids: tuple[str, ...], fmt: str, output: str | None, confi
     stickers = [(t.label, url) for t, url in table_urls(cfg, table_ids)]
     if not stickers:
         raise OrderingError("no tables yet; add them with `storegw tables add A1 A2 --config ...`")
-    data = sheet_pdf(stickers) if fmt == "pdf" else sheet_svg(stickers, cfg.store.name)
+    data = (sheet_pdf if fmt == "pdf" else sheet_svg)(stickers, cfg.store.name)
     path = Path(output or f"tables.{fmt}")
     path.write_bytes(data)
     click.echo(f"{path}: {len(stickers)} sticker(s)")
@@ -302,16 +304,69 @@ def staff() -> None:
 def staff_add(name: str, role: str, pin_stdin: bool, config_path: str) -> None:
     """Add a staff member (or reset their PIN and role); the PIN is stored as an argon2 hash.
 
+    A new or reset PIN is 6-12 digits. Resetting ends the member's signed-in sessions and clears a lock.
+
     \b
     Examples:
       storegw staff add wang --role manager --config /etc/storegw/storegw.toml
-      echo 2468 | storegw staff add li --role kitchen --pin-stdin --config /etc/storegw/storegw.toml
+      echo 246813 | storegw staff add li --role kitchen --pin-stdin --config /etc/storegw/storegw.toml
     """
-    from gateway.ordering.staff import add_staff
+    from gateway.staff.accounts import add_staff
 
     if pin_stdin:
         pin = sys.stdin.readline().strip()
     else:
-        pin = click.prompt("PIN (4-12 digits)", hide_input=True, confirmation_prompt=True)
+        pin = click.prompt("PIN (6-12 digits)", hide_input=True, confirmation_prompt=True)
     write(_load(config_path), lambda c: add_staff(c, name, role, pin))
     click.echo(f"staff {name} ({role}) saved")
+
+
+@staff.command("unlock")
+@click.argument("name")
+@CONFIG
+@_handle_errors
+def staff_unlock(name: str, config_path: str) -> None:
+    """Unlock an account locked after 100 wrong PINs in a row (its wrong-PIN count starts again).
+
+    \b
+    Example:
+      storegw staff unlock li --config /etc/storegw/storegw.toml
+    """
+    from gateway.staff.accounts import unlock
+
+    write(_load(config_path), lambda c: unlock(c, name, "cli"))
+    click.echo(f"staff {name} unlocked")
+
+
+@staff.command("disable")
+@click.argument("name")
+@CONFIG
+@_handle_errors
+def staff_disable(name: str, config_path: str) -> None:
+    """Disable an account: it cannot sign in and its sessions end at once.
+
+    \b
+    Example:
+      storegw staff disable li --config /etc/storegw/storegw.toml
+    """
+    from gateway.staff.accounts import set_active
+
+    write(_load(config_path), lambda c: set_active(c, name, False, "cli"))
+    click.echo(f"staff {name} disabled")
+
+
+@staff.command("enable")
+@click.argument("name")
+@CONFIG
+@_handle_errors
+def staff_enable(name: str, config_path: str) -> None:
+    """Enable a disabled account again.
+
+    \b
+    Example:
+      storegw staff enable li --config /etc/storegw/storegw.toml
+    """
+    from gateway.staff.accounts import set_active
+
+    write(_load(config_path), lambda c: set_active(c, name, True, "cli"))
+    click.echo(f"staff {name} enabled")

@@ -10,7 +10,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway.errors import ConfigError, UplinkError
+from gateway.core.errors import ConfigError, UplinkError
 
 
 def new_client(client_id: str, *, clean: bool, protocol: str = "3.1.1", manual_ack: bool = False,

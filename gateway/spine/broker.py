@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Any
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 _LOGGER = logging.getLogger(__name__)
 

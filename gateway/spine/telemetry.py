@@ -1,6 +1,6 @@
 """Equipment telemetry: store readings idempotently, build window summaries, forward raw.
 
-Payloads are parsed by ``gateway.payload`` in the ingest process (no database);
+Payloads are parsed by ``gateway.spine.payload`` in the ingest process (no database);
 ``Telemetry.write_batch`` runs inside one writer transaction and updates the readings, the windows,
 the rules and the outbox together.
 """
@@ -17,12 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.alerts import AlertManager
 from gateway.config import Config
-from gateway.models import Reading, iso_ms, now_ms
-from gateway.outbox import Lane, enqueue
-from gateway.rules import OfflineWatch, RuleEngine
+from gateway.core.models import Reading, iso_ms, now_ms
+from gateway.spine.alerts import AlertManager
+from gateway.spine.rules import OfflineWatch, RuleEngine
 from gateway.store.db import Connection
+from gateway.store.outbox import Lane, enqueue
 from gateway.store.writer import on_rollback
 
 _LOGGER = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class Telemetry:
 
         Such a reading is stamped on receipt, so its redelivery after a crash or a lost connection
         (stored, acknowledgement not yet sent) gets another stamp and would count twice. Its digest
-        covers the payload and the MQTT packet id (``gateway.ingest``); the broker redelivers with
+        covers the payload and the MQTT packet id (``gateway.spine.ingest``); the broker redelivers with
         the original packet id and does not reuse an unacknowledged one, so the same digest among
         the device's latest readings is that very message.
         """

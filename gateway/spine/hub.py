@@ -13,13 +13,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.alerts import AlertManager
 from gateway.config import Config
-from gateway.models import Availability, DeviceEvent, Reading, iso_ms, now_ms
-from gateway.outbox import Lane, enqueue
+from gateway.core.models import Availability, DeviceEvent, Reading, iso_ms, now_ms
+from gateway.spine.alerts import AlertManager
+from gateway.spine.telemetry import Telemetry
 from gateway.store.db import Connection
+from gateway.store.outbox import Lane, enqueue
 from gateway.store.writer import Writer
-from gateway.telemetry import Telemetry
 
 _LOGGER = logging.getLogger(__name__)
 

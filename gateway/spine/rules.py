@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.alerts import AlertManager
 from gateway.config import AlertRule
+from gateway.spine.alerts import AlertManager
 from gateway.store.db import Connection
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from gateway.models import iso_ms, now_ms
-from gateway.outbox import Lane, enqueue
+from gateway.core.models import iso_ms, now_ms
 from gateway.store.db import Connection
+from gateway.store.outbox import Lane, enqueue
 from gateway.store.writer import on_rollback
 
 _LOGGER = logging.getLogger(__name__)

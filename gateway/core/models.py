@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Metric = float | bool
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # equipment and staff-device ids (C2, C3)
+# Equipment and staff-device ids (C2, C3): never "." or ".." (they are path segments in topics and
+# files), and \Z, not $, so a trailing newline does not pass.
+DEVICE_ID_RE = re.compile(r"\A(?!\.{1,2}\Z)[A-Za-z0-9_.-]{1,64}\Z")
 
 
 def utcnow() -> dt.datetime:

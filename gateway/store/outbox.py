@@ -1,9 +1,10 @@
 """Store-and-forward: upstream messages written in the same transaction as their cause.
 
 Lanes drain in priority order (alerts & status > orders/sales > summaries > bulk), in order
-within a lane. A row is deleted only when HQ acknowledged it (PUBACK). Over the disk budget
-the outbox degrades in the order of DESIGN.md §3.4: raw first, then summaries are coarsened
-(minute windows merged into hours), alerts are never dropped; each degradation is reported.
+within a lane. A row is deleted only when HQ acknowledged it (PUBACK). Over the disk budget the
+outbox degrades in the order of docs/architecture.md ("Nothing lost", rule 5): raw first, then
+summaries are coarsened (minute windows merged into hours), alerts are never dropped; each
+degradation is reported.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from gateway.models import now_ms
+from gateway.core.models import now_ms
 from gateway.store.db import Connection
 
 _LOGGER = logging.getLogger(__name__)

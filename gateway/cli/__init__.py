@@ -6,7 +6,6 @@ an exit code (0 ok, 1 failure, 2 invalid config or usage). Tracebacks only with 
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import signal
@@ -16,20 +15,13 @@ from typing import Any
 
 import click
 
+from devices.cli import simulate
 from gateway import __version__
+from gateway.cli import audit, ordering, printing
+from gateway.cli.keys import keys_group
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
-from gateway.errors import GatewayError
-
-# Commands contributed by other packages: "module:attribute" of a click command or group.
-PLUGIN_COMMANDS = (
-    "gateway.printing.cli:print_cmd",
-    "gateway.printing.cli:jobs_cmd",
-    "gateway.ordering.cli:tables",
-    "gateway.ordering.cli:menu",
-    "gateway.ordering.cli:staff",
-    "devices.cli:simulate",
-    "provisioning.doctor:doctor",
-)
+from gateway.core.errors import GatewayError
+from provisioning.doctor import doctor
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -215,11 +207,11 @@ def backup(config_path: str, dest: str | None, keep: int | None) -> None:
     """
     from pathlib import Path
 
+    from gateway.clikit import db_key
     from gateway.store.backup import make_backup
-    from gateway.store.db import resolve_key
 
     cfg = load_config(config_path)
-    key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
+    key = db_key(cfg)
     path = make_backup(cfg.data_path, key, Path(dest) if dest else cfg.backup_path,
                        cfg.backup.keep if keep is None else keep)
     click.echo(f"{path}  ({path.stat().st_size // 1024} KiB, checked)")
@@ -233,8 +225,9 @@ def backup(config_path: str, dest: str | None, keep: int | None) -> None:
 def restore(config_path: str, backup_file: str, yes: bool) -> None:
     """Put a backup in place of the database (stop storegw first).
 
-    The backup must open with the current key and pass its check; the current database is moved
-    aside as storegw.db.before-restore-STAMP, never deleted. Whatever the gateway stored after the
+    The backup must open with the current key, or with a database key retired by `storegw keys
+    rotate` (it is then re-encrypted under the current key), and pass its check; the current
+    database is moved aside as storegw.db.before-restore-STAMP, never deleted. Whatever the gateway stored after the
     backup (readings, orders, the outbox) is only in that moved-aside copy.
 
     \b
@@ -246,8 +239,9 @@ def restore(config_path: str, backup_file: str, yes: bool) -> None:
     """
     from pathlib import Path
 
+    from gateway.clikit import db_key
+    from gateway.privacy.keys import KEYRING_NAME, Keyring, legacy_db_key
     from gateway.store.backup import restore as do_restore
-    from gateway.store.db import resolve_key
 
     cfg = load_config(config_path)
     if _answering(health_url(cfg)):
@@ -256,8 +250,13 @@ def restore(config_path: str, backup_file: str, yes: bool) -> None:
         if not sys.stdin.isatty():
             raise GatewayError("restore replaces the database: confirm with --yes")
         click.confirm(f"Replace {cfg.data_path / 'storegw.db'} with {backup_file}?", abort=True)
-    key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
-    aside = do_restore(cfg.data_path, key, Path(backup_file))
+    key = db_key(cfg)
+    old_keys = []  # a backup from before a key rotation opens with a retired key (re-encrypted on restore)
+    if (cfg.keys_path / KEYRING_NAME).exists():
+        old_keys = Keyring.open(cfg.keys_path, create=False).retired_db_keys()
+        legacy = legacy_db_key(cfg.data_path, cfg.store.key_file)
+        old_keys += [legacy] if legacy else []
+    aside = do_restore(cfg.data_path, key, Path(backup_file), old_keys=old_keys)
     click.echo(f"restored from {backup_file}" + (f"; the previous database is now {aside}" if aside else ""))
 
 
@@ -295,17 +294,26 @@ def hq() -> None:
 @click.option("--tls", is_flag=True, help="Use TLS.")
 @click.option("--ca-file", default="", help="CA bundle for --tls.")
 @click.option("--count", type=int, default=0, help="Exit after this many messages (0: until Ctrl-C).")
+@click.option("--checkpoints", type=click.Path(file_okay=False), default="",
+              help="Keep each store's audit checkpoints in this directory: STORE.json (latest), STORE.jsonl (all).")
 @handle_errors
-def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_file: str, count: int) -> None:
+def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_file: str, count: int,
+             checkpoints: str) -> None:
     """Print every message HQ receives, one line each: topic and JSON.
+
+    With --checkpoints DIR it also keeps, as HQ would, the latest audit checkpoint of each store
+    (DIR/STORE.json) and all of them (DIR/STORE.jsonl), and warns when a store's chain goes
+    backwards or forks; hand the file to `storegw audit verify --checkpoint`.
 
     \b
     Example:
       storegw hq watch --host hq.example.com --port 8883 --tls --prefix storegw/v1 --store sh-001
+      storegw hq watch --port 1884 --checkpoints /tmp/hq-checkpoints
     """
-    from gateway.hqwatch import watch
+    from gateway.hq.watch import watch
 
-    watch(host, port, prefix, store_id, tls=tls, ca_file=ca_file, count=count, out=click.echo)
+    watch(host, port, prefix, store_id, tls=tls, ca_file=ca_file, count=count, out=click.echo,
+          checkpoints=checkpoints)
 
 
 @main.command()
@@ -326,7 +334,7 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
     """
     from devices.decode import KINDS
     from devices.decode import decode as do_decode
-    from gateway.errors import ConfigError
+    from gateway.core.errors import ConfigError
 
     if kind not in KINDS:
         raise ConfigError(f"unknown KIND \"{kind}\"; expected one of {', '.join(KINDS)}")
@@ -341,16 +349,9 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
     click.echo(json.dumps(result, ensure_ascii=False))
 
 
-def _add_plugins() -> None:
-    for target in PLUGIN_COMMANDS:
-        module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and module_name.startswith(err.name):
-                continue
-            raise
-        main.add_command(getattr(module, attr))
-
-
-_add_plugins()
+# The command groups of the domains, the devices and provisioning: one line each.
+for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, ordering.menu, ordering.staff,
+                 simulate, doctor):
+    main.add_command(_command)
+main.add_command(keys_group)
+main.add_command(audit.audit)

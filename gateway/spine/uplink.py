@@ -19,10 +19,10 @@ import paho.mqtt.client as paho
 
 from gateway import __version__
 from gateway.config import Config
-from gateway.models import iso_ms, now_ms
-from gateway.mqtt import backoff_delay, configure_auth, describe_rc, new_client
-from gateway.outbox import Lane, delete, dumps, fetch
+from gateway.core.models import iso_ms, now_ms
+from gateway.spine.mqtt import backoff_delay, configure_auth, describe_rc, new_client
 from gateway.store.db import Connection
+from gateway.store.outbox import Lane, delete, dumps, fetch
 from gateway.store.writer import Writer
 
 _LOGGER = logging.getLogger(__name__)

@@ -1,107 +1,25 @@
-"""Staff side: PIN accounts (argon2), table map operations, void/comp, bills and payments, tasks.
+"""Front of house: the table map (open, clear, move, merge), void/comp, bills and payments, tasks.
 
-Write functions take ``(svc, conn, ...)`` and return ``(result, channels_to_notify)``; every change
-a manager or cashier makes is written to ``ord_audit`` in the same transaction.
+Write functions take ``(ctx, conn, ...)`` and return ``(result, channels_to_notify)``; every change
+a manager or cashier makes is audited in the same transaction.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
-from gateway.errors import OrderingError
-from gateway.models import now_ms
+from gateway.core.errors import OrderingError
+from gateway.core.models import now_ms
 from gateway.ordering import summary
 from gateway.ordering.tickets import clean_text
-from gateway.store.db import Connection, IntegrityError
+from gateway.staff.accounts import audit
+from gateway.store.db import Connection
 
 if TYPE_CHECKING:
-    from gateway.ordering.service import OrderingService
+    from gateway.ordering.context import OrderingContext
 
-ROLES = ("waiter", "kitchen", "cashier", "manager", "technician")
-# What each role may do; managers may do everything.
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "waiter": frozenset({"tables", "tasks", "orders", "kds"}),
-    "kitchen": frozenset({"kds", "tasks"}),
-    "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks"}),
-    "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff"}),
-    "technician": frozenset({"reprint", "kds"}),
-}
 PAY_METHODS = ("cash", "card", "qr")
-# 8 MiB, 3 passes: argon2's 64 MiB default would double the gateway's memory at every login
-# on a Pi (target <= 80 MB RSS); PINs are also protected by rate limits and the encrypted store.
-_HASHER = PasswordHasher(time_cost=3, memory_cost=8 * 1024, parallelism=1)
-# One PIN hash at a time: each takes 8 MiB, and 16 web threads checking PINs at once took RSS from
-# 57 to 237 MB (docs/architecture.md, Memory). Sign-ins are rare; a burst of guesses waits its turn.
-_HASH_SLOT = threading.Lock()
-
-
-@dataclass(frozen=True)
-class StaffMember:
-    """A signed-in staff member."""
-
-    id: int
-    name: str
-    role: str
-
-    def can(self, perm: str) -> bool:
-        """Return whether the role allows ``perm``."""
-        return perm in PERMISSIONS.get(self.role, frozenset())
-
-
-def valid_pin(pin: str) -> bool:
-    """A PIN is 4-12 digits."""
-    return pin.isdigit() and 4 <= len(pin) <= 12
-
-
-def add_staff(conn: Connection, name: str, role: str, pin: str) -> int:
-    """Create (or reset) a staff account with an argon2 hash of its PIN."""
-    name = clean_text(name, 32)
-    if not name:
-        raise OrderingError("staff name is required")
-    if role not in ROLES:
-        raise OrderingError(f"role must be one of {', '.join(ROLES)}")
-    if not valid_pin(pin):
-        raise OrderingError("PIN must be 4-12 digits")
-    with _HASH_SLOT:
-        digest = _HASHER.hash(pin)
-    conn.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms) VALUES (?, ?, ?, ?) "
-                 "ON CONFLICT (name) DO UPDATE SET role = excluded.role, pin_hash = excluded.pin_hash, active = 1",
-                 (name, role, digest, now_ms()))
-    return int(conn.execute("SELECT id FROM ord_staff WHERE name = ?", (name,)).fetchone()[0])
-
-
-def verify(conn: Connection, name: str, pin: str) -> StaffMember | None:
-    """Check a name and PIN; return the staff member or None (constant work for unknown names)."""
-    row = conn.execute("SELECT id, name, role, pin_hash FROM ord_staff WHERE name = ? AND active = 1",
-                       (name,)).fetchone()
-    digest = row[3] if row else _DUMMY
-    try:
-        with _HASH_SLOT:
-            _HASHER.verify(digest, pin)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return None
-    return StaffMember(row[0], row[1], row[2]) if row else None
-
-
-_DUMMY = _HASHER.hash("0000-not-a-pin")
-
-
-def get_staff(conn: Connection, staff_id: int) -> StaffMember | None:
-    """Return an active staff member by id."""
-    row = conn.execute("SELECT id, name, role FROM ord_staff WHERE id = ? AND active = 1", (staff_id,)).fetchone()
-    return StaffMember(*row) if row else None
-
-
-def audit(conn: Connection, staff_name: str, action: str, target: str, reason: str = "") -> None:
-    """Record a staff action."""
-    conn.execute("INSERT INTO ord_audit (ts_ms, staff, action, target, reason) VALUES (?, ?, ?, ?, ?)",
-                 (now_ms(), staff_name, action, target, reason[:200]))
 
 
 def _session(conn: Connection, table_id: str) -> int | None:
@@ -109,12 +27,12 @@ def _session(conn: Connection, table_id: str) -> int | None:
     return int(row[0]) if row else None
 
 
-def _need_table(svc: OrderingService, table_id: str) -> None:
+def _need_table(svc: OrderingContext, table_id: str) -> None:
     if table_id not in svc.tables:
         raise OrderingError("no such table", code="no_table", status=404)
 
 
-def open_table(svc: OrderingService, c: Connection, table_id: str, covers: int, who: str) -> tuple[int, list[str]]:
+def open_table(svc: OrderingContext, c: Connection, table_id: str, covers: int, who: str) -> tuple[int, list[str]]:
     """开台: open a session so the table's QR accepts orders."""
     _need_table(svc, table_id)
     if _session(c, table_id) is not None:
@@ -125,7 +43,7 @@ def open_table(svc: OrderingService, c: Connection, table_id: str, covers: int, 
     return sid, [f"table:{table_id}", "staff"]
 
 
-def clear_table(svc: OrderingService, c: Connection, table_id: str, who: str) -> tuple[int | None, list[str]]:
+def clear_table(svc: OrderingContext, c: Connection, table_id: str, who: str) -> tuple[int | None, list[str]]:
     """清台: close the session (its unsent cart is dropped); the QR locks if require_open_table."""
     _need_table(svc, table_id)
     sid = _session(c, table_id)
@@ -139,7 +57,7 @@ def clear_table(svc: OrderingService, c: Connection, table_id: str, who: str) ->
     return sid, [f"table:{table_id}", "staff"]
 
 
-def move_table(svc: OrderingService, c: Connection, src: str, dst: str, who: str) -> tuple[int, list[str]]:
+def move_table(svc: OrderingContext, c: Connection, src: str, dst: str, who: str) -> tuple[int, list[str]]:
     """Move a table's session (cart, rounds, bill) to a free table."""
     _need_table(svc, src)
     _need_table(svc, dst)
@@ -154,7 +72,7 @@ def move_table(svc: OrderingService, c: Connection, src: str, dst: str, who: str
     return sid, [f"table:{src}", f"table:{dst}", "staff"]
 
 
-def merge_tables(svc: OrderingService, c: Connection, src: str, dst: str, who: str) -> tuple[int, list[str]]:
+def merge_tables(svc: OrderingContext, c: Connection, src: str, dst: str, who: str) -> tuple[int, list[str]]:
     """并台: merge a table's session into another open table's; the source closes."""
     _need_table(svc, src)
     _need_table(svc, dst)
@@ -174,7 +92,7 @@ def merge_tables(svc: OrderingService, c: Connection, src: str, dst: str, who: s
     return b, [f"table:{src}", f"table:{dst}", "staff"]
 
 
-def void_line(svc: OrderingService, c: Connection, line_id: int, action: str, reason: str,
+def void_line(svc: OrderingContext, c: Connection, line_id: int, action: str, reason: str,
               who: str) -> tuple[int, list[str]]:
     """Void or comp a line with a reason (audit-logged)."""
     reason = clean_text(reason, 140)
@@ -193,7 +111,7 @@ def void_line(svc: OrderingService, c: Connection, line_id: int, action: str, re
     return line_id, [f"table:{row[0]}", f"kds:{row[1]}", "staff"]
 
 
-def bill(svc: OrderingService, conn: Connection, table_id: str) -> dict[str, Any]:
+def bill(svc: OrderingContext, conn: Connection, table_id: str) -> dict[str, Any]:
     """Return the bill of a table's open session (voids excluded, comps at zero, service charge)."""
     sid = _session(conn, table_id)
     if sid is None:
@@ -215,7 +133,7 @@ def bill(svc: OrderingService, conn: Connection, table_id: str) -> dict[str, Any
             "paid": paid}
 
 
-def pay(svc: OrderingService, c: Connection, table_id: str, method: str, reference: str,
+def pay(svc: OrderingContext, c: Connection, table_id: str, method: str, reference: str,
         who: str) -> tuple[int, list[str]]:
     """Mark the bill paid at the counter (cash, card terminal, QR); queue the HQ bill summary.
 
@@ -241,7 +159,7 @@ def pay(svc: OrderingService, c: Connection, table_id: str, method: str, referen
     return pid, [f"table:{table_id}", "staff"]
 
 
-def ack_task(svc: OrderingService, c: Connection, task_id: int, who: str) -> tuple[int, list[str]]:
+def ack_task(svc: OrderingContext, c: Connection, task_id: int, who: str) -> tuple[int, list[str]]:
     """Acknowledge a diner request (the diner's page shows it)."""
     row = c.execute("SELECT table_id FROM ord_tasks WHERE id = ?", (task_id,)).fetchone()
     if row is None:
@@ -250,7 +168,7 @@ def ack_task(svc: OrderingService, c: Connection, task_id: int, who: str) -> tup
     return task_id, [f"table:{row[0]}", "staff"]
 
 
-def table_map(svc: OrderingService, conn: Connection) -> list[dict[str, Any]]:
+def table_map(svc: OrderingContext, conn: Connection) -> list[dict[str, Any]]:
     """Return every table with its session state, covers, rounds, open tasks and amount."""
     sessions = {r[0]: r[1:] for r in conn.execute(
         "SELECT table_id, id, covers, rounds, opened_ms, paid_ms FROM ord_sessions WHERE closed_ms IS NULL")}
@@ -273,11 +191,3 @@ def open_tasks(conn: Connection) -> list[dict[str, Any]]:
                                    (line,)).fetchone() or [""])[0] if line else ""}
             for i, t, k, line, ts in conn.execute(
                 "SELECT id, table_id, kind, line_id, created_ms FROM ord_tasks WHERE ack_ms IS NULL ORDER BY id")]
-
-
-def try_add_staff(conn: Connection, name: str, role: str, pin: str) -> int:
-    """``add_staff`` that turns a database conflict into an OrderingError."""
-    try:
-        return add_staff(conn, name, role, pin)
-    except IntegrityError as err:
-        raise OrderingError(f"cannot add staff {name!r}: {err}") from err

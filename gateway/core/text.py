@@ -1,0 +1,73 @@
+"""One cleaner for every string a diner or a member of staff types, and one parser for numbers in URLs.
+
+Stdlib only. ``clean`` is applied before anything typed is stored (notes, nicknames, names, reasons,
+references, labels): what is stored is what pages, tickets and HQ show, so nothing invisible or
+direction-changing reaches a page or paper.
+
+- NFC first, so a letter and its accent are one character where Unicode has one.
+- Dropped: categories Cf (format: zero-width space U+200B, word joiner U+2060, BOM U+FEFF, soft
+  hyphen U+00AD, bidi embeddings/overrides U+202A-202E and isolates U+2066-2069, tag characters
+  U+E0000-E007F, ...), Co (private use), Cs (lone surrogates) and Cn (unassigned).
+- Replaced by a space: Cc (C0/C1 controls: ESC/POS commands start with ESC, GS, DLE) and the line and
+  paragraph separators; then runs of whitespace collapse to one space and the ends are trimmed.
+- Combining marks (Mn, Me) after one base character are capped at ``MAX_MARKS`` (a "zalgo" run of
+  hundreds of marks paints over the lines around it).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+MAX_MARKS = 3  # combining marks kept after one base character (Vietnamese, Thai and Devanagari need <= 3)
+_DROP = frozenset({"Cf", "Co", "Cs", "Cn"})
+_SPACE = frozenset({"Cc", "Zl", "Zp"})
+_MARKS = frozenset({"Mn", "Me"})
+_URL_INT_MAX_DIGITS = 18
+
+
+def clean(value: Any, limit: int, *, max_marks: int = MAX_MARKS) -> str:
+    """Return typed text safe for storage, pages and tickets: visible characters only, one-line, bounded."""
+    if not isinstance(value, str):
+        return ""
+    # Bound the work before normalising: anything longer than this is cut anyway.
+    text = unicodedata.normalize("NFC", value[: max(0, limit) * 4 + 64])
+    out: list[str] = []
+    marks = 0
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat in _DROP:
+            continue
+        if cat in _SPACE:
+            out.append(" ")
+            marks = 0
+            continue
+        if cat in _MARKS:
+            if not out or out[-1].isspace() or marks >= max_marks:
+                continue
+            marks += 1
+        else:
+            marks = 0
+        out.append(ch)
+    return " ".join("".join(out).split())[:limit].rstrip()
+
+
+def parse_uint(text: Any, *, max_digits: int = _URL_INT_MAX_DIGITS) -> int:
+    """Parse a non-negative integer written in ASCII digits only, as it appears in a URL; raise ValueError.
+
+    Refused: an empty string, signs, spaces, underscores, leading zeros ("01"), and digits that are not
+    ASCII ("²", "١", "１"), which ``str.isdigit`` accepts and ``int`` may or may not.
+    """
+    if not isinstance(text, str) or not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        raise ValueError(f"not a number: {text!r}")
+    if len(text) > 1 and text[0] == "0":
+        raise ValueError(f"leading zero: {text!r}")
+    return int(text)
+
+
+def parse_uint_or(text: Any, default: int | None = None, *, max_digits: int = _URL_INT_MAX_DIGITS) -> int | None:
+    """``parse_uint`` that returns ``default`` instead of raising."""
+    try:
+        return parse_uint(text, max_digits=max_digits)
+    except ValueError:
+        return default

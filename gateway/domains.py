@@ -1,0 +1,28 @@
+"""The domain services of this build, listed explicitly: their schemas and how to build them.
+
+Adding a domain (members, guests, store health...) is one package under ``gateway/`` plus one line
+in each list below; docs/architecture.md ("Adding a domain") walks through it. Nothing is found by
+name at run time, so a missing module is an ImportError at start, never a silent skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gateway.ordering import schema as ordering_schema
+from gateway.ordering import service as ordering
+from gateway.printing import schema as printing_schema
+from gateway.printing import service as printing
+from gateway.privacy import schema as privacy_schema
+from gateway.staff import service as staff
+
+# Migrations after the store's own, in this order (gateway.store.migrations).
+SCHEMAS = (privacy_schema, printing_schema, ordering_schema)
+
+# Built and started in this order; a later service may use an earlier one.
+SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("printing", printing.build),
+    ("staff", staff.build),
+    ("ordering", ordering.build),
+)

@@ -1,0 +1,1 @@
+"""HQ's side of the contract: tools that read what stores send (``storegw hq watch``)."""

@@ -1,0 +1,222 @@
+"""Issue 9: what a hostile diner on the store Wi-Fi found, rerun against the real app over a real store.
+
+Live slots taken by anonymous streams, Unicode digits in URLs,
+CR/LF in redirects, off-site redirects, invisible characters, `..` as a device id, one phone
+filling the shared cart, inline styles against the CSP.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from ordhelpers import Diner, phone_address
+
+from gateway.staff import accounts as staffops
+
+JSON = {"Accept": "application/json", "X-Requested-With": "js"}
+ROOT = Path(__file__).resolve().parents[2]
+PIN = "246813"
+
+
+# ---------------------------------------------------------------------------- 3. live slots per class
+
+def _staff_client(gw, svc, name="chef", role="kitchen"):
+    from web import create_app
+
+    svc.writer.call(lambda c: staffops.add_staff(c, name, role, PIN))
+    c = create_app(gw, {"TESTING": True}).test_client()
+    page = c.get("/staff/login").get_data(as_text=True)
+    tok = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert c.post("/staff/login", data={"name": name, "pin": PIN, "csrf_token": tok}).status_code == 303
+    return c
+
+
+def test_three_hundred_anonymous_streams_leave_the_kds_streaming(gw, svc):
+    from web import create_app
+
+    app = create_app(gw, {"TESTING": True})
+    kds = app.test_client()
+    page = kds.get("/staff/login").get_data(as_text=True)
+    tok = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    svc.writer.call(lambda c: staffops.add_staff(c, "chef", "kitchen", PIN))
+    assert kds.post("/staff/login", data={"name": "chef", "pin": PIN, "csrf_token": tok}).status_code == 303
+    diner = app.test_client()
+    token = svc.token_for("A1")
+    held = []
+    try:
+        for i in range(300):
+            held.append(diner.get(f"/t/{token}/events", buffered=False,
+                                  environ_base={"REMOTE_ADDR": f"10.0.{i // 250}.{i % 250 + 1}"}))
+        busy = sum(b"data: busy" in next(iter(r.response), b"") for r in held)
+        assert busy > 250  # the diners' share is full
+        for station in ("hot", "bar"):
+            r = kds.get(f"/staff/events?ch=kds:{station}", buffered=False)
+            first = next(iter(r.response))
+            assert b"busy" not in first and first.startswith(b"retry: 1500"), first
+            held.append(r)
+    finally:
+        for r in held:
+            r.close()
+    # every slot came back
+    from web.diner.views import LiveSlots
+
+    slots = app.extensions["storegw-sse"]
+    assert isinstance(slots, LiveSlots) and slots.free() == slots.sizes
+
+
+# ---------------------------------------------------------------------------- 4. the two 500s and URL numbers
+
+@pytest.mark.parametrize("version", ["²", "01", "١", "１", "+1", " 1", "1_0", "0x1", ""])
+def test_token_versions_must_be_plain_ascii_digits(client, svc, version):
+    good = svc.token_for("A1")
+    table, _, sig = good.split(".")
+    forged = f"{table}.{version}.{sig}"
+    for path in (f"/t/{forged}/state.json", f"/t/{forged}?d=abcdef12", f"/t/{forged}/live", f"/t/{forged}/events"):
+        r = client.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+    assert client.get(f"/t/{good}/state.json").status_code == 200
+
+
+@pytest.mark.parametrize("number", ["١", "１", "01", "²"])
+def test_numbers_in_routes_are_ascii_digits(client, svc, number):
+    d = Diner(client, svc, "A1")
+    d.add("c01")
+    r = client.post(f"/t/{d.token}/cart/{number}", data=d.form(remove="1"))
+    assert r.status_code == 404
+    assert len(d.state()["cart"]) == 1
+    r = client.get(f"/t/{d.token}/events?v={number}", buffered=False)
+    assert r.status_code == 200
+    r.close()
+
+
+def test_login_next_with_crlf_is_not_a_500(gw, svc):
+    from web import create_app
+
+    svc.writer.call(lambda c: staffops.add_staff(c, "wang", "manager", PIN))
+    c = create_app(gw, {"TESTING": True}).test_client()
+    tok = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/staff/login").get_data(as_text=True)).group(1)
+    r = c.post("/staff/login?next=/staff/%0D%0ASet-Cookie:%20x=1", data={"name": "wang", "pin": PIN,
+                                                                        "csrf_token": tok})
+    assert r.status_code == 303
+    assert r.headers["Location"] in ("/staff/", "http://localhost/staff/") and "Set-Cookie: x" not in str(r.headers)
+
+
+# ---------------------------------------------------------------------------- 6. redirects
+
+def test_merge_slashes_redirect_stays_on_this_host(client, svc):
+    for path in ("/t//x", f"/t//{svc.token_for('A1')}", "/staff"):
+        r = client.get(path, headers={"Host": "evil.example"})
+        loc = r.headers.get("Location", "")
+        assert "evil.example" not in loc, (path, r.status_code, loc)
+
+
+def test_staff_back_field_only_goes_to_same_origin_paths(gw, svc, client):
+    staff = _staff_client(gw, svc, "boss", "manager")
+    d = Diner(client, svc, "A1")
+    d.add("c01")
+    d.send()
+    client.post(f"/t/{d.token}/request", data=d.form(kind="waiter"))
+    home = staff.get("/staff/").get_data(as_text=True)
+    task = re.search(r"/staff/tasks/(\d+)/ack", home).group(1)
+    tok = re.search(r'name="csrf_token" value="([^"]+)"', home).group(1)
+    for back in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)",
+                 "/staff/\r\nSet-Cookie: a=b", "http://order.test.evil.example/"):
+        r = staff.post(f"/staff/tasks/{task}/ack", data={"csrf_token": tok, "back": back})
+        assert r.status_code == 303, back
+        loc = r.headers["Location"]
+        assert "evil" not in loc and "\n" not in loc and "javascript" not in loc, (back, loc)
+    r = staff.post(f"/staff/tasks/{task}/ack", data={"csrf_token": tok, "back": "/staff/tables/A1"})
+    assert r.headers["Location"].endswith("/staff/tables/A1")
+
+
+# ---------------------------------------------------------------------------- 6. one text cleaner
+
+INVISIBLE = ["\u202e", "\u200b", "\u2060", "\ufeff", "\u00ad", "\U000e0041\U000e007f", "\u2066", "\u202a",
+             "\ue000", "\u200e"]
+
+
+def test_invisible_and_direction_characters_never_reach_storage(client, svc, gw):
+    d = Diner(client, svc, "A1")
+    evil = "ab" + "".join(INVISIBLE) + "x" + "\u0301" * 50 + "d"
+    client.post(f"/t/{d.token}/name", data=d.form(nickname=evil))
+    d.add("c01", note=evil)
+    nick = svc.nickname(d.d)
+    note = d.state()["cart"][0]["note"]
+    for text in (nick, note):
+        assert not any(ch in text for ch in "".join(INVISIBLE)), ascii(text)
+        assert text.count("\u0301") <= 3 and text.startswith("abx") and text.endswith("d"), ascii(text)
+    # staff-typed text goes through the same cleaner
+    svc.writer.call(lambda c: staffops.add_staff(c, "\u202eevil\u200b", "waiter", PIN))
+    names = [r[0] for r in gw.store.read().execute("SELECT name FROM ord_staff")]
+    assert "evil" in names
+
+
+def test_the_cleaner_keeps_ordinary_text():
+    from gateway.core.text import clean
+
+    assert clean("  少辣，不要香菜  please\tno  MSG ", 140) == "少辣，不要香菜 please no MSG"
+    assert clean("Phở bò (Việt)", 40) == "Phở bò (Việt)"
+    assert clean("less salt\x1b\x40\x1d\x56\x00 please", 40) == "less salt @ V please"
+    assert clean("👍🏽 ok", 10) == "👍🏽 ok"
+
+
+# ---------------------------------------------------------------------------- 6. device ids
+
+@pytest.mark.parametrize("device", [".", "..", "a\n"])
+def test_dot_device_ids_are_refused(device):
+    from gateway.core.models import DEVICE_ID_RE
+    from gateway.spine.payload import InvalidPayload, parse, parse_status
+
+    assert not DEVICE_ID_RE.match(device)
+    with pytest.raises(InvalidPayload):
+        parse(device, b'{"t": 1}', 1_700_000_000_000)
+    with pytest.raises(InvalidPayload):
+        parse_status(device, b'{"state": "offline"}')
+
+
+def test_ordinary_device_ids_still_pass():
+    from gateway.core.models import DEVICE_ID_RE
+
+    for ok in ("fridge-1", "a.b", "...x", "v1.2"):
+        assert DEVICE_ID_RE.match(ok), ok
+
+
+# ---------------------------------------------------------------------------- 6. styles in the stylesheet
+
+def test_no_inline_style_in_templates_or_rendered_kds(gw, svc, client):
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "web" / "templates").rglob("*.html")
+                 if re.search(r"\sstyle=", p.read_text(encoding="utf-8"))]
+    assert not offenders, offenders
+    d = Diner(client, svc, "A1")
+    d.add("h01")
+    d.send()
+    staff = _staff_client(gw, svc, "boss", "manager")
+    for path in ("/staff/kds/hot", "/staff/kds/hot/live", "/staff/"):
+        r = staff.get(path)
+        assert "style-src 'self'" in r.headers["Content-Security-Policy"]
+        assert not re.search(r"\sstyle=", r.get_data(as_text=True)), path
+
+
+# ---------------------------------------------------------------------------- 6. a share of the table cart
+
+def test_one_phone_cannot_fill_the_shared_cart(make_gw):
+    from web import create_app
+
+    gw = make_gw("[ordering]\ncart_lines_per_client = 20\n")
+    svc = gw.services["ordering"]
+    app = create_app(gw, {"TESTING": True})
+    hog = Diner(app.test_client(), svc, "A1", d="hogphone1")
+    codes = [hog.client.post(f"/t/{hog.token}/add", data=hog.form(item="c01", d=f"hog{i:05d}"),
+                             environ_base={"REMOTE_ADDR": "10.0.0.66"}).status_code for i in range(60)]
+    assert codes.count(303) == 20 and set(codes[20:]) == {409}
+    other = Diner(app.test_client(), svc, "A1", d="friend01")
+    r = other.client.post(f"/t/{other.token}/add", data=other.form(item="c04"),
+                          environ_base={"REMOTE_ADDR": phone_address("friend01")})
+    assert r.status_code == 303
+    r = other.client.post(f"/t/{other.token}/submit", data=other.form(idem=other.idem()),
+                          environ_base={"REMOTE_ADDR": phone_address("friend01")})
+    assert r.status_code == 303 and len(other.state()["rounds"][0]["lines"]) == 21
+
+
