@@ -19,9 +19,9 @@ _LOGGER = logging.getLogger(__name__)
 __all__ = ["ReadConnection", "Store", "ensure_secret", "open_store"]
 
 # Each thread that reads gets its own connection with its own page cache: 16 web threads, the print
-# workers, the uplink and the scheduler's threads. 512 KiB each (the writer keeps 2 MB): their
+# workers, the uplink and the scheduler's threads. 256 KiB each (the writer keeps 2 MB): their
 # caches filling with 2 MB each was the slow climb of RSS in bench/soak.py.
-READ_CACHE_KIB = 512
+READ_CACHE_KIB = 256
 
 
 def ensure_secret(conn: Connection, key: str, *, table: str = "meta") -> bytes:

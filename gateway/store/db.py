@@ -123,7 +123,7 @@ def key_matches(path: Path, key: Key) -> bool | None:
 
 # SQLite's heap in this process (every connection's page cache, schema, statements) stays about this
 # size: past it, page caches reuse their pages instead of growing (docs/architecture.md, Memory).
-SOFT_HEAP_LIMIT = 16 * 1024 * 1024
+SOFT_HEAP_LIMIT = 8 * 1024 * 1024
 
 
 def connect(path: str | Path, key: Key, *, readonly: bool = False, cache_kib: int = 2000) -> Connection:
