@@ -83,7 +83,21 @@ def _receipt_stamped(r: Reading, payload: bytes, mid: int, dup: bool) -> Reading
     its new stamp (``Telemetry.seen_before``).
     """
     digest = hashlib.blake2b(payload + mid.to_bytes(2, "big"), digest_size=8).hexdigest()
-    return Reading(r.device, r.ts_ms, r.metrics, digest, dup)
+    return Reading(r.device, r.ts_ms, r.metrics, digest, dup, stamped=True)
+
+
+def reading(device: str, payload: bytes, received: int, mid: int, qos: int, dup: bool,
+            max_payload: int = 65536) -> Reading:
+    """Parse one telemetry message as received; a QoS 1+ payload without ``ts`` is stamped on receipt.
+
+    Whether it has a ts is the payload's business, never ``ts == received``: a device's own ts can
+    equal the receipt time to the millisecond, and its redelivery after a crash (received later)
+    then got another digest and was counted twice at HQ (bench/crash.py found it).
+    """
+    r = parse(device, payload, received, max_payload)
+    if r.stamped and qos:
+        r = _receipt_stamped(r, payload, mid, dup)
+    return r
 
 
 def _probe_write(conn: Any) -> None:
@@ -323,10 +337,8 @@ class Ingest:
                     if parts[2:] == ["status"]:
                         items.append((device, parse_status(device, payload), mid, qos))
                         continue
-                    r = parse(device, payload, received, self.max_payload)
-                    if r.ts_ms == received and qos:
-                        r = _receipt_stamped(r, payload, mid, dup)
-                    items.append((device, r, mid, qos))
+                    items.append((device, reading(device, payload, received, mid, qos, dup, self.max_payload),
+                                  mid, qos))
                 except InvalidPayload as err:
                     note(device or "?", err.reason)
                     if qos:  # nothing to keep; acknowledging stops redelivery of a poison message
