@@ -51,6 +51,8 @@ class Gateway:
         self.broker: Any = None
         self.scheduler: Any = None
         self.web_server: Any = None
+        self.privacy_signer: Any = None
+        self.privacy_restored = False
         self._notifier: Any = None
         self._stopping = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
@@ -71,6 +73,7 @@ class Gateway:
             self.store.writer.call(lambda c: self.alerts.raise_(
                 c, QUARANTINE_KEY, kind="gateway", rule="db-quarantined", device="gateway", severity="critical",
                 text=f"damaged database moved aside to {self.store.quarantined.name}; a fresh one was created"))
+        self._start_privacy()
         self._build_services()
         self.hub.start()
         if devices:
@@ -115,6 +118,38 @@ class Gateway:
     def _load_state(self, conn: Any) -> None:
         self.alerts.load(conn)
         self.telemetry.load(conn)
+
+    def _start_privacy(self) -> None:
+        """The retention job's signer; erasures re-applied to a database restored from an older backup."""
+        from gateway.privacy.dsr import Tombstones
+        from gateway.privacy.retention import InterimSigner
+        from gateway.store import ensure_secret
+
+        # TEMPORARY (until branch `keys` merges): the receipt signing key is an Ed25519 seed in the
+        # store's secrets (meta "secret:privacy-receipt-key"; gateway/cli/privacy.py uses the same).
+        # Replace with the keyring's signer:  self.privacy_signer = keyring.signer()
+        self.privacy_signer = InterimSigner(self.store.writer.call(
+            lambda c: ensure_secret(c, "secret:privacy-receipt-key")))
+        self.tombstones = Tombstones(self.cfg.data_path)
+        self.privacy_restored = self.store.writer.call(self.tombstones.restored)
+        if self.privacy_restored:
+            again = self.store.writer.call(lambda c: self.tombstones.reapply(c, domains.INVENTORY, now_ms()))
+            _LOGGER.warning("The database is older than the erasures and retention runs recorded beside it (a "
+                            "restored backup): erasures re-applied (%s); retention runs at once", again or "none")
+
+    def retention_run(self, now: int | None = None) -> Any:
+        """One retention run through the writer, in batches (``gateway/privacy/retention.py``)."""
+        from gateway.privacy import report, retention
+
+        now = now_ms() if now is None else now
+        w = self.store.writer
+        # TEMPORARY (until branch `audit` merges): audit_head=retention.interim_audit_head -> audit.head
+        result = retention.run(w.call, w.call_outside, domains.INVENTORY, now_ms=now, prefix=self.cfg.prefix,
+                               store=self.cfg.store.id, signer=self.privacy_signer,
+                               audit_head=retention.interim_audit_head,
+                               next_run=report.next_run(self.cfg.privacy.retention_at, self.cfg.store.timezone, now))
+        self.tombstones.record_run(now)
+        return result
 
     def _build_services(self) -> None:
         """Build and start the domain services, in order (later ones may use earlier ones)."""

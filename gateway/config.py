@@ -189,6 +189,15 @@ class BackupConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """[privacy]: the daily retention run (docs/privacy.md)."""
+
+    retention_at: str = opt("clock", "04:15", help='Local time (store.timezone) of the daily retention run, e.g. '
+                            '"04:15"; it deletes what the data inventory says is past its rule and sends HQ a '
+                            "signed receipt. It cannot be switched off.")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -200,6 +209,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
 
@@ -228,6 +238,7 @@ SECTIONS: dict[str, type] = {
     "alerts": AlertsConfig,
     "ordering": OrderingConfig,
     "backup": BackupConfig,
+    "privacy": PrivacyConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.

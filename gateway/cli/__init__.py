@@ -17,7 +17,7 @@ import click
 
 from devices.cli import simulate
 from gateway import __version__
-from gateway.cli import ordering, printing
+from gateway.cli import ordering, printing, privacy
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
 from gateway.core.errors import GatewayError
 from provisioning.doctor import doctor
@@ -245,6 +245,10 @@ def restore(config_path: str, backup_file: str, yes: bool) -> None:
     key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
     aside = do_restore(cfg.data_path, key, Path(backup_file))
     click.echo(f"restored from {backup_file}" + (f"; the previous database is now {aside}" if aside else ""))
+    # Erasures made since the backup, and the retention rules, hold for the restored data too.
+    again = privacy.after_restore(cfg)
+    click.echo(f"re-applied erasures ({sum(again['erased_again'].values())} subjects) and retention "
+               f"({sum(again['retention_rows'].values())} rows)")
 
 
 def format_status(doc: dict[str, Any]) -> str:
@@ -330,4 +334,6 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
 # The command groups of the domains, the devices and provisioning: one line each.
 for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, ordering.menu, ordering.staff,
                  simulate, doctor):
+    main.add_command(_command)
+for _command in (privacy.privacy,):
     main.add_command(_command)

@@ -49,6 +49,7 @@ class _Job:
     fn: Callable[[Connection], Any]
     future: Future
     on_commit: Callable[[Any], None] | None = None
+    outside: bool = False  # run alone, outside any transaction (maintenance: checkpoint, vacuum)
 
 
 @dataclass
@@ -112,6 +113,16 @@ class Writer:
         """Run a write and wait until it is committed; return its result."""
         return self.submit(fn).result(timeout)
 
+    def call_outside(self, fn: Callable[[Connection], T], timeout: float = 600.0) -> T:
+        """Run ``fn(conn)`` on the writer thread between transactions (no BEGIN, no savepoint): for
+        maintenance that cannot run inside a transaction (a WAL checkpoint, vacuum). Writes queued
+        meanwhile wait for it, so keep it short."""
+        if not self.alive:
+            raise StoreError("the database writer is not running")
+        job = _Job(fn, Future(), outside=True)
+        self._queue.put(job)
+        return job.future.result(timeout)
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
@@ -119,7 +130,7 @@ class Writer:
             if first is _STOP:
                 break
             batch: list[_Job] = [first]  # type: ignore[list-item]
-            while len(batch) < self._max_batch:
+            while len(batch) < self._max_batch and not batch[-1].outside:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -128,7 +139,17 @@ class Writer:
                     stopping = True
                     break
                 batch.append(item)  # type: ignore[arg-type]
-            self._commit(batch)
+            outside = batch.pop() if batch[-1].outside else None
+            if batch:
+                self._commit(batch)
+            if outside is not None:
+                self._outside(outside)
+
+    def _outside(self, job: _Job) -> None:
+        try:
+            job.future.set_result(job.fn(self._conn))
+        except Exception as err:  # noqa: BLE001 - the caller gets it through its future
+            job.future.set_exception(err)
 
     def _commit(self, batch: list[_Job]) -> None:
         conn = self._conn
