@@ -203,6 +203,7 @@ TOPIC_SCHEMAS = {
     "/alerts": "alerts.json",
     "/devices": "devices.json",
     "/orders/summary": "orders-summary.json",
+    "/privacy/receipt": "privacy-receipt.json",
 }
 _validators: dict[str, Any] = {}
 

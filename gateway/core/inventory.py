@@ -66,6 +66,7 @@ class Retention:
     where: str = ""
     blank: Any = ""
     managed_by: str = ""   # another job applies it (e.g. telemetry retention); the retention job does not
+    due: str = ""          # the same test in a form an index serves ("session_id IN (SELECT ...)"; one ?)
 
     def __post_init__(self) -> None:
         if self.action not in ("delete", "blank"):
@@ -88,9 +89,10 @@ class Retention:
         return replace(self, action="blank", **changes)
 
 
-def after(days: float, clock: str, text: str, *, where: str = "", action: str = "delete", blank: Any = "") -> Retention:
-    """A time-limited rule: ``days`` after ``clock``."""
-    return Retention(text, days, clock, action, where, blank)
+def after(days: float, clock: str, text: str, *, where: str = "", action: str = "delete", blank: Any = "",
+          due: str = "") -> Retention:
+    """A time-limited rule: ``days`` after ``clock`` (``due``: the same test in a form an index serves)."""
+    return Retention(text, days, clock, action, where, blank, due=due)
 
 
 def until(text: str) -> Retention:
@@ -238,6 +240,15 @@ class Inventory:
     def kinds(self) -> list[str]:
         """The subject kinds some domain can answer for."""
         return list(dict.fromkeys(h.kind for h in self.subjects()))
+
+    def gaps(self, schema: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+        """Compare with a database's tables and columns ({table: [columns]}, SQLite's own tables left
+        out): (columns in the database but not declared, declared but not in the database)."""
+        undeclared = [f"{t}.{c}" for t, cols in schema.items() for c in cols
+                      if t not in self.tables or c not in {x.name for x in self.tables[t].columns}]
+        stale = [f"{t.name}.{c.name}" for t, c in self.columns()
+                 if t.name in schema and c.name not in schema[t.name]]
+        return undeclared, stale
 
     def encrypted(self) -> list[tuple[str, str]]:
         """(table, column) of every field-encrypted column: what ``gateway/privacy/fields.py`` must list."""

@@ -283,11 +283,18 @@ def _staff_lockout(conn: Connection) -> None:
 _CLOSED = "(SELECT s.closed_ms FROM ord_sessions s WHERE s.id = session_id)"
 _ROUND_CLOSED = ("(SELECT s.closed_ms FROM ord_sessions s JOIN ord_rounds r ON r.session_id = s.id "
                  "WHERE r.id = round_id)")
+_IN_CLOSED = "session_id IN (SELECT id FROM ord_sessions WHERE closed_ms < ?)"
+_ROUND_IN_CLOSED = ("round_id IN (SELECT r.id FROM ord_rounds r JOIN ord_sessions s ON s.id = r.session_id "
+                    "WHERE s.closed_ms < ?)")
 _CONFIG = until("while it is in the menu or the store's configuration")
 _SALES = after(subjects.SALES_KEEP_DAYS, _CLOSED,
                f"{subjects.SALES_KEEP_DAYS}d after the table session closes (a year of local reports; "
-               "HQ keeps the books from P/orders/summary)")
-_FREE = after(30, _CLOSED, "30d after the table session closes (blanked; the sales row stays)", action="blank")
+               "HQ keeps the books from P/orders/summary)", due=_IN_CLOSED)
+_FREE = after(30, _CLOSED, "30d after the table session closes (blanked; the sales row stays)", action="blank",
+              due=_IN_CLOSED)
+_TICKETS = after(subjects.SALES_KEEP_DAYS, _ROUND_CLOSED, _SALES.text, due=_ROUND_IN_CLOSED)
+_CART = after(1, _CLOSED, "1d after the table session closes", due=_IN_CLOSED)
+_TASKS = after(30, _CLOSED, "30d after the table session closes", due=_IN_CLOSED)
 _STAFF_NAME = "the staff member who did it (names in sales rows become 'erased' on erasure)"
 _AUDIT = after(subjects.AUDIT_KEEP_DAYS, "ts_ms", f"{subjects.AUDIT_KEEP_DAYS}d after the entry (Cybersecurity Law "
                "Art. 21: logs kept at least 6 months)")
@@ -328,12 +335,12 @@ INVENTORY = Declaration("ordering", (
            Column("created_ms", "system.operations", "when it was set", NONE,
                   after(30, "created_ms", "30d after it was set"))), created="created_ms"),
     Table("ord_cart", "Cart lines not yet sent",
-          ops("id session_id item_id qty mods created_ms", after(1, _CLOSED, "1d after the table session closes"),
+          ops("id session_id item_id qty mods created_ms", _CART,
               "ordering") + (
-              _free_text("note", "kitchen instructions", after(1, _CLOSED, "1d after the table session closes")),
-              _nickname("diner", after(1, _CLOSED, "1d after the table session closes")),
+              _free_text("note", "kitchen instructions", _CART),
+              _nickname("diner", _CART),
               Column("origin", "user.unique_id.pseudonymous", "a MAC of the client (per-client limits)", CONTRACT,
-                     after(1, _CLOSED, "1d after the table session closes"), mask=HIDDEN)),
+                     _CART, mask=HIDDEN)),
           created="created_ms"),
     Table("ord_rounds", "Rounds sent to the kitchen; a sales record",
           ops("id session_id table_id round_no idem_key created_ms total_cents queue_no", _SALES, "sales") + (
@@ -346,13 +353,13 @@ INVENTORY = Declaration("ordering", (
               _free_text("reason", "why staff comped or voided the line")), created="created_ms"),
     Table("ord_tickets", "Kitchen tickets and their print state",
           ops("id round_id table_id round_no station job_id printer state rerouted_from reprints created_ms "
-              "received_ms done_ms", after(subjects.SALES_KEEP_DAYS, _ROUND_CLOSED, _SALES.text), "kitchen"),
+              "received_ms done_ms", _TICKETS, "kitchen"),
           created="created_ms"),
     Table("ord_tasks", "Waiter calls, bill requests, rushes",
           ops("id session_id table_id kind line_id created_ms ack_ms",
-              after(30, _CLOSED, "30d after the table session closes"), "service") + (
+              _TASKS, "service") + (
               Column("ack_by", "user.name", _STAFF_NAME, EMPLOYMENT,
-                     after(30, _CLOSED, "30d after the table session closes")),), created="created_ms"),
+                     _TASKS),), created="created_ms"),
     Table("ord_payments", "Payments taken; a sales record",
           ops("id session_id table_id method amount_cents ts_ms",
               after(subjects.SALES_KEEP_DAYS, "ts_ms", f"{subjects.SALES_KEEP_DAYS}d after the payment"), "sales") + (

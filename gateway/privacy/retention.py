@@ -125,11 +125,11 @@ def plan(inventory: Inventory) -> list[Step]:
 
 
 def _reads(rule: Retention, table: str) -> bool:
-    return re.search(rf"\b{re.escape(table)}\b", f"{rule.clock} {rule.where}") is not None
+    return re.search(rf"\b{re.escape(table)}\b", f"{rule.clock} {rule.where} {rule.due}") is not None
 
 
 def _due(step: Step) -> str:
-    cond = f"({step.rule.clock}) < ?"
+    cond = f"({step.rule.due})" if step.rule.due else f"({step.rule.clock}) < ?"
     if step.rule.where:
         cond += f" AND ({step.rule.where})"
     if step.action == "blank":
