@@ -16,6 +16,8 @@ from typing import Any
 from gateway import __version__, domains
 from gateway.config import Config
 from gateway.core.models import now_ms, utcnow
+from gateway.privacy.keys import Keyring, database_key
+from gateway.privacy.service import KeyService
 from gateway.spine.alerts import AlertManager
 from gateway.spine.context import ServiceContext
 from gateway.spine.hub import Hub
@@ -56,6 +58,7 @@ class Gateway:
         self._notifier: Any = None
         self._stopping = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
+        self.privacy: KeyService | None = None  # keys, field cipher, rotation (set by build)
 
     # -- lifecycle
     def start(self, *, web: bool = True, devices: bool = True) -> None:
@@ -68,6 +71,8 @@ class Gateway:
             self.broker = EmbeddedBroker(self.cfg.local_mqtt.host, self.cfg.local_mqtt.port)
             self.broker.start()
         self.store.start()
+        if self.privacy is not None:
+            self.privacy.start()
         self.store.writer.call(self._load_state)
         if self.store.quarantined:
             self.store.writer.call(lambda c: self.alerts.raise_(
@@ -93,6 +98,8 @@ class Gateway:
             return
         self._stopping.set()
         self.notify("STOPPING=1")
+        if self.privacy is not None:
+            self.privacy.stop()  # no rotation while stopping
         if self.web_server is not None:
             self.web_server.close()
         if self.scheduler is not None:
@@ -108,6 +115,8 @@ class Gateway:
         self.hub.stop()
         self.uplink.stop()
         self.store.close()
+        if self.privacy is not None:
+            self.privacy.close()
         if self.broker is not None:
             self.broker.stop()
 
@@ -122,15 +131,10 @@ class Gateway:
     def _start_privacy(self) -> None:
         """The retention job's signer; erasures re-applied to a database restored from an older backup."""
         from gateway.privacy.dsr import Tombstones
-        from gateway.privacy.retention import InterimSigner
-        from gateway.store import ensure_secret
 
-        # TEMPORARY (until branch `keys` merges): the receipt signing key is an Ed25519 seed in the
-        # store's secrets (meta "secret:privacy-receipt-key"; gateway/cli/privacy.py uses the same).
-        # Replace with the keyring's signer:  self.privacy_signer = keyring.signer()
-        self.privacy_signer = InterimSigner(self.store.writer.call(
-            lambda c: ensure_secret(c, "secret:privacy-receipt-key")))
-        self.tombstones = Tombstones(self.cfg.data_path)
+        ring = self.privacy.ring if self.privacy is not None else None
+        self.privacy_signer = ring.signer() if ring is not None else _interim_signer(self.store)
+        self.tombstones = Tombstones(self.cfg.data_path, key=ring.index_key("tombstone") if ring else None)
         self.privacy_restored = self.store.writer.call(self.tombstones.restored)
         if self.privacy_restored:
             again = self.store.writer.call(lambda c: self.tombstones.reapply(c, domains.INVENTORY, now_ms()))
@@ -144,7 +148,7 @@ class Gateway:
         now = now_ms() if now is None else now
         w = self.store.writer
         # TEMPORARY (until branch `audit` merges): audit_head=retention.interim_audit_head -> audit.head
-        result = retention.run(w.call, w.call_outside, domains.INVENTORY, now_ms=now, prefix=self.cfg.prefix,
+        result = retention.run(w.call, w.run_exclusive, domains.INVENTORY, now_ms=now, prefix=self.cfg.prefix,
                                store=self.cfg.store.id, signer=self.privacy_signer,
                                audit_head=retention.interim_audit_head,
                                next_run=report.next_run(self.cfg.privacy.retention_at, self.cfg.store.timezone, now))
@@ -154,7 +158,7 @@ class Gateway:
     def _build_services(self) -> None:
         """Build and start the domain services, in order (later ones may use earlier ones)."""
         for name, factory in domains.SERVICES:
-            ctx = ServiceContext(self.cfg, self.store, self.hub, self.alerts, dict(self.services))
+            ctx = ServiceContext(self.cfg, self.store, self.hub, self.alerts, dict(self.services), self.privacy)
             svc = factory(ctx)
             self.services[name] = svc
             svc.start()
@@ -248,6 +252,8 @@ class Gateway:
             "devices": [d.as_dict() for d in self.hub.devices.values()],
             "stalled": stale,
         }
+        if self.privacy is not None:
+            doc["keys"] = self.privacy.health()
         for name, svc in self.services.items():
             fn = getattr(svc, "health", None)
             if fn is not None:
@@ -255,7 +261,28 @@ class Gateway:
         return doc
 
 
+def _interim_signer(store: Store) -> Any:
+    """A Gateway built without the keyring (tests): an Ed25519 seed in the store's secrets."""
+    from gateway.privacy.retention import InterimSigner
+    from gateway.store import ensure_secret
+
+    return InterimSigner(store.writer.call(lambda c: ensure_secret(c, "secret:privacy-receipt-key")))
+
+
 def build(cfg: Config) -> Gateway:
-    """Open the store and wire a Gateway for this config (nothing runs until ``start``)."""
-    store = open_store(cfg.data_path, cfg.store.key_file, domains.SCHEMAS)
-    return Gateway(cfg, store)
+    """Open the keyring and the store and wire a Gateway for this config (nothing runs until ``start``).
+
+    The database key comes from the keyring (``gateway.privacy.keys``), outside the data dir; the
+    gateway holds the keys directory's lock until it stops, so no offline rotation runs beside it.
+    """
+    ring = Keyring.open(cfg.keys_path)
+    ring.acquire(wait=60)
+    try:
+        key = database_key(ring, cfg.data_path, cfg.store.key_file)
+        store = open_store(cfg.data_path, cfg.store.key_file, domains.SCHEMAS, key=key)
+    except BaseException:
+        ring.release()
+        raise
+    gw = Gateway(cfg, store)
+    gw.privacy = KeyService(cfg, ring, store)
+    return gw

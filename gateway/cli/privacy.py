@@ -18,16 +18,15 @@ from gateway.clikit import CONFIG, handle_errors, load_config
 from gateway.core.errors import ConfigError
 from gateway.core.models import now_ms
 
-SIGNING_SECRET = "secret:privacy-receipt-key"
-
 
 @contextmanager
 def _database(cfg: Any) -> Iterator[Any]:
     from gateway import domains
+    from gateway.clikit import db_key
     from gateway.store import migrations
-    from gateway.store.db import connect, open_database, resolve_key
+    from gateway.store.db import connect, open_database
 
-    key = resolve_key(cfg.data_path, cfg.store.key_file)
+    key = db_key(cfg, create=True)
     opened = open_database(cfg.data_path, key)
     conn = connect(opened.path, key)
     try:
@@ -62,37 +61,44 @@ def _now(text: str | None) -> int:
     return int(when.timestamp() * 1000)
 
 
-def signer_for(conn: Any) -> Any:
-    """TEMPORARY until branch ``keys`` merges: the interim receipt signer (a seed in ``meta``).
-    Swap for ``Keyring.signer()``; gateway/app.py builds the same one."""
-    from gateway.privacy.retention import InterimSigner
-    from gateway.store import ensure_secret
+def _ring(cfg: Any) -> Any:
+    from gateway.privacy.keys import Keyring
 
-    return InterimSigner(_writer(conn)(lambda c: ensure_secret(c, SIGNING_SECRET)))
+    return Keyring.open(cfg.keys_path, create=True)
+
+
+def signer_for(cfg: Any) -> Any:
+    """The keyring's Ed25519 signer (the one the running gateway signs receipts and checkpoints with)."""
+    return _ring(cfg).signer()
+
+
+def tombstones_for(cfg: Any) -> Any:
+    """The erasure tombstones beside the database, keyed from the keyring."""
+    from gateway.privacy.dsr import Tombstones
+
+    return Tombstones(cfg.data_path, key=_ring(cfg).index_key("tombstone"))
 
 
 def run_retention(cfg: Any, conn: Any, now: int) -> Any:
     """One retention run on an open connection (the CLI's; the daemon runs it through its writer)."""
     from gateway import domains
     from gateway.privacy import report, retention
-    from gateway.privacy.dsr import Tombstones
-
     write = _writer(conn)
+    # TEMPORARY (until branch `audit` merges): audit_head=retention.interim_audit_head -> audit.head
     result = retention.run(write, lambda fn: fn(conn), domains.INVENTORY, now_ms=now, prefix=cfg.prefix,
-                           store=cfg.store.id, signer=signer_for(conn), audit_head=retention.interim_audit_head,
+                           store=cfg.store.id, signer=signer_for(cfg), audit_head=retention.interim_audit_head,
                            next_run=report.next_run(cfg.privacy.retention_at, cfg.store.timezone, now))
-    Tombstones(cfg.data_path).record_run(now)
+    tombstones_for(cfg).record_run(now)
     return result
 
 
 def after_restore(cfg: Any, now: int | None = None) -> dict[str, Any]:
     """Re-apply erasures (tombstones) and the retention rules to a restored database."""
     from gateway import domains
-    from gateway.privacy.dsr import Tombstones
 
     now = now_ms() if now is None else now
     with _database(cfg) as conn:
-        tomb = Tombstones(cfg.data_path)
+        tomb = tombstones_for(cfg)
         again = _writer(conn)(lambda c: tomb.reapply(c, domains.INVENTORY, now))
         result = run_retention(cfg, conn, now)
     return {"erased_again": again, "retention_rows": result.rows}
@@ -180,7 +186,7 @@ def export_cmd(config_path: str, subject: str, output: str | None) -> None:
 
     cfg = load_config(config_path)
     with _database(cfg) as conn:
-        tomb = dsr.Tombstones(cfg.data_path)
+        tomb = tombstones_for(cfg)
         doc = _writer(conn)(lambda c: dsr.export(c, domains.INVENTORY, tomb, subject, who="cli", now_ms=now_ms(),
                                                  audit=audit))
     text = json.dumps(doc, ensure_ascii=False, indent=1)
@@ -213,7 +219,7 @@ def erase_cmd(config_path: str, subject: str, reason: str) -> None:
 
     cfg = load_config(config_path)
     with _database(cfg) as conn:
-        tomb = dsr.Tombstones(cfg.data_path)
+        tomb = tombstones_for(cfg)
         doc = _writer(conn)(lambda c: dsr.erase(c, domains.INVENTORY, tomb, subject, who="cli", reason=reason,
                                                 now_ms=now_ms(), audit=audit))
         # What was deleted must not stay in the WAL or in free pages either.
@@ -237,9 +243,16 @@ def report_cmd(config_path: str, as_json: bool) -> None:
     """
     from gateway import domains
     from gateway.privacy import report
+    from gateway.privacy.service import status
 
     cfg = load_config(config_path)
+    keys = status(cfg)
+    fields = keys.get("fields") or {}
+    versions = {"database": (keys.get("database") or {}).get("primary") or "n/a",
+                "fields": ", ".join(f"v{v['version']} {v['status']} ({v['rows']} rows)"
+                                    for v in fields.get("versions", [])) or "n/a",
+                "signing": (keys.get("signing") or {}).get("key_id", "n/a")}
     with _database(cfg) as conn:
         doc = report.build(conn, domains.INVENTORY, now_ms=now_ms(), tz=cfg.store.timezone,
-                           at=cfg.privacy.retention_at)
+                           at=cfg.privacy.retention_at, key_versions=versions)
     click.echo(json.dumps(doc, ensure_ascii=False, indent=1) if as_json else report.text(doc))

@@ -12,7 +12,8 @@ replace; ``meta`` records how many tombstones the database has had applied. Afte
 restore`` of an older backup, and at start when the database has had fewer applied than the file
 holds, every subject value the hooks list is hashed and each match is erased again: a restored
 backup does not bring an erased person back. The file holds no value, only HMAC-SHA256 under a key
-of its own (``tombstone.key``, 0600; TEMPORARY until the keyring of branch ``keys`` holds it).
+derived from the keyring (``Keyring.index_key("tombstone")``, outside the data dir), so a copy of the
+data dir cannot test a guessed name against it.
 """
 
 from __future__ import annotations
@@ -60,13 +61,17 @@ def parse(inventory: Inventory, subject: str) -> tuple[str, str]:
 class Tombstones:
     """The keyed hashes of erased subjects, outside the database."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, key: bytes | None = None) -> None:
         self.dir = data_dir / TOMBSTONE_DIR
         self.path = self.dir / "tombstones.jsonl"
         self.key_path = self.dir / "tombstone.key"
+        self._ring_key = key
 
     def _key(self) -> bytes:
-        # TEMPORARY until branch `keys` merges: the key belongs in the keyring (outside the data dir).
+        # The keyring's (``Keyring.index_key("tombstone")``, outside the data dir) when given; a key
+        # file beside the tombstones only where no keyring exists (tests, a board not yet migrated).
+        if self._ring_key is not None:
+            return self._ring_key
         if self.key_path.is_file():
             return bytes.fromhex(self.key_path.read_text().strip())
         self.dir.mkdir(parents=True, exist_ok=True)

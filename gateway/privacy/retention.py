@@ -193,7 +193,7 @@ def held(conn: Connection, inventory: Inventory) -> tuple[dict[str, int], dict[s
 
 def scrub(conn: Connection, *, busy_ms: int = 2000) -> dict[str, Any]:
     """Make deleted content unrecoverable from the files: checkpoint the WAL into the database and
-    truncate it, then give free pages back. Outside any transaction (``Writer.call_outside``)."""
+    truncate it, then give free pages back. Outside any transaction (``Writer.run_exclusive``)."""
     t0 = time.monotonic()
     out: dict[str, Any] = {}
     if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
@@ -260,7 +260,7 @@ def run(write: Write, maintain: Write, inventory: Inventory, *, now_ms: int, pre
         signer: Signer, audit_head: AuditHead, next_run: str | None = None, batch: int = BATCH) -> RunResult:
     """One retention run (see the module's doc). ``write(fn)`` runs ``fn(conn)`` in one committed
     write (the writer: ``writer.call``); ``maintain(fn)`` outside any transaction
-    (``writer.call_outside``)."""
+    (``writer.run_exclusive``)."""
     result = RunResult(now_ms)
     for step in plan(inventory):
         while True:
@@ -321,9 +321,8 @@ def last_run_ms(conn: Connection) -> int | None:
 # ------------------------------------------------------------------------ interim signer and head
 
 class InterimSigner:
-    """TEMPORARY until branch ``keys`` merges: an Ed25519 key from a 32-byte seed the composition root
-    keeps with ``gateway.store.ensure_secret`` (so whoever holds the database key holds it too).
-    Replace with ``Keyring.signer()``."""
+    """An Ed25519 key from a 32-byte seed, for a gateway built without the keyring (tests, benches):
+    the daemon and the CLI sign with ``Keyring.signer()``."""
 
     def __init__(self, seed: bytes) -> None:
         import hashlib

@@ -49,7 +49,14 @@ class _Job:
     fn: Callable[[Connection], Any]
     future: Future
     on_commit: Callable[[Any], None] | None = None
-    outside: bool = False  # run alone, outside any transaction (maintenance: checkpoint, vacuum)
+
+
+@dataclass(slots=True)
+class _Exclusive:
+    """Work that runs on the writer's connection between transactions (a rekey), not inside one."""
+
+    fn: Callable[[Connection], Any]
+    future: Future
 
 
 @dataclass
@@ -113,13 +120,12 @@ class Writer:
         """Run a write and wait until it is committed; return its result."""
         return self.submit(fn).result(timeout)
 
-    def call_outside(self, fn: Callable[[Connection], T], timeout: float = 600.0) -> T:
-        """Run ``fn(conn)`` on the writer thread between transactions (no BEGIN, no savepoint): for
-        maintenance that cannot run inside a transaction (a WAL checkpoint, vacuum). Writes queued
-        meanwhile wait for it, so keep it short."""
+    def run_exclusive(self, fn: Callable[[Connection], T], timeout: float = 600.0) -> T:
+        """Run ``fn(conn)`` on the writer thread between two transactions and wait for it: the
+        writes queued before it are committed first, those queued after wait (none is lost)."""
         if not self.alive:
             raise StoreError("the database writer is not running")
-        job = _Job(fn, Future(), outside=True)
+        job = _Exclusive(fn, Future())
         self._queue.put(job)
         return job.future.result(timeout)
 
@@ -129,8 +135,12 @@ class Writer:
             first = self._queue.get()
             if first is _STOP:
                 break
+            if isinstance(first, _Exclusive):
+                self._exclusive(first)
+                continue
             batch: list[_Job] = [first]  # type: ignore[list-item]
-            while len(batch) < self._max_batch and not batch[-1].outside:
+            held: _Exclusive | None = None
+            while len(batch) < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -138,14 +148,15 @@ class Writer:
                 if item is _STOP:
                     stopping = True
                     break
+                if isinstance(item, _Exclusive):
+                    held = item
+                    break
                 batch.append(item)  # type: ignore[arg-type]
-            outside = batch.pop() if batch[-1].outside else None
-            if batch:
-                self._commit(batch)
-            if outside is not None:
-                self._outside(outside)
+            self._commit(batch)
+            if held is not None:
+                self._exclusive(held)
 
-    def _outside(self, job: _Job) -> None:
+    def _exclusive(self, job: _Exclusive) -> None:
         try:
             job.future.set_result(job.fn(self._conn))
         except Exception as err:  # noqa: BLE001 - the caller gets it through its future

@@ -30,13 +30,24 @@ def cli(*args: str) -> Any:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+def db_key(data: Path) -> Any:
+    """The database key of the config beside the data dir (through the keyring, as the CLI gets it)."""
+    from gateway.clikit import db_key as key_of
+    from gateway.config import load
+
+    if not (data.parent / "storegw.toml").exists():
+        write_config(data.parent)
+    return key_of(load(str(data.parent / "storegw.toml")), create=True)
+
+
 def open_db(data: Path) -> Any:
-    """A connection to the data dir's database (created and migrated if needed)."""
+    """A connection to the data dir's database (created and migrated if needed); the config is
+    ``storegw.toml`` beside the data dir."""
     from gateway import domains
     from gateway.store import migrations
-    from gateway.store.db import connect, open_database, resolve_key
+    from gateway.store.db import connect, open_database
 
-    key = resolve_key(data)
+    key = db_key(data)
     conn = connect(open_database(data, key).path, key)
     migrations.apply(conn, domains.SCHEMAS)
     return conn
@@ -103,7 +114,7 @@ def decrypted_pages(path: Path, key_hex: str) -> bytes:
 
 def contains_anywhere(data: Path, needle: str) -> list[str]:
     """The files of the data dir holding ``needle``: raw bytes (UTF-8, UTF-16) and decrypted pages."""
-    key_hex = (data / "db.key").read_text().strip()
+    key_hex = db_key(data).raw.hex()
     forms = [needle.encode(), needle.encode("utf-16-le"), json.dumps(needle).encode()[1:-1]]
     hits = []
     for f in sorted(data.iterdir()):

@@ -155,7 +155,7 @@ def test_the_run_goes_through_the_writer_in_short_batches(tmp_path):
         t = threading.Thread(target=ingest)
         t.start()
         signer = retention.InterimSigner(bytes(32))
-        result = retention.run(store.writer.call, store.writer.call_outside, domains.INVENTORY, now_ms=NOW,
+        result = retention.run(store.writer.call, store.writer.run_exclusive, domains.INVENTORY, now_ms=NOW,
                                prefix="storegw/v1/sh-001", store="sh-001", signer=signer,
                                audit_head=retention.interim_audit_head, batch=500)
         stop.set()
