@@ -128,3 +128,16 @@ def test_cli_inventory_text_json_and_markdown(tmp_path):
 def test_unknown_subjects_are_usage_errors(tmp_path, subject):
     res = cli("privacy", "export", "--subject", subject, "--config", str(write_config(tmp_path)))
     assert res.exit_code == 2 and "subject" in res.output
+
+
+def test_the_inventory_and_the_field_encryption_registry_agree():
+    """Until one is generated from the other: every column the inventory calls encrypted is in
+    gateway/privacy/fields.py FIELDS (with its blind index), and every FIELDS entry is declared
+    encrypted in the inventory."""
+    from gateway.privacy import fields
+
+    registry = {(f.table, f.column): f for f in fields.FIELDS}
+    declared = {(t.name, c.name): c for t, c in domains.INVENTORY.columns() if c.encrypted}
+    assert set(declared) == set(registry)
+    for key, col in declared.items():
+        assert (registry[key].index or "") == col.index, key
