@@ -17,7 +17,7 @@ import click
 
 from devices.cli import simulate
 from gateway import __version__
-from gateway.cli import audit, ordering, printing
+from gateway.cli import audit, ordering, printing, privacy
 from gateway.cli.keys import keys_group
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
 from gateway.core.errors import GatewayError
@@ -253,6 +253,10 @@ def restore(config_path: str, backup_file: str, yes: bool) -> None:
         old_keys += [legacy] if legacy else []
     aside = do_restore(cfg.data_path, key, Path(backup_file), old_keys=old_keys)
     click.echo(f"restored from {backup_file}" + (f"; the previous database is now {aside}" if aside else ""))
+    # Erasures made since the backup, and the retention rules, hold for the restored data too.
+    again = privacy.after_restore(cfg)
+    click.echo(f"re-applied erasures ({sum(again['erased_again'].values())} subjects) and retention "
+               f"({sum(again['retention_rows'].values())} rows)")
 
 
 def format_status(doc: dict[str, Any]) -> str:
@@ -346,7 +350,5 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
 
 # The command groups of the domains, the devices and provisioning: one line each.
 for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, ordering.menu, ordering.staff,
-                 simulate, doctor):
+                 simulate, doctor, keys_group, audit.audit, privacy.privacy):
     main.add_command(_command)
-main.add_command(keys_group)
-main.add_command(audit.audit)

@@ -141,6 +141,9 @@ def connect(path: str | Path, key: Key, *, readonly: bool = False) -> Connection
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA temp_store = MEMORY")
+        # Deleted content is overwritten with zeros (cells and freed pages), so what retention or an
+        # erasure deletes is not left in free space (gateway/privacy/retention.py).
+        conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA cache_size = -2000")
     except sqlcipher3.DatabaseError as err:
         conn.close()
@@ -217,6 +220,11 @@ def open_database(data_dir: Path, key: Key) -> OpenResult:
     try:
         conn = connect(path, key)
         try:
+            if fresh:
+                # Freed pages can then be given back to the file system (PRAGMA incremental_vacuum) by
+                # the retention job, without a full VACUUM; only possible before the first table.
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute("VACUUM")  # an empty file: instant
             private_files(path)
             if fresh or key_matches(path, key) is None:
                 write_keycheck(path, key)
