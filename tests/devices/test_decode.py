@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices import masking
 from devices.decode import KINDS, decode
+from gateway.core import masking
 from gateway.core.errors import DecodeError, ProtocolError
 
 FUZZ = settings(max_examples=200, deadline=None, database=None)
