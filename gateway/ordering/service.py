@@ -16,11 +16,11 @@ from typing import Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
+from gateway.core.text import clean, free_text
 from gateway.ordering import floor, kitchen, queue, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.live import Notifier, RateLimiter
 from gateway.ordering.menu import Menu, load_menu, parse_menu, price_line, stock_of, write_menu
-from gateway.ordering.tickets import clean_text
 from gateway.printing.service import PrintService
 from gateway.spine.context import Periodic, ServiceContext
 from gateway.staff.accounts import audit
@@ -223,7 +223,7 @@ class OrderingService:
 
     def set_nickname(self, diner: str, nickname: str) -> None:
         """Remember a diner's nickname (no personal data: a seat or alias)."""
-        nick = clean_text(nickname, NICK_MAX)
+        nick = free_text(nickname, NICK_MAX)
         if not diner or not nick:
             raise OrderingError("Enter a short nickname or seat. 请输入昵称或座位号。", code="bad_nick")
         self.writer.call(lambda c: c.execute(
@@ -270,7 +270,7 @@ class OrderingService:
             raise OrderingError(f"Quantity must be 1-{MAX_QTY}. 数量须为1-{MAX_QTY}。", code="bad_qty")
         _, chosen = price_line(item, selected)
         mods = [[g.id, ch.id] for g, ch in chosen]
-        text = clean_text(note, NOTE_MAX)
+        text = free_text(note, NOTE_MAX)
         nick = self.nickname(diner)
 
         origin = self.origin_of(client)
@@ -319,7 +319,7 @@ class OrderingService:
         table_id = ctx.table.id
         if queue.is_pseudo(table_id):  # a pre-order goes to the kitchen only from the table it is seated at
             raise OrderingError("Pre-orders are sent once you are seated. 入座后才能下单。", code="queued", status=409)
-        key = clean_text(idem_key, 64)
+        key = clean(idem_key, 64)  # a request key the page made, not free text
         if len(key) < 8:
             raise OrderingError("Missing request key; please reload the page. 请刷新页面。", code="no_idem")
         scoped = f"{table_id}:{key}"
