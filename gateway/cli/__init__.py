@@ -19,6 +19,7 @@ from devices.cli import simulate
 from gateway import __version__
 from gateway.cli import ordering, printing
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
+from gateway.core import pii
 from gateway.core.errors import GatewayError
 from provisioning.doctor import doctor
 
@@ -30,6 +31,8 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pymodbus logs an ERROR per timeout; the Modbus driver logs each state change once itself
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # Every handler redacts ID numbers, mobiles, card numbers and MRZ lines (docs/privacy.md).
+    pii.install_log_filter()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
