@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.core.errors import ProtocolError
-from gateway.core.masking import mask_name, mask_pan
+from gateway.core.masking import mask_name, mask_pan, mask_tag
 from gateway.core.pii import luhn_ok
 
 _T1_CHARS = frozenset(chr(c) for c in range(0x20, 0x60)) - {"%", "?"}
@@ -154,7 +154,10 @@ class Swipe:
         if self.cardholder_data:
             out["pan_masked"] = mask_pan(self.pan)
         else:
-            out["member_number"] = self.member_number
+            # A member card's number identifies a person: masked like an RFID tag unless revealed.
+            out["member_number_masked"] = mask_tag(self.member_number or "")
+            if reveal:
+                out["member_number"] = self.member_number
             if self.track1 is not None and self.track1.name.strip():
                 out["name_masked"] = mask_name(self.track1.name.strip())
         if reveal:

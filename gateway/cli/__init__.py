@@ -300,7 +300,7 @@ def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_fil
 @main.command()
 @click.argument("kind")
 @click.option("--hex", "as_hex", is_flag=True, help="Input is hex text (whitespace ignored).")
-@click.option("--reveal", is_flag=True, help="Show sensitive fields (ID numbers, names, card numbers) unmasked.")
+@click.option("--reveal", is_flag=True, help="Show sensitive fields (ID numbers, names, card and member numbers, tag ids) unmasked.")
 @handle_errors
 def decode(kind: str, as_hex: bool, reveal: bool) -> None:
     """Decode what a device sent (stdin) and print one JSON object; exit 1 on invalid input.
