@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -51,6 +52,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    os.umask(0o077)  # whatever any command creates (database, WAL, keys, backups, exports) is this user's only
     _setup_logging(verbose)
 
 
@@ -300,7 +302,8 @@ def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_fil
 @main.command()
 @click.argument("kind")
 @click.option("--hex", "as_hex", is_flag=True, help="Input is hex text (whitespace ignored).")
-@click.option("--reveal", is_flag=True, help="Show sensitive fields (ID numbers, names, card and member numbers, tag ids) unmasked.")
+@click.option("--reveal", is_flag=True,
+              help="Show sensitive fields (ID numbers, names, card and member numbers, tag ids) unmasked.")
 @handle_errors
 def decode(kind: str, as_hex: bool, reveal: bool) -> None:
     """Decode what a device sent (stdin) and print one JSON object; exit 1 on invalid input.
