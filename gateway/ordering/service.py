@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,7 @@ class OrderingService:
         self.sold_out: set[str] = set()
         self.tables: dict[str, tbl.Table] = {}
         self.secret = b""
+        self._participants: dict[int, set[str]] = {}  # session id → diner ids that acted in it
         self.submit_limit = RateLimiter(self.ocfg.submit_rate, 60.0)
         self.client_limit = RateLimiter(max(2, self.ocfg.submit_rate // 2), 60.0)
         self.write_limit = RateLimiter(self.ocfg.cart_rate, 60.0)
@@ -200,6 +202,62 @@ class OrderingService:
                 value.encode("utf-8", "surrogatepass"), self.form_token(token).encode()):
             raise OrderingError("The form expired; please reload the page. 页面已过期，请刷新。",
                                 code="csrf", status=400)
+
+    # -- who may see a paid table's bill: the party's own phones, not the next party's
+    DINER_MAX_SESSIONS = 2000  # sessions whose acting phones are remembered (in memory)
+
+    def new_diner_id(self) -> str:
+        """Return a fresh diner id for a phone's URL: its issue time (8 hex seconds) and a MAC of it."""
+        stamp = f"{int(time.time()):08x}"
+        return stamp + self._diner_mac(stamp)
+
+    def _diner_mac(self, stamp: str) -> str:
+        return tbl.sign(self.secret, "diner-id", stamp).encode().hex()[:8]
+
+    def diner_since_ms(self, diner: str) -> int | None:
+        """Return when a diner id was issued (ms), or None when it is not one this gateway issued."""
+        if len(diner) != 16 or not diner.isascii():
+            return None
+        stamp, mac = diner[:8], diner[8:]
+        if not secrets.compare_digest(mac, self._diner_mac(stamp)):
+            return None
+        try:
+            return int(stamp, 16) * 1000
+        except ValueError:
+            return None
+
+    def note_participant(self, table_id: str, diner: str) -> None:
+        """Remember that this phone acted at the table's open session (ordered, named itself, called staff)."""
+        if not diner:
+            return
+        row = self.gw.store.read().execute(
+            "SELECT id FROM ord_sessions WHERE table_id = ? AND closed_ms IS NULL AND paid_ms IS NULL",
+            (table_id,)).fetchone()
+        if row is None:  # after the payment nobody joins the party
+            return
+        acted = self._participants.setdefault(int(row[0]), set())
+        if len(acted) < 64:
+            acted.add(diner)
+        while len(self._participants) > self.DINER_MAX_SESSIONS:
+            self._participants.pop(next(iter(self._participants)))
+
+    def table_view_for(self, table_id: str, diner: str) -> dict[str, Any]:
+        """Return what this phone may see of the table: the shared view, except after the bill is paid.
+
+        Once paid (and until staff clear the table), a phone that was not part of the session (its id
+        was issued after the payment, or it is not one this gateway issued and it never acted at the
+        table) sees only "this table is being cleared": never the previous party's nicknames, notes
+        and bill. The party's own phones still see their bill.
+        """
+        view = self.table_view(table_id)
+        paid_ms = view.get("paid_ms")
+        if paid_ms is None:
+            return view
+        since = self.diner_since_ms(diner)
+        if (since is not None and since <= paid_ms) or diner in self._participants.get(view.get("session", -1), ()):
+            return view
+        return {"open": True, "can_order": False, "clearing": True, "paid": True, "cart": [], "cart_total": 0,
+                "rounds": [], "tasks": [], "sold_out": view["sold_out"], "version": view["version"]}
 
     def new_idem_key(self) -> str:
         """Return a fresh idempotency key for a submit form."""
@@ -439,6 +497,8 @@ class OrderingService:
                 "SELECT kind, line_id, ack_ms FROM ord_tasks WHERE session_id = ? ORDER BY id DESC LIMIT 10", (sid,)):
             view["tasks"].append({"kind": kind, "line": line_id, "acked": ack is not None})
         view["paid"] = row[2] is not None
+        view["paid_ms"] = row[2]
+        view["session"] = sid
         return view
 
     # ------------------------------------------------------------------ kitchen and staff (delegated)

@@ -76,7 +76,7 @@ class Diner:
         return self.client.post(f"/t/{self.token}/submit", data=self.form(idem=idem or self.idem()))
 
     def state(self) -> dict[str, Any]:
-        return self.client.get(f"/t/{self.token}/state.json").get_json()
+        return self.client.get(f"/t/{self.token}/state.json?d={self.d}").get_json()
 
 
 
