@@ -201,6 +201,6 @@ class HttpDiner:
     def state(self) -> dict[str, Any]:
         import json
 
-        status, body, _ = self._open("GET", f"{self.path}/state.json")
+        status, body, _ = self._open("GET", f"{self.path}/state.json?d={self.d}")
         assert status == 200, (status, body)
         return json.loads(body)
