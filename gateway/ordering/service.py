@@ -254,8 +254,9 @@ class OrderingService:
         if paid_ms is None:
             return view
         since = self.diner_since_ms(diner)
-        # Issued in a whole second before the payment (ids carry seconds: the payment's own second counts as after).
-        if (since is not None and since + 1000 <= paid_ms) or diner in self._participants.get(view.get("session", -1), ()):
+        # Issued in a whole second before the payment (ids carry seconds; the payment's own second is "after").
+        acted = self._participants.get(view.get("session", -1), ())
+        if (since is not None and since + 1000 <= paid_ms) or diner in acted:
             return view
         return {"open": True, "can_order": False, "clearing": True, "paid": True, "cart": [], "cart_total": 0,
                 "rounds": [], "tasks": [], "sold_out": view["sold_out"], "version": view["version"]}

@@ -164,7 +164,8 @@ def test_every_free_text_field_uses_free_text():
     """No diner- or staff-typed field is stored through the bare cleaner (the idempotency key and the
     browser's user agent are not typed by anyone)."""
     root = Path(__file__).resolve().parents[2]
-    allowed = {("gateway/ordering/service.py", "clean(idem_key, 64)"), ("gateway/staff/accounts.py", "clean(agent, 80)")}
+    allowed = {("gateway/ordering/service.py", "clean(idem_key, 64)"),
+               ("gateway/staff/accounts.py", "clean(agent, 80)")}
     for path in [*root.glob("gateway/**/*.py"), *root.glob("web/**/*.py")]:
         rel = path.relative_to(root).as_posix()
         if rel in ("gateway/core/text.py",):
