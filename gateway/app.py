@@ -15,10 +15,12 @@ from typing import Any
 
 from gateway import __version__, domains
 from gateway.config import Config
+from gateway.core import pii
 from gateway.core.models import now_ms, utcnow
 from gateway.privacy import audit
 from gateway.privacy.keys import Keyring, database_key
 from gateway.privacy.service import KeyService
+from gateway.spine import upstream
 from gateway.spine.alerts import AlertManager
 from gateway.spine.context import Periodic, ServiceContext
 from gateway.spine.hub import Hub
@@ -47,6 +49,7 @@ class Gateway:
         self.hub = Hub(cfg, store.writer, self.alerts, self.telemetry)
         self.ingest = Ingest(cfg, self.telemetry, store.writer)
         self.uplink = Uplink(cfg, store.writer, store.read(), started_ms=self.started_ms)
+        upstream.install()  # every outbox message is allowlisted per HQ's schema, free text redacted
         # Whatever commits a message to the outbox wakes the uplink; no caller has to remember to.
         store.writer.add_post_commit_hook(lambda: self.uplink.wake() if outbox.take_enqueued() else None)
         self.drivers: list[Any] = []
@@ -75,6 +78,10 @@ class Gateway:
         self.store.start()
         if self.privacy is not None:
             self.privacy.start()
+        from gateway.store import ensure_secret
+
+        # Device ids and metric names that look like personal data get pseudonyms stable across restarts.
+        pii.use_pseudonym_key(self.store.writer.call(lambda c: ensure_secret(c, "secret:pseudonym")))
         self.store.writer.call(self._load_state)
         if self.store.quarantined:
             self.store.writer.call(lambda c: self.alerts.raise_(
@@ -284,6 +291,10 @@ class Gateway:
             fn = getattr(svc, "health", None)
             if fn is not None:
                 doc[name] = fn()
+        # Tripwire counts by kind (never values): input masking, log and upstream filters, pseudonyms.
+        privacy = doc.setdefault("privacy", {})
+        privacy["redacted"] = pii.redacted_counts()
+        privacy["dropped_members"] = upstream.dropped_total()
         return doc
 
 

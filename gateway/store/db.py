@@ -121,10 +121,38 @@ def key_matches(path: Path, key: Key) -> bool | None:
     return hmac.compare_digest(blob[16:], _keycheck(key, blob[:16]))
 
 
+def private_files(path: Path) -> None:
+    """Make the database file (created empty if missing) and any -wal/-shm/key check beside it 0600.
+
+    Whichever process opens the database (``storegw run`` or a CLI command, whatever its umask):
+    SQLite creates the -wal and -shm files with the database file's permissions, so a 0600 database
+    keeps them 0600 too; files left 0644 by an older version are tightened here.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # e.g. a missing directory: sqlcipher3.connect reports it
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        pass  # not ours to change (another user's file): opening it will tell
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", KEYCHECK_SUFFIX):
+        side = path.with_name(path.name + suffix)
+        try:
+            if side.stat().st_mode & 0o077:
+                os.chmod(side, 0o600)
+        except OSError:
+            pass
+
+
 def connect(path: str | Path, key: Key, *, readonly: bool = False) -> Connection:
     """Open the database with its key, WAL, foreign keys and a busy timeout; verify the key."""
     path = Path(path)
     uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    if not readonly:
+        private_files(path)
     try:
         conn = sqlcipher3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
     except sqlcipher3.Error as err:
@@ -190,17 +218,6 @@ def opens(path: Path, key: Key) -> bool:
         return False
     conn.close()
     return True
-
-
-def private_files(path: Path) -> None:
-    """Make the database, its WAL and shared-memory files and its key check readable by this user only."""
-    for suffix in ("", "-wal", "-shm", KEYCHECK_SUFFIX):
-        part = path.with_name(path.name + suffix)
-        try:
-            if part.stat().st_mode & 0o077:
-                os.chmod(part, 0o600)
-        except FileNotFoundError:
-            pass
 
 
 @dataclass
