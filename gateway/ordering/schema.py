@@ -316,8 +316,6 @@ _TICKETS = after(subjects.SALES_KEEP_DAYS, _ROUND_CLOSED, _SALES.text, due=_ROUN
 _CART = after(1, _CLOSED, "1d after the table session closes", due=_IN_CLOSED)
 _TASKS = after(30, _CLOSED, "30d after the table session closes", due=_IN_CLOSED)
 _STAFF_NAME = "the staff member who did it (names in sales rows become 'erased' on erasure)"
-_AUDIT = after(subjects.AUDIT_KEEP_DAYS, "ts_ms", f"{subjects.AUDIT_KEEP_DAYS}d after the entry (Cybersecurity Law "
-               "Art. 21: logs kept at least 6 months)")
 _QUEUE = after(7, "created_ms", "7d after the number was taken")
 _STAFF_SESSION = after(30, "coalesce(ended_ms, seen_ms)", "30d after the session ended or was last seen")
 _ACCOUNT = until("while the staff account exists (storegw privacy erase --subject staff:NAME)")
@@ -388,14 +386,6 @@ INVENTORY = Declaration("ordering", (
               Column("reference", "user.financial", "the payment's reference (reconciliation, disputes)",
                      LEGAL_OBLIGATION, after(180, "ts_ms", "180d after the payment (disputes; blanked)",
                                              action="blank"), mask=REDACT)),
-          created="ts_ms"),
-    Table("ord_audit", "Staff actions (who did what, why)",
-          (Column("id", "system.operations", "order", NONE, _AUDIT),
-           Column("ts_ms", "system.operations", "when", NONE, _AUDIT),
-           Column("staff", "user.name", "who acted", LEGAL_OBLIGATION, _AUDIT),
-           Column("action", "system.operations", "what", NONE, _AUDIT),
-           Column("target", "user.name", "what it acted on (may name a staff member)", LEGAL_OBLIGATION, _AUDIT),
-           Column("reason", "user.content.free_text", "the reason typed", LEGAL_OBLIGATION, _AUDIT, mask=REDACT)),
           created="ts_ms"),
     Table("ord_queue", "Queue numbers (取号) and their pre-order sessions",
           ops("id number token party created_ms session_id seated_ms table_id prefix day called_ms calls skipped_ms "
