@@ -296,6 +296,45 @@ def _audit_to_chain(conn: Connection) -> None:
         act = action if audit.valid_action(action) else "legacy"
         audit.append(conn, accounts.audit_who(conn, who), act, subject, reason, {"legacy_id": row_id}, ts_ms=ts_ms)
     conn.execute("DROP TABLE ord_audit")
+
+
+@migration("0295_ordering_staff_ids_never_reused")
+def _staff_ids_never_reused(conn: Connection) -> None:
+    """Staff ids are never given again (AUTOINCREMENT), and start above every ``staff:N`` the audit
+    chain names.
+
+    The chain names members by id (``staff:7/manager``) and keeps those entries after the member is
+    erased. A plain INTEGER PRIMARY KEY gives the next account max(id) + 1, so erasing the newest
+    member and adding another would hand the erased member's entries to the new one: in the chain, in
+    a data-subject export and in the unmask counts.
+    """
+    run_script(conn, """
+        CREATE TABLE ord_staff_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            pin_hash TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_ms INTEGER NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            failed_ms INTEGER,
+            locked_ms INTEGER
+        );
+        INSERT INTO ord_staff_new (id, name, role, pin_hash, active, created_ms, failures, failed_ms, locked_ms)
+            SELECT id, name, role, pin_hash, active, created_ms, failures, failed_ms, locked_ms FROM ord_staff;
+        DROP TABLE ord_staff;
+        ALTER TABLE ord_staff_new RENAME TO ord_staff
+    """)
+    top = conn.execute("SELECT coalesce(max(id), 0) FROM ord_staff").fetchone()[0]
+    for (ref,) in conn.execute("SELECT who FROM audit_log WHERE who GLOB 'staff:[0-9]*' UNION "
+                               "SELECT subject FROM audit_log WHERE subject GLOB 'staff:[0-9]*'"):
+        number = ref[6:].split("/", 1)[0]
+        if number.isdigit():
+            top = max(top, int(number))
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'ord_staff'")
+    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('ord_staff', ?)", (top,))
+
+
 # ------------------------------------------------------------------------------------ inventory
 # Every table and column above, for the data inventory (gateway/core/inventory.py). The retention
 # job applies each rule; docs/privacy.md is generated from these lines.

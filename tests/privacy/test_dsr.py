@@ -75,6 +75,21 @@ def test_export_and_erase_a_staff_member(tmp_path):
     assert "ord_staff" not in again["tables"] and again["erased_before"] is True
 
 
+def test_an_erased_members_id_is_never_given_again(tmp_path):
+    """The chain keeps staff:ID after the account is erased: a new account must not inherit it (nor
+    the erased member's entries in its export)."""
+    cfg = str(write_config(tmp_path))
+    conn = open_db(tmp_path / "data")
+    _staff(conn, "li")    # staff:1
+    _staff(conn, "wang")  # staff:2, the newest
+    assert cli("privacy", "erase", "--subject", "staff:wang", "--reason", "left", "--config", cfg).exit_code == 0
+    conn.execute("BEGIN IMMEDIATE")
+    new_id = accounts.add_staff(conn, "zhou", "waiter", "135790")
+    conn.execute("COMMIT")
+    assert new_id == 3
+    assert "audit_log" not in _json(cli("privacy", "export", "--subject", "staff:zhou", "--config", cfg))["tables"]
+
+
 def test_export_and_erase_a_queue_number(tmp_path):
     cfg = str(write_config(tmp_path))
     conn = open_db(tmp_path / "data")
