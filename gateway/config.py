@@ -179,6 +179,16 @@ class OrderingConfig:
 
 
 @dataclass(frozen=True)
+class StaffConfig:
+    """[staff]: staff sign-in (PINs for floor staff; password + TOTP for managers, technicians, auditors)."""
+
+    clock_sync_files: tuple[str, ...] = opt("list[str]", ("/run/systemd/timesync/synchronized",),
+                                            help="Files whose presence proves the clock is synchronised; TOTP "
+                                            "is refused while none exists, unless a technician ran `storegw staff "
+                                            "trust-clock` since boot.")
+
+
+@dataclass(frozen=True)
 class BackupConfig:
     """[backup]: a daily backup of the database made by storegw itself (off until ``at`` is set)."""
 
@@ -200,6 +210,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
+    staff: StaffConfig = field(default_factory=StaffConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
 
@@ -228,6 +239,7 @@ SECTIONS: dict[str, type] = {
     "alerts": AlertsConfig,
     "ordering": OrderingConfig,
     "backup": BackupConfig,
+    "staff": StaffConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.
