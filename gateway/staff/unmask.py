@@ -67,7 +67,12 @@ UNMASKABLE: list[Unmaskable] = [
 
 
 def declare(spec: Unmaskable) -> Unmaskable:
-    """Declare a field from code that cannot edit ``UNMASKABLE`` (tests); idempotent."""
+    """Declare a field from code that cannot edit ``UNMASKABLE`` (tests); idempotent.
+
+    A field is declared once: another declaration of the same ``table.column`` is a ValueError.
+    """
+    if any(u.key == spec.key and u != spec for u in UNMASKABLE):
+        raise ValueError(f"{spec.key} is already declared unmaskable")
     if spec not in UNMASKABLE:
         UNMASKABLE.append(spec)
     return spec
