@@ -173,7 +173,8 @@ def run_baseline(broker: Broker, args: argparse.Namespace, r: int) -> float:
 def run_gateway(broker: Broker, args: argparse.Namespace, r: int, work: Path,
                 root: Path = ROOT) -> tuple[float, float, float]:
     """Measure the gateway's committed readings/s; return (rate, peak RSS MB, idle RSS MB)."""
-    from gateway.store.db import DB_NAME, connect, resolve_key
+    from gateway.privacy.keys import current_db_key, keys_dir_for
+    from gateway.store.db import DB_NAME, connect
 
     tag = "" if root == ROOT else "-ab"
     rdir = work / f"gateway-{r}{tag}"
@@ -200,7 +201,7 @@ def run_gateway(broker: Broker, args: argparse.Namespace, r: int, work: Path,
     # The window ends when a reader sees the Nth reading committed. This process polls the database
     # (count(*) of 20,000 rows: 0.2 ms) rather than /api/v1/health, whose every request costs the
     # gateway interpreter time it would otherwise spend ingesting.
-    conn = connect(data / DB_NAME, resolve_key(data, create=False), readonly=True)
+    conn = connect(data / DB_NAME, current_db_key(data, keys_dir_for(data)), readonly=True)
 
     def committed_all() -> bool:
         gw.check_alive()
@@ -217,7 +218,7 @@ def run_gateway(broker: Broker, args: argparse.Namespace, r: int, work: Path,
         code = gw.stop()
     if code != 0:
         raise RuntimeError(f"gateway exited with {code}; see {rdir / 'gateway.log'}")
-    conn = connect(data / DB_NAME, resolve_key(data, create=False), readonly=True)
+    conn = connect(data / DB_NAME, current_db_key(data, keys_dir_for(data)), readonly=True)
     try:
         first_ms, last_ms, rows = conn.execute(
             "SELECT min(received_ms), max(received_ms), count(*) FROM readings").fetchone()

@@ -16,6 +16,8 @@ from typing import Any
 from gateway import __version__, domains
 from gateway.config import Config
 from gateway.core.models import now_ms, utcnow
+from gateway.privacy.keys import Keyring, database_key
+from gateway.privacy.service import KeyService
 from gateway.spine.alerts import AlertManager
 from gateway.spine.context import ServiceContext
 from gateway.spine.hub import Hub
@@ -54,6 +56,7 @@ class Gateway:
         self._notifier: Any = None
         self._stopping = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
+        self.privacy: KeyService | None = None  # keys, field cipher, rotation (set by build)
 
     # -- lifecycle
     def start(self, *, web: bool = True, devices: bool = True) -> None:
@@ -66,6 +69,8 @@ class Gateway:
             self.broker = EmbeddedBroker(self.cfg.local_mqtt.host, self.cfg.local_mqtt.port)
             self.broker.start()
         self.store.start()
+        if self.privacy is not None:
+            self.privacy.start()
         self.store.writer.call(self._load_state)
         if self.store.quarantined:
             self.store.writer.call(lambda c: self.alerts.raise_(
@@ -90,6 +95,8 @@ class Gateway:
             return
         self._stopping.set()
         self.notify("STOPPING=1")
+        if self.privacy is not None:
+            self.privacy.stop()  # no rotation while stopping
         if self.web_server is not None:
             self.web_server.close()
         if self.scheduler is not None:
@@ -105,6 +112,8 @@ class Gateway:
         self.hub.stop()
         self.uplink.stop()
         self.store.close()
+        if self.privacy is not None:
+            self.privacy.close()
         if self.broker is not None:
             self.broker.stop()
 
@@ -119,7 +128,7 @@ class Gateway:
     def _build_services(self) -> None:
         """Build and start the domain services, in order (later ones may use earlier ones)."""
         for name, factory in domains.SERVICES:
-            ctx = ServiceContext(self.cfg, self.store, self.hub, self.alerts, dict(self.services))
+            ctx = ServiceContext(self.cfg, self.store, self.hub, self.alerts, dict(self.services), self.privacy)
             svc = factory(ctx)
             self.services[name] = svc
             svc.start()
@@ -213,6 +222,8 @@ class Gateway:
             "devices": [d.as_dict() for d in self.hub.devices.values()],
             "stalled": stale,
         }
+        if self.privacy is not None:
+            doc["keys"] = self.privacy.health()
         for name, svc in self.services.items():
             fn = getattr(svc, "health", None)
             if fn is not None:
@@ -221,6 +232,19 @@ class Gateway:
 
 
 def build(cfg: Config) -> Gateway:
-    """Open the store and wire a Gateway for this config (nothing runs until ``start``)."""
-    store = open_store(cfg.data_path, cfg.store.key_file, domains.SCHEMAS)
-    return Gateway(cfg, store)
+    """Open the keyring and the store and wire a Gateway for this config (nothing runs until ``start``).
+
+    The database key comes from the keyring (``gateway.privacy.keys``), outside the data dir; the
+    gateway holds the keys directory's lock until it stops, so no offline rotation runs beside it.
+    """
+    ring = Keyring.open(cfg.keys_path)
+    ring.acquire(wait=60)
+    try:
+        key = database_key(ring, cfg.data_path, cfg.store.key_file)
+        store = open_store(cfg.data_path, cfg.store.key_file, domains.SCHEMAS, key=key)
+    except BaseException:
+        ring.release()
+        raise
+    gw = Gateway(cfg, store)
+    gw.privacy = KeyService(cfg, ring, store)
+    return gw

@@ -44,6 +44,14 @@ def load_config(path: str) -> Any:
     return config.load(path)
 
 
+def db_key(cfg: Any, *, create: bool = False) -> Any:
+    """The database key of this config's board, through the keyring (``gateway.privacy.keys``), for
+    commands that open the database themselves (backup, restore, print, menu...)."""
+    from gateway.privacy.keys import current_db_key
+
+    return current_db_key(cfg.data_path, cfg.keys_path, cfg.store.key_file, create=create)
+
+
 def health_url(cfg: Any) -> str:
     """Return the running gateway's health URL on this board, from ``web.listen``."""
     host, _, port = cfg.web.listen.rpartition(":")

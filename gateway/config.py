@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -199,6 +200,17 @@ class BackupConfig:
 
 
 @dataclass(frozen=True)
+class KeysConfig:
+    """[keys]: the keyring (key-encryption key, database key, field keys), kept outside the data dir."""
+
+    dir: str = opt("path", "", help="Directory of the keyring (0700); default: a sibling of store.data_dir "
+                   "named DATA_DIR-keys, e.g. /var/lib/storegw-keys. Never inside the data dir.")
+    rewrap_every: float = opt("duration", "10s", help="How often the background re-wrap re-encrypts a batch of "
+                              "fields still under an older field key.")
+    rewrap_batch: int = opt("int", 200, help="Fields re-encrypted per re-wrap run (one write transaction).")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -210,6 +222,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
@@ -223,6 +236,14 @@ class Config:
     def backup_path(self) -> Path:
         """Return where backups go: backup.dir, else DATA_DIR/backups."""
         return Path(self.backup.dir) if self.backup.dir else self.data_path / "backups"
+
+    @property
+    def keys_path(self) -> Path:
+        """Return the keyring directory: keys.dir, else DATA_DIR-keys beside the data dir."""
+        if self.keys.dir:
+            return Path(self.keys.dir)
+        data = Path(os.path.abspath(self.data_path))
+        return data.with_name(f"{data.name}-keys")
 
     @property
     def prefix(self) -> str:
@@ -239,6 +260,7 @@ SECTIONS: dict[str, type] = {
     "alerts": AlertsConfig,
     "ordering": OrderingConfig,
     "backup": BackupConfig,
+    "keys": KeysConfig,
     "staff": StaffConfig,
 }
 
@@ -372,6 +394,13 @@ def _cross_checks(cfg: Config) -> None:
     if bool(up.cert_file) != bool(up.key_file):
         raise ConfigError("uplink.cert_file and uplink.key_file go together for mutual TLS; set both or neither",
                           key="uplink.cert_file")
+    keys, data = cfg.keys_path.absolute(), cfg.data_path.absolute()
+    if keys == data or data in keys.parents:
+        raise ConfigError(f"keys.dir: {keys} is inside store.data_dir ({data}); a copy of the data dir would "
+                          "take the keys with it. Put it beside the data dir (the default, DATA_DIR-keys)",
+                          key="keys.dir")
+    if cfg.keys.rewrap_batch < 1:
+        raise ConfigError("keys.rewrap_batch: must be at least 1", key="keys.rewrap_batch")
     if cfg.telemetry.summary_window < 1:
         raise ConfigError("telemetry.summary_window: must be at least \"1s\"", key="telemetry.summary_window")
     lm = cfg.local_mqtt

@@ -46,7 +46,7 @@ def build_scheduler(gw: Gateway) -> BackgroundScheduler:
         hour, minute = (int(x) for x in gw.cfg.backup.at.split(":"))
         sched.add_job(lambda: scheduled_backup(gw), "cron", hour=hour, minute=minute,
                       timezone=gw.cfg.store.timezone, id="backup", misfire_grace_time=3600)
-    for svc in gw.services.values():
+    for svc in [*gw.services.values(), *([gw.privacy] if gw.privacy is not None else [])]:
         for job in svc.periodic():
             sched.add_job(job.fn, "interval", seconds=job.every_s, id=job.id)
     interval = _watchdog_interval()
@@ -101,11 +101,10 @@ def scheduled_backup(gw: Gateway) -> None:
     """The daily backup ([backup] at); a failure raises the gateway alert backup-failed, the next
     good backup clears it."""
     from gateway.store.backup import make_backup
-    from gateway.store.db import resolve_key
 
     cfg = gw.cfg
     try:
-        key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
+        key = gw.store.key
         path = make_backup(cfg.data_path, key, cfg.backup_path, cfg.backup.keep)
     except Exception as err:  # noqa: BLE001 - any failure is the alert; the gateway goes on
         _LOGGER.error("Scheduled backup failed: %s", err)

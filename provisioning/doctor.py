@@ -73,12 +73,71 @@ def check_data_dir(cfg: Config) -> list[Finding]:
     return out or [Finding("data dir", OK, str(d))]
 
 
+def check_keys(cfg: Config) -> list[Finding]:
+    """The keyring: its KEK's source (a plain key file is a warning with the way out), that it can be
+    read and unwrapped, private files, old key sources no longer used, fields waiting for the re-wrap."""
+    from gateway.core.errors import GatewayError
+    from gateway.privacy.keys import KEK_FILE, KEYRING_NAME, KIND_FILE, Keyring, kek_sources, legacy_db_key
+    from gateway.privacy.service import kek_warning, status
+
+    kd = cfg.keys_path
+    how = "docs/operations.md, \"Keys\""
+    if not (kd / KEYRING_NAME).exists():
+        sources = kek_sources(kd) if kd.exists() else []
+        if sources and sources[0].kind != KIND_FILE:
+            return [Finding("keys", OK, f"no keyring yet ({kd}); storegw makes one on first start, sealed with "
+                            f"the {sources[0].source}")]
+        return [Finding("keys", WARN, f"no keyring yet ({kd}); on first start its key-encryption key will be a "
+                        f"plain key file {kd / KEK_FILE} (no systemd credential kek, no board secret)",
+                        f"provide the systemd credential kek before the first start ({how})")]
+    out: list[Finding] = []
+    for path in (kd, kd / KEYRING_NAME, kd / KEK_FILE):
+        if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o077:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            out.append(Finding("keys", FAIL, f"{path} is readable by others (mode {mode:o})",
+                               f"chmod {'700' if path.is_dir() else '600'} {path}"))
+    try:
+        ring = Keyring.open(kd, create=False)
+    except GatewayError as err:
+        return [*out, Finding("keys", FAIL, str(err), how)]
+    if ring.kek.kind == KIND_FILE or ring.better_kek is not None:
+        out.append(Finding("keys", WARN, f"keyring {ring.path} sealed with the {ring.kek.source}", kek_warning(ring)))
+    else:
+        out.append(Finding("keys", OK, f"keyring {ring.path} sealed with the {ring.kek.source}"))
+        if (kd / KEK_FILE).exists():
+            out.append(Finding("keys", WARN, f"{kd / KEK_FILE} is still on disk although the keyring is sealed with "
+                               f"the {ring.kek.source}", f"shred -u {kd / KEK_FILE}"))
+    if ring.db_key() is not None:
+        legacy = legacy_db_key(cfg.data_path, cfg.store.key_file)
+        if legacy is not None:
+            out.append(Finding("keys", WARN, f"the database key is in the keyring; the old {legacy.source} is no "
+                               "longer used", "remove it (the keyring keeps it, retired, for older backups)"))
+    try:
+        doc = status(cfg)
+    except GatewayError as err:
+        return [*out, Finding("keys", FAIL, f"cannot read the key status: {err}", how)]
+    versions = doc["fields"]["versions"]
+    primary = next((v["version"] for v in versions if v["status"] == "primary"), None)
+    waiting = doc["fields"]["pending_rewrap"]
+    if doc["database"].get("error"):
+        out.append(Finding("keys", FAIL, doc["database"]["error"], how))
+    if waiting:
+        out.append(Finding("keys", WARN, f"{waiting} field(s) still under an older field key (primary is version "
+                           f"{primary})", "the running gateway re-wraps them in the background; or stop it and "
+                           "run `storegw keys rotate --config CFG --fields`"))
+    else:
+        out.append(Finding("keys", OK, f"field key version {primary} is primary"
+                           + ("" if waiting is None else "; no field waits for the re-wrap")))
+    return out
+
+
 def check_database(cfg: Config) -> list[Finding]:
     """The key (where it comes from), and that it opens an undamaged, migrated database."""
     from gateway import domains
-    from gateway.core.errors import StoreError
+    from gateway.core.errors import GatewayError, StoreError
+    from gateway.privacy.keys import KEYRING_NAME, current_db_key
     from gateway.store import migrations
-    from gateway.store.db import DB_NAME, connect, key_matches, resolve_key
+    from gateway.store.db import DB_NAME, connect, key_matches
 
     d = cfg.data_path
     db = d / DB_NAME
@@ -86,14 +145,18 @@ def check_database(cfg: Config) -> list[Finding]:
                    "look at it with support, then delete it")
            for p in sorted(d.glob(f"{DB_NAME}.corrupt-*"))] if d.exists() else []
     try:
-        key = resolve_key(d, cfg.store.key_file, create=False)
+        key = current_db_key(d, cfg.keys_path, cfg.store.key_file)
     except StoreError:
         if db.exists():
             return [*out, Finding("db key", FAIL, f"{db} exists but no key was found",
-                                  "restore the key: the systemd credential db-key, $STOREGW_DB_KEY or "
+                                  f"restore the keys directory {cfg.keys_path} (with its KEK), or the old key: "
+                                  f"the systemd credential db-key, $STOREGW_DB_KEY or "
                                   f"{cfg.store.key_file or d / 'db.key'}")]
-        return [*out, Finding("db key", OK, "none yet: storegw makes a key file on first start "
-                              "(a systemd credential db-key is better: docs/operations.md)")]
+        return [*out, Finding("db key", OK, f"none yet: storegw makes one in the keyring "
+                              f"{cfg.keys_path / KEYRING_NAME} on first start")]
+    except GatewayError as err:  # the keyring cannot be read: check_keys says why
+        return [*out, Finding("db key", FAIL, f"the keyring does not give the database key: {err}",
+                              "see the keys finding above")]
     out.append(Finding("db key", OK, f"from the {key.source}"))
     if key.source.startswith("key file"):
         path = Path(key.source.removeprefix("key file "))
@@ -300,17 +363,18 @@ def check_clock() -> list[Finding]:
 def check_staff(cfg: Config) -> list[Finding]:
     """Staff sign-in: managers, technicians and auditors still on a PIN; whether TOTP can be checked now."""
     from gateway import domains
-    from gateway.core.errors import StoreError
+    from gateway.clikit import db_key
+    from gateway.core.errors import GatewayError
     from gateway.staff import accounts, clock
     from gateway.store import migrations
-    from gateway.store.db import DB_NAME, connect, key_matches, resolve_key
+    from gateway.store.db import DB_NAME, connect, key_matches
 
     db = cfg.data_path / DB_NAME
     if not db.exists():
         return []
     try:
-        key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
-    except StoreError:
+        key = db_key(cfg)
+    except GatewayError:
         return []  # the database check says what is wrong
     if key_matches(db, key) is False:
         return []
@@ -368,6 +432,7 @@ def run_checks(cfg: Config, timeout: float = 5.0) -> list[Finding]:
     """Run every check; a check that crashes is itself a finding."""
     checks: list[tuple[str, Callable[[], list[Finding]]]] = [
         ("data dir", lambda: check_data_dir(cfg)),
+        ("keys", lambda: check_keys(cfg)),
         ("database", lambda: check_database(cfg)),
         ("local broker", lambda: check_local_broker(cfg, timeout)),
         ("HQ", lambda: check_hq(cfg, timeout)),
@@ -395,7 +460,8 @@ def run_checks(cfg: Config, timeout: float = 5.0) -> list[Finding]:
 def doctor(config_path: str, timeout: float, as_json: bool) -> None:
     """Check this board's storegw and say what is wrong and how to fix it.
 
-    Checks the config, data directory and disk, database key and database, local broker (login and
+    Checks the config, data directory and disk, the keyring (where its key-encryption key comes
+    from), the database key and database, local broker (login and
     subscription), HQ (DNS, TCP, TLS, login), each device's port, the newest backup, the clock,
     the systemd unit and the running service. Changes
     nothing. Exit code 0 when nothing failed (warnings allowed), 1 when something did, 2 when the

@@ -55,6 +55,13 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condit
         time.sleep(interval)
 
 
+def db_key(data_dir: Path) -> Any:
+    """The database key of a gateway's data dir, through its keyring (the default keys dir beside it)."""
+    from gateway.privacy.keys import current_db_key, keys_dir_for
+
+    return current_db_key(data_dir, keys_dir_for(data_dir))
+
+
 class Mosquitto:
     """A real Mosquitto broker on a loopback port; can be stopped and restarted on the same port."""
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from realparts import ROOT, equipment, wait_for
+from realparts import ROOT, db_key, equipment, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def test_backup_while_running_then_restore(mosquitto_factory, write_config, gate
     assert res.returncode == 0, res.stderr
     first = backups / res.stdout.split()[0].rsplit("/", 1)[-1]
     assert first.is_file() and "checked" in res.stdout
-    key_hex = (tmp_path / "data" / "db.key").read_text().strip()
+    key_hex = db_key(tmp_path / "data").raw.hex()
     assert 300 <= _rows(first, key_hex) <= 600  # a consistent snapshot, taken mid-stream
     with pytest.raises(sqlite3.DatabaseError):  # encrypted like the database
         sqlite3.connect(first).execute("SELECT count(*) FROM sqlite_master").fetchone()

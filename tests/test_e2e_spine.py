@@ -136,7 +136,9 @@ def test_readings_without_ts_count_once_across_sigkills(mosquitto_factory, write
     """Payloads without ``ts``, every one alike, are stamped on receipt: a backlog delivered in one
     burst after a crash must not collapse into one reading, and a reading stored but not yet
     acknowledged when the process died must not count twice when the broker delivers it again."""
-    from gateway.store.db import DB_NAME, connect, resolve_key
+    from realparts import db_key
+
+    from gateway.store.db import DB_NAME, connect
 
     local = mosquitto_factory("local")
     hq = mosquitto_factory("hq")
@@ -154,7 +156,7 @@ def test_readings_without_ts_count_once_across_sigkills(mosquitto_factory, write
     pub.join(120)
     assert pub.acked == n
     data = cfg.parent / "data"
-    conn = connect(data / DB_NAME, resolve_key(data, create=False), readonly=True)
+    conn = connect(data / DB_NAME, db_key(data), readonly=True)
     try:
         wait_for(lambda: conn.execute("SELECT count(*) FROM readings").fetchone()[0] >= n, timeout=60,
                  what=f"{n} readings stored")

@@ -40,8 +40,9 @@ def test_a_typo_is_caught(tmp_path):
 def test_unit_hardening():
     text = UNIT.read_text()
     for directive in ("Type=notify", "WatchdogSec=", "User=storegw", "SupplementaryGroups=dialout",
-                      "ProtectSystem=strict", "ReadWritePaths=/var/lib/storegw", "NoNewPrivileges=yes",
-                      "LoadCredential=db-key:", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=",
+                      "ProtectSystem=strict", "ReadWritePaths=/var/lib/storegw /var/lib/storegw-keys",
+                      "NoNewPrivileges=yes",
+                      "LoadCredentialEncrypted=kek:", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=",
                       "Group=storegw", "Restart=on-failure", "StateDirectory=storegw",
                       "ExecStart=/opt/storegw/venv/bin/storegw run --config /etc/storegw/storegw.toml",
                       "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"):

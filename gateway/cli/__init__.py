@@ -18,6 +18,7 @@ import click
 from devices.cli import simulate
 from gateway import __version__
 from gateway.cli import ordering, printing
+from gateway.cli.keys import keys_group
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
 from gateway.core.errors import GatewayError
 from provisioning.doctor import doctor
@@ -201,11 +202,11 @@ def backup(config_path: str, dest: str | None, keep: int | None) -> None:
     """
     from pathlib import Path
 
+    from gateway.clikit import db_key
     from gateway.store.backup import make_backup
-    from gateway.store.db import resolve_key
 
     cfg = load_config(config_path)
-    key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
+    key = db_key(cfg)
     path = make_backup(cfg.data_path, key, Path(dest) if dest else cfg.backup_path,
                        cfg.backup.keep if keep is None else keep)
     click.echo(f"{path}  ({path.stat().st_size // 1024} KiB, checked)")
@@ -219,8 +220,9 @@ def backup(config_path: str, dest: str | None, keep: int | None) -> None:
 def restore(config_path: str, backup_file: str, yes: bool) -> None:
     """Put a backup in place of the database (stop storegw first).
 
-    The backup must open with the current key and pass its check; the current database is moved
-    aside as storegw.db.before-restore-STAMP, never deleted. Whatever the gateway stored after the
+    The backup must open with the current key, or with a database key retired by `storegw keys
+    rotate` (it is then re-encrypted under the current key), and pass its check; the current
+    database is moved aside as storegw.db.before-restore-STAMP, never deleted. Whatever the gateway stored after the
     backup (readings, orders, the outbox) is only in that moved-aside copy.
 
     \b
@@ -232,8 +234,9 @@ def restore(config_path: str, backup_file: str, yes: bool) -> None:
     """
     from pathlib import Path
 
+    from gateway.clikit import db_key
+    from gateway.privacy.keys import KEYRING_NAME, Keyring, legacy_db_key
     from gateway.store.backup import restore as do_restore
-    from gateway.store.db import resolve_key
 
     cfg = load_config(config_path)
     if _answering(health_url(cfg)):
@@ -242,8 +245,13 @@ def restore(config_path: str, backup_file: str, yes: bool) -> None:
         if not sys.stdin.isatty():
             raise GatewayError("restore replaces the database: confirm with --yes")
         click.confirm(f"Replace {cfg.data_path / 'storegw.db'} with {backup_file}?", abort=True)
-    key = resolve_key(cfg.data_path, cfg.store.key_file, create=False)
-    aside = do_restore(cfg.data_path, key, Path(backup_file))
+    key = db_key(cfg)
+    old_keys = []  # a backup from before a key rotation opens with a retired key (re-encrypted on restore)
+    if (cfg.keys_path / KEYRING_NAME).exists():
+        old_keys = Keyring.open(cfg.keys_path, create=False).retired_db_keys()
+        legacy = legacy_db_key(cfg.data_path, cfg.store.key_file)
+        old_keys += [legacy] if legacy else []
+    aside = do_restore(cfg.data_path, key, Path(backup_file), old_keys=old_keys)
     click.echo(f"restored from {backup_file}" + (f"; the previous database is now {aside}" if aside else ""))
 
 
@@ -331,3 +339,4 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
 for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, ordering.menu, ordering.staff,
                  simulate, doctor):
     main.add_command(_command)
+main.add_command(keys_group)

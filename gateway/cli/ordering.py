@@ -28,10 +28,11 @@ from gateway.staff.matrix import ROLES
 def database(cfg: Any) -> Iterator[Any]:
     """Open (create and migrate if needed) the gateway's database; yield a connection."""
     from gateway import domains
+    from gateway.clikit import db_key
     from gateway.store import migrations
-    from gateway.store.db import connect, open_database, resolve_key
+    from gateway.store.db import connect, open_database
 
-    key = resolve_key(cfg.data_path, cfg.store.key_file)
+    key = db_key(cfg, create=True)
     opened = open_database(cfg.data_path, key)
     conn = connect(opened.path, key)
     try:

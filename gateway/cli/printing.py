@@ -25,13 +25,14 @@ _STATES = ("queued", "sent", "confirmed", "failed")
 
 def _connect(cfg: Any) -> Any:
     """Open the gateway's database (never create one) and check that it has the print queue."""
-    from gateway.store.db import DB_NAME, connect, resolve_key
+    from gateway.clikit import db_key
+    from gateway.store.db import DB_NAME, connect
 
     path = cfg.data_path / DB_NAME
     if not path.exists():
         raise GatewayError(f"no database at {path}: has `storegw run --config ...` been started with this "
                            f"config? (store.data_dir = {cfg.store.data_dir})")
-    conn = connect(path, resolve_key(cfg.data_path, cfg.store.key_file, create=False))
+    conn = connect(path, db_key(cfg))
     found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'print_jobs'").fetchone()
     if found is None:
         conn.close()

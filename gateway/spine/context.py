@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import Config
+from gateway.privacy.service import KeyService
 from gateway.spine.alerts import AlertManager
 from gateway.spine.hub import Hub
 from gateway.store import Store
@@ -18,6 +19,8 @@ class ServiceContext:
 
     ``services`` holds the domain services built before this one, by name (printing before
     ordering), so a service names what it depends on instead of reaching into the gateway.
+    ``privacy`` holds the keys: ``privacy.cipher`` (a ``FieldCipher``) encrypts and decrypts the
+    fields declared in ``gateway/privacy/fields.py`` and computes their blind indexes.
     """
 
     cfg: Config
@@ -25,6 +28,7 @@ class ServiceContext:
     hub: Hub
     alerts: AlertManager
     services: Mapping[str, Any] = field(default_factory=dict)
+    privacy: KeyService | None = None  # ``privacy.cipher`` encrypts fields declared in gateway/privacy/fields.py
 
 
 @dataclass(frozen=True)

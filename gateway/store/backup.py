@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.core.errors import StoreError, WrongKeyError
 from gateway.core.models import utcnow
-from gateway.store.db import DB_NAME, KEYCHECK_SUFFIX, Key, connect, key_matches, write_keycheck
+from gateway.store.db import DB_NAME, KEYCHECK_SUFFIX, Key, connect, key_matches, rekey, write_keycheck
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -106,14 +107,51 @@ def make_backup(data_dir: Path, key: Key, dest: Path | None = None, keep: int = 
     return final
 
 
-def restore(data_dir: Path, key: Key, backup: Path) -> Path | None:
+def restore(data_dir: Path, key: Key, backup: Path, *, old_keys: Sequence[Key] = ()) -> Path | None:
     """Put ``backup`` in place of the database (storegw must be stopped); return where the current
-    database was moved aside (None if there was none)."""
+    database was moved aside (None if there was none).
+
+    A backup made before a key rotation opens with one of ``old_keys`` (the keyring keeps retired
+    database keys for this): it is copied, re-encrypted under ``key`` and checked before it goes
+    in place, so the database always opens with the current key.
+    """
     if not backup.is_file():
         raise StoreError(f"no backup at {backup}")
-    verify(backup, key)
+    opened_with = key
+    try:
+        verify(backup, key)
+    except StoreError as err:
+        for old in old_keys:
+            try:
+                verify(backup, old)
+            except StoreError:
+                continue
+            opened_with = old
+            break
+        else:
+            raise err
     data_dir.mkdir(parents=True, exist_ok=True)
     db = data_dir / DB_NAME
+    tmp = data_dir / f".{DB_NAME}.restore.tmp"
+    shutil.copyfile(backup, tmp)
+    os.chmod(tmp, 0o600)
+    if opened_with is not key:
+        conn = connect(tmp, opened_with)
+        try:
+            rekey(conn, tmp, key)
+            conn.execute("PRAGMA journal_mode = DELETE")  # fold the WAL back in: one file to rename
+        finally:
+            conn.close()
+        with_name = tmp.with_name(tmp.name + KEYCHECK_SUFFIX)
+        with_name.unlink(missing_ok=True)
+        try:
+            verify(tmp, key)
+        except Exception:
+            tmp.unlink(missing_ok=True)
+            raise
+        _LOGGER.info("The backup was made under an older database key (%s); re-encrypted under the current one",
+                     opened_with.source)
+    _fsync_file(tmp)
     aside = None
     if db.exists():
         stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
@@ -122,10 +160,6 @@ def restore(data_dir: Path, key: Key, backup: Path) -> Path | None:
             part = db.with_name(DB_NAME + suffix)
             if part.exists():
                 os.replace(part, aside.with_name(aside.name + suffix))
-    tmp = data_dir / f".{DB_NAME}.restore.tmp"
-    shutil.copyfile(backup, tmp)
-    os.chmod(tmp, 0o600)
-    _fsync_file(tmp)
     os.replace(tmp, db)
     write_keycheck(db, key)
     _fsync_dir(data_dir)

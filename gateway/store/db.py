@@ -14,6 +14,7 @@ import hmac
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +89,27 @@ def _keycheck_path(path: Path) -> Path:
 
 
 def write_keycheck(path: Path, key: Key) -> None:
-    """Write the salted HMAC beside a database file that tells a wrong key from a damaged file."""
+    """Write the salted HMAC beside a database file that tells a wrong key from a damaged file
+    (temp file, fsync, rename, directory fsync: a crash leaves the old check or the new one)."""
     salt = secrets.token_bytes(16)
     tmp = _keycheck_path(path).with_suffix(".tmp")
-    tmp.write_bytes(salt + _keycheck(key, salt))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(salt + _keycheck(key, salt))
+        fh.flush()
+        os.fsync(fh.fileno())
     os.chmod(tmp, 0o600)
     os.replace(tmp, _keycheck_path(path))
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def key_matches(path: Path, key: Key) -> bool | None:
@@ -142,6 +158,48 @@ def connect(path: str | Path, key: Key, *, readonly: bool = False) -> Connection
     return conn
 
 
+def rekey(conn: Connection, path: Path, new_key: Key, step: Callable[[str], None] | None = None) -> None:
+    """Re-encrypt the open database ``conn`` (of ``path``) under ``new_key``, in place.
+
+    ``PRAGMA rekey`` rewrites every page in one transaction; in WAL mode a crash before its commit
+    frame leaves the database under the old key, after it under the new one (tests/privacy kill -9
+    it). The WAL is then checkpointed and truncated, so no page under the old key stays in it, and
+    the key check is rewritten. ``conn`` must be the only connection writing; run it between
+    transactions. ``step(name)`` is called after "rekeyed" and "keycheck" (crash tests hook it).
+    """
+    if conn.in_transaction:
+        raise StoreError("rekey must run between transactions")
+    conn.execute(f"PRAGMA rekey = \"x'{new_key.raw.hex()}'\"")
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if step:
+        step("rekeyed")
+    write_keycheck(path, new_key)
+    if step:
+        step("keycheck")
+
+
+def opens(path: Path, key: Key) -> bool:
+    """Return whether ``key`` opens the database at ``path`` (tried, not guessed from the key check)."""
+    try:
+        conn = connect(path, key)
+    except StoreError:
+        return False
+    conn.close()
+    return True
+
+
+def private_files(path: Path) -> None:
+    """Make the database, its WAL and shared-memory files and its key check readable by this user only."""
+    for suffix in ("", "-wal", "-shm", KEYCHECK_SUFFIX):
+        part = path.with_name(path.name + suffix)
+        try:
+            if part.stat().st_mode & 0o077:
+                os.chmod(part, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 @dataclass
 class OpenResult:
     """What ``open_database`` found: the path and whether a damaged file was moved aside."""
@@ -159,6 +217,7 @@ def open_database(data_dir: Path, key: Key) -> OpenResult:
     try:
         conn = connect(path, key)
         try:
+            private_files(path)
             if fresh or key_matches(path, key) is None:
                 write_keycheck(path, key)
             result = conn.execute("PRAGMA quick_check").fetchone()[0]

@@ -51,6 +51,14 @@ class _Job:
     on_commit: Callable[[Any], None] | None = None
 
 
+@dataclass(slots=True)
+class _Exclusive:
+    """Work that runs on the writer's connection between transactions (a rekey), not inside one."""
+
+    fn: Callable[[Connection], Any]
+    future: Future
+
+
 @dataclass
 class WriterStats:
     """Counters the health endpoint and the watchdog read."""
@@ -112,13 +120,26 @@ class Writer:
         """Run a write and wait until it is committed; return its result."""
         return self.submit(fn).result(timeout)
 
+    def run_exclusive(self, fn: Callable[[Connection], T], timeout: float = 600.0) -> T:
+        """Run ``fn(conn)`` on the writer thread between two transactions and wait for it: the
+        writes queued before it are committed first, those queued after wait (none is lost)."""
+        if not self.alive:
+            raise StoreError("the database writer is not running")
+        job = _Exclusive(fn, Future())
+        self._queue.put(job)
+        return job.future.result(timeout)
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
             first = self._queue.get()
             if first is _STOP:
                 break
+            if isinstance(first, _Exclusive):
+                self._exclusive(first)
+                continue
             batch: list[_Job] = [first]  # type: ignore[list-item]
+            held: _Exclusive | None = None
             while len(batch) < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
@@ -127,8 +148,19 @@ class Writer:
                 if item is _STOP:
                     stopping = True
                     break
+                if isinstance(item, _Exclusive):
+                    held = item
+                    break
                 batch.append(item)  # type: ignore[arg-type]
             self._commit(batch)
+            if held is not None:
+                self._exclusive(held)
+
+    def _exclusive(self, job: _Exclusive) -> None:
+        try:
+            job.future.set_result(job.fn(self._conn))
+        except Exception as err:  # noqa: BLE001 - the caller gets it through its future
+            job.future.set_exception(err)
 
     def _commit(self, batch: list[_Job]) -> None:
         conn = self._conn
