@@ -376,7 +376,7 @@ def staff_trust_clock(who: str, config_path: str) -> None:
 
     def fn(c: Any) -> str:
         when = clock.trust(c, policy, who)
-        audit(c, who, "trust-clock", "clock", f"clock trusted at {when} until reboot (storegw staff trust-clock)")
+        audit(c, who, "trust-clock", "clock:board", f"clock trusted at {when} until reboot (storegw staff trust-clock)")
         return when
 
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.privacy import audit as audit_chain
 from gateway.spine.context import Periodic, ServiceContext
 from gateway.staff import accounts, clock, totp, unmask
 from gateway.staff.accounts import StaffMember
@@ -74,7 +75,7 @@ class StaffService:
         """A technician's override until reboot (``storegw staff trust-clock``); audited."""
         def write(c: Connection) -> str:
             when = clock.trust(c, self.clock_policy, who)
-            accounts.audit(c, who, "trust-clock", "clock", f"clock trusted at {when} until reboot")
+            accounts.audit(c, who, "trust-clock", "clock:board", f"clock trusted at {when} until reboot")
             return when
         return self._write(write)
 
@@ -139,10 +140,8 @@ class StaffService:
 
     # -- audit log and unmask
     def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
-        """The newest audit entries (who, what, target, reason; never a sensitive value)."""
-        return [{"ts_ms": t, "staff": s, "action": a, "target": tg, "reason": r} for t, s, a, tg, r in
-                self._read().execute("SELECT ts_ms, staff, action, target, reason FROM ord_audit "
-                                     "ORDER BY id DESC LIMIT ?", (limit,))]
+        """The newest audit chain entries (references and redacted reasons; never a sensitive value)."""
+        return audit_chain.recent(self._read(), limit)
 
     def unmaskable(self, kind: str) -> list[str]:
         """The fields of ``kind`` that can be unmasked (``table.column``)."""

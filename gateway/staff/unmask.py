@@ -20,6 +20,7 @@ reference, never the value), the outcome and the reason.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from gateway.store.db import Connection
 KINDS = ("phone", "id", "passport")
 TOTP_KINDS = frozenset({"id", "passport"})
 PER_HOUR = 20
+_REF_RE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
 @dataclass(frozen=True)
@@ -164,9 +166,17 @@ def attempt(conn: Connection, member: StaffMember, kind: str, key: str, ref: str
                 cause = "cannot-open"
     conn.execute("INSERT INTO staff_unmasks (ts_ms, staff_id, field, ref, granted, cause) VALUES (?, ?, ?, ?, ?, ?)",
                  (now_ms, member.id, key, ref, int(not cause), cause))
-    audit(conn, member.name, "unmask" if not cause else "unmask-refused", f"{key}#{ref}",
-          f"{kind}; {cause or 'granted'}; {why}")
+    audit(conn, member.name, "unmask" if not cause else "unmask-refused", subject_of(key, ref),
+          f"{kind}; {cause or 'granted'}; {why}",
+          {"kind": kind if kind in KINDS else "other", "outcome": cause or "granted"})
     return Outcome(None if cause else value, cause)
+
+
+def subject_of(key: str, ref: str) -> str:
+    """The audit chain's subject of an attempt: ``field:TABLE.COLUMN/REF`` (a reference, never the value);
+    an undeclared field is ``unknown``, a reference that is not a plain id ``invalid``."""
+    field = key if lookup(key) is not None else "unknown"
+    return f"field:{field}/{ref if _REF_RE.fullmatch(ref) else 'invalid'}"
 
 
 def _fresh_totp(conn: Connection, member: StaffMember, code: str, clock: ClockState, now_ms: int) -> str:

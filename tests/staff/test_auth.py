@@ -21,8 +21,14 @@ PIN = "246813"
 
 
 def _audit(gw, action):
-    return gw.store.read().execute("SELECT staff, target, reason FROM ord_audit WHERE action = ?",
+    """(who, subject, why) of the audit chain's entries of ``action`` (references, never names)."""
+    return gw.store.read().execute("SELECT who, subject, why FROM audit_log WHERE action = ? ORDER BY seq",
                                    (action,)).fetchall()
+
+
+def _ref(gw, name, role=True):
+    row = gw.store.read().execute("SELECT id, role FROM ord_staff WHERE name = ?", (name,)).fetchone()
+    return f"staff:{row[0]}/{row[1]}" if role else f"staff:{row[0]}"
 
 
 def _csrf(c, path="/staff/"):
@@ -40,7 +46,7 @@ def test_password_and_totp_sign_in_and_a_code_works_only_once(app, svc, gw):
     # the same code again, within its window, from another browser: refused (RFC 6238 §5.2)
     r = staff_login(app.test_client(), "wang", PASSWORD, code, addr="10.20.0.2")
     assert r.status_code == 401 and "already used" in r.get_data(as_text=True)
-    assert _audit(gw, "totp-replay") == [("", "staff:wang", "sign-in with a code already used")]
+    assert _audit(gw, "totp-replay") == [("system", _ref(gw, "wang", False), "sign-in with a code already used")]
     # an earlier step's code (still inside the ±1 window) is a replay too
     older = auth.totp.generate_otp(auth.step - 1)
     assert staff_login(app.test_client(), "wang", PASSWORD, older, addr="10.20.0.3").status_code == 401
@@ -98,7 +104,8 @@ def test_untrusted_clock_refuses_totp_and_the_technicians_override_works_until_r
     res = CliRunner().invoke(cli.staff, ["trust-clock", "--by", "zhao", "--config", str(cli_config)])
     assert res.exit_code == 0, res.output
     assert staff.clock_state().trusted and "zhao" in staff.clock_state().why
-    assert [a[:2] for a in _audit(gw, "trust-clock")] == [("zhao", "clock")]
+    [(who, subject, why)] = _audit(gw, "trust-clock")
+    assert who.startswith("staff:p:") and subject == "clock:board" and "until reboot" in why
     assert staff_login(app.test_client(), "wang", PASSWORD, auth.code()).status_code == 303
     # after a reboot (a new boot id) the override is gone
     boot.write_text("00000000-0000-0000-0000-000000000000\n")
@@ -172,7 +179,7 @@ def test_another_manager_resets_a_lost_phone_on_the_staff_page(app, svc, gw):
     secret = re.search(r"<code>([A-Z2-7]+)</code>", page).group(1)
     new = Authenticator(secret)
     assert staff_login(app.test_client(), "wang", "a new long password", new.code()).status_code == 303
-    assert _audit(gw, "reset-sign-in")[0][:2] == ("boss", "staff:wang")
+    assert _audit(gw, "reset-sign-in")[-1][:2] == (_ref(gw, "boss"), _ref(gw, "wang", False))
     own = gw.store.read().execute("SELECT id FROM ord_staff WHERE name = 'boss'").fetchone()[0]
     c.post(f"/staff/accounts/{own}/reset", data={"password": "x" * 20, "csrf_token": _csrf(c)})
     assert c.get("/staff/accounts").status_code == 200  # not reset: still signed in
@@ -186,5 +193,4 @@ def test_brute_force_of_a_password_and_code_stops_at_the_lock(app, svc, gw):
         assert r.status_code == 401
     row = gw.store.read().execute("SELECT failures, locked_ms FROM ord_staff WHERE name = 'wang'").fetchone()
     assert row[1] is not None and staffops.LOCK_AFTER <= row[0] <= 120
-    checked = gw.store.read().execute("SELECT count(*) FROM ord_audit WHERE action = 'lock'").fetchone()[0]
-    assert checked == 1
+    assert len(_audit(gw, "lock")) == 1

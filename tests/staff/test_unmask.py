@@ -59,8 +59,14 @@ def _reveal(c, kind, field, reason="", code="", ref="7"):
 
 
 def _audit(gw):
-    return gw.store.read().execute("SELECT staff, action, target, reason FROM ord_audit WHERE action LIKE 'unmask%' "
-                                   "ORDER BY id").fetchall()
+    """(who, action, subject, why) of the unmask entries on the audit chain."""
+    return gw.store.read().execute("SELECT who, action, subject, why FROM audit_log WHERE action LIKE 'unmask%' "
+                                   "ORDER BY seq").fetchall()
+
+
+def _who(gw, name):
+    row = gw.store.read().execute("SELECT id, role FROM ord_staff WHERE name = ?", (name,)).fetchone()
+    return f"staff:{row[0]}/{row[1]}"
 
 
 def test_granted_with_reason_and_fresh_totp_and_the_value_is_only_in_the_answer(app, svc, gw, guests):
@@ -69,15 +75,16 @@ def test_granted_with_reason_and_fresh_totp_and_the_value_is_only_in_the_answer(
     assert r.status_code == 200 and r.get_json() == {"ok": True, "value": ID_NUMBER}
     r = _reveal(c, "phone", "test_guests.phone", "call back about a lost wallet")  # phones need no TOTP
     assert r.get_json() == {"ok": True, "value": PHONE}
+    wang = _who(gw, "wang")
     assert _audit(gw) == [
-        ("wang", "unmask", "test_guests.id_number#7", "id; granted; guest disputes the registration <b>"),
-        ("wang", "unmask", "test_guests.phone#7", "phone; granted; call back about a lost wallet")]
+        (wang, "unmask", "field:test_guests.id_number/7", "id; granted; guest disputes the registration <b>"),
+        (wang, "unmask", "field:test_guests.phone/7", "phone; granted; call back about a lost wallet")]
     # the HTML page shows it too, masked nowhere else; never in the audit or the attempts log
     page = c.post("/staff/unmask/passport", data={"field": "test_guests.passport", "ref": "7", "reason": "police",
                                                   "code": auth.code(), "csrf_token": c.csrf})
     assert page.status_code == 200 and PASSPORT in page.get_data(as_text=True)
     db = gw.store.read()
-    dump = repr(db.execute("SELECT * FROM ord_audit").fetchall()) + repr(db.execute("SELECT * FROM staff_unmasks")
+    dump = repr(db.execute("SELECT * FROM audit_log").fetchall()) + repr(db.execute("SELECT * FROM staff_unmasks")
                                                                           .fetchall())
     for value in (ID_NUMBER, PHONE, PASSPORT):
         assert value not in dump
@@ -105,7 +112,7 @@ def test_without_reason_without_totp_and_replayed_totp_are_refused_and_audited(a
         ("unmask-refused", "no-reason"), ("unmask-refused", "no-totp"), ("unmask-refused", "replayed-totp"),
         ("unmask-refused", rows[3][3].split(";")[1].strip()), ("unmask", "granted"),
         ("unmask-refused", "replayed-totp")]
-    assert all(r[0] == "wang" and r[2].endswith("#7") for r in rows)
+    assert all(r[0] == _who(gw, "wang") and r[2].endswith("/7") for r in rows)
     for r in rows:
         assert ID_NUMBER not in r[3] and PASSPORT not in r[3]
 
@@ -119,8 +126,9 @@ def test_roles_not_allowed_are_refused_and_audited(app, svc, gw, guests, role):
         assert r.status_code == 403
         assert ID_NUMBER not in r.get_data(as_text=True) and PHONE not in r.get_data(as_text=True)
     rows = _audit(gw)
-    assert [(s, a, t) for s, a, t, _ in rows] == [(f"x-{role}", "unmask-refused", "test_guests.id_number#7"),
-                                                 (f"x-{role}", "unmask-refused", "test_guests.phone#7")]
+    who = _who(gw, f"x-{role}")
+    assert [(s, a, t) for s, a, t, _ in rows] == [(who, "unmask-refused", "field:test_guests.id_number/7"),
+                                                 (who, "unmask-refused", "field:test_guests.phone/7")]
     assert all("; role; curious" in r[3] for r in rows)
 
 
