@@ -379,7 +379,8 @@ def test_staff_actions_land_on_the_chain_without_personal_data(tmp_path, cfg_pat
         svc = gw.services["ordering"]
         svc.import_menu(sample_document())
         svc.add_table("A1")
-        gw.store.writer.call(lambda c: staff.add_staff(c, "Wang Fang", "manager", "246802"))
+        # managers enrol a password and TOTP (gateway/staff/matrix.py); the enrolment is audited too
+        gw.store.writer.call(lambda c: staff.enrol(c, "Wang Fang", "manager", "a long password 246802", "cli"))
         svc.open_table("A1", 2, "Wang Fang")
         client = create_app(gw, {"TESTING": True}).test_client()
         token = svc.token_for("A1")
@@ -395,9 +396,10 @@ def test_staff_actions_land_on_the_chain_without_personal_data(tmp_path, cfg_pat
         gw.stop()
     dump = repr(rows)
     actions = [r[3] for r in rows]
-    assert actions == ["open", "void"]
-    assert rows[1][2].startswith("staff:") and rows[1][2].endswith("/manager")
-    assert rows[1][4] == f"line:{line}" and rows[1][5] == "guest [phone] ID [id-number] asked"
+    assert actions == ["enrol", "open", "void"]
+    assert rows[0][2] == "cli" and rows[0][4].startswith("staff:")
+    assert rows[2][2].startswith("staff:") and rows[2][2].endswith("/manager")
+    assert rows[2][4] == f"line:{line}" and rows[2][5] == "guest [phone] ID [id-number] asked"
     for planted in (PHONE, ID_NUMBER, "Wang Fang", "Wang"):
         assert planted not in dump
     shown = run_cli("audit", "show", "--config", str(tmp_path / "gw.toml"), "--limit", "5").output
