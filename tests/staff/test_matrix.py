@@ -60,6 +60,8 @@ def _signed_in(app, svc, role):
         svc.writer.call(lambda conn: staffops.add_staff(conn, name, role, PIN))
         r = staff_login(c, name, PIN, addr=f"10.77.0.{matrix.ROLES.index(role) + 1}")
     assert r.status_code == 303, (role, r.get_data(as_text=True)[:300])
+    home = {"kitchen": "/staff/kds", "technician": "/staff/kds", "auditor": "/staff/audit"}.get(role, "/staff/")
+    assert r.headers["Location"].endswith(home), (role, r.headers["Location"])  # each role lands on a page it may open
     return c
 
 
@@ -85,6 +87,7 @@ def test_each_route_answers_403_exactly_when_the_matrix_says_no(app, svc, role):
             r.close()
             checked += 1
             assert status != 302, (role, method, url, "signed out during the sweep")
+            assert status < 500, (role, method, url, status)
             if (status == 403) == matrix.allowed(role, perm, mfa=True):
                 wrong.append((method, url, perm, status))
     assert not wrong, f"{role}: {wrong}"

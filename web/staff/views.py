@@ -202,8 +202,11 @@ def need(perm: str, *, on_refused: Any = None) -> Any:
 
 
 def landing(member: Any) -> str:
-    """The first page a member's role may open: the table map, the KDS or the audit log."""
-    for perm, endpoint in (("tasks", "staff.home"), ("kds", "staff.kds_index"), ("audit-read", "staff.audit_log")):
+    """The first page a member's role may open: the table map, the KDS (first for the kitchen) or the audit log."""
+    pages = [("tasks", "staff.home"), ("kds", "staff.kds_index"), ("audit-read", "staff.audit_log")]
+    if member.role == "kitchen":
+        pages.reverse()
+    for perm, endpoint in pages:
         if member.can(perm):
             return url_for(endpoint)
     return url_for("staff.login")
