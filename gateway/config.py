@@ -220,6 +220,15 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """[privacy]: the daily retention run (docs/privacy.md)."""
+
+    retention_at: str = opt("clock", "04:15", help='Local time (store.timezone) of the daily retention run, e.g. '
+                            '"04:15"; it deletes what the data inventory says is past its rule and sends HQ a '
+                            "signed receipt. It cannot be switched off.")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -233,6 +242,7 @@ class Config:
     backup: BackupConfig = field(default_factory=BackupConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
@@ -272,6 +282,7 @@ SECTIONS: dict[str, type] = {
     "backup": BackupConfig,
     "keys": KeysConfig,
     "audit": AuditConfig,
+    "privacy": PrivacyConfig,
     "staff": StaffConfig,
 }
 

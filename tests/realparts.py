@@ -211,6 +211,7 @@ TOPIC_SCHEMAS = {
     "/devices": "devices.json",
     "/orders/summary": "orders-summary.json",
     "/audit/checkpoint": "audit-checkpoint.json",
+    "/privacy/receipt": "privacy-receipt.json",
 }
 _validators: dict[str, Any] = {}
 

@@ -8,7 +8,8 @@ column, kind, roles, ref=...)``; the staff page ``/staff/unmask/<kind>`` and
 - the role may unmask that kind (``gateway/staff/matrix.py``: ``unmask-phone``, ``unmask-id``,
   ``unmask-passport``) and the field's own ``roles`` include it;
 - the member has made fewer than ``PER_HOUR`` attempts (granted or refused) in the last hour;
-- a reason is typed (cleaned by ``gateway.core.text.clean``, 1-200 characters);
+- a reason is typed (``gateway.core.text.free_text``: cleaned, 1-200 characters, ID and phone
+  numbers in it masked, a card number refused);
 - for ID and passport numbers, a fresh TOTP code is given while the clock is trusted: a code of
   a time step after the last one the account used (at sign-in or an earlier unmask), so a
   replayed code is refused.
@@ -24,7 +25,9 @@ import re
 import time
 from dataclasses import dataclass
 
+from gateway.core.errors import CardNumberRefused
 from gateway.core.text import clean as clean_text
+from gateway.core.text import free_text
 from gateway.staff import matrix, sealed, totp
 from gateway.staff.accounts import StaffMember, accept_step, audit, totp_secret
 from gateway.staff.clock import ClockState
@@ -137,7 +140,13 @@ def attempt(conn: Connection, member: StaffMember, kind: str, key: str, ref: str
     """Check, record and audit one unmask attempt (inside a write, so the record always commits)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     key, ref = clean_text(str(key), 80), clean_text(str(ref), 40)
-    why = clean_text(str(reason), 200).strip()
+    try:
+        why = free_text(str(reason), 200).strip()  # cleaned and tripwired like every typed reason
+    except CardNumberRefused:
+        why = "[a card number was typed]"
+        reason_refused = True
+    else:
+        reason_refused = False
     spec = lookup(key)
     cause, value = "", None
     action = f"unmask-{kind}" if kind in KINDS else ""
@@ -150,7 +159,7 @@ def attempt(conn: Connection, member: StaffMember, kind: str, key: str, ref: str
         cause = "unknown-field"
     elif recent >= PER_HOUR:
         cause = "rate"
-    elif not why:
+    elif not why or reason_refused:
         cause = "no-reason"
     elif kind in TOTP_KINDS:
         cause = _fresh_totp(conn, member, code, clock, now_ms)
