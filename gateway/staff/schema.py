@@ -3,6 +3,7 @@ made by the ordering migrations, where the staff pages began)."""
 
 from __future__ import annotations
 
+from gateway.core.inventory import EMPLOYMENT, LEGAL_OBLIGATION, Column, Declaration, Table, after, ops
 from gateway.store.db import Connection
 from gateway.store.migrations import migration, run_script
 
@@ -34,3 +35,20 @@ def _totp_and_unmask(conn: Connection) -> None:
         );
         CREATE INDEX staff_unmasks_staff ON staff_unmasks (staff_id, ts_ms)
     """)
+
+
+# ------------------------------------------------------------------------------------ inventory
+# (the columns this package adds to ord_staff are declared with that table, in gateway/ordering/schema.py)
+
+_UNMASKS = after(30, "ts_ms", "30d after the attempt (the rate limit needs 1 h, the privacy report 7 d; the "
+                 "audit chain keeps the record of every attempt)")
+
+INVENTORY = Declaration("staff", (
+    Table("staff_unmasks", "Every unmask attempt: who, which field of which record, granted or why refused; "
+          "never the value",
+          ops("id ts_ms field granted cause", _UNMASKS, "unmask rate limit and report") + (
+              Column("staff_id", "user.unique_id", "the staff account that tried", EMPLOYMENT, _UNMASKS),
+              Column("ref", "user.unique_id", "which record was asked for (a row reference, never the value)",
+                     LEGAL_OBLIGATION, _UNMASKS)),
+          created="ts_ms"),
+))
