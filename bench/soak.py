@@ -1,8 +1,8 @@
 """Soak: `storegw run` under a mixed load for a while, its RSS sampled every 10 s.
 
 The load, all to 127.0.0.1: diners ordering (bench/rush.py's diners: page, state polls, cart,
-rounds printed on four virtual ESC/POS printers), staff pages (a manager signing in, reading the
-table map, menu, queue and a table, signing out), KDS screens opening their live stream and
+rounds printed on four virtual ESC/POS printers), staff pages (a waiter signing in with a PIN,
+reading the table map, queue, a table and the KDS, signing out), KDS screens opening their live stream and
 dropping it, diners' live streams opening and dropping (SSE churn, more than there are slots),
 telemetry at 200 msg/s (QoS 1), and hostile traffic: wrong PINs from several addresses, oversized
 and malformed bodies and request lines, forged table tokens, staff pages without a session, POSTs
@@ -165,11 +165,11 @@ def stream(port: int, path: str, cookies: str, hold: float, stop: threading.Even
 
 
 def staff_loop(port: int, counter: Counter, stop: threading.Event, rng: random.Random) -> None:
-    """A manager: sign in, read pages for a while, sign out; again."""
-    pages = ("/staff/", "/staff/menu", "/staff/queue", "/staff/tables/T01", "/staff/kds", "/staff/kds/hot/live")
+    """A waiter (floor roles sign in with a PIN): sign in, read pages for a while, sign out; again."""
+    pages = ("/staff/", "/staff/queue", "/staff/tables/T01", "/staff/kds", "/staff/kds/hot/live")
     while not stop.is_set():
         c = Client(port, counter)
-        if c.login("staff", "soak-mgr", PIN) != 303:
+        if c.login("staff", "soak-staff", PIN) != 303:
             stop.wait(5)
             continue
         for _ in range(rng.randint(5, 20)):
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = [f"T{i:02d}" for i in range(1, args.tables + 1)]
     cli(config, "menu", "import", "--sample")
     cli(config, "tables", "add", *tables)
-    for name, role in (("soak-mgr", "manager"), ("soak-kds", "kitchen"), ("soak-guess", "waiter")):
+    for name, role in (("soak-staff", "waiter"), ("soak-kds", "kitchen"), ("soak-guess", "waiter")):
         cli(config, "staff", "add", name, "--role", role, "--pin-stdin", stdin=PIN + "\n")
     urls = {line.split("\t")[0]: line.split("\t")[3] for line in cli(config, "tables", "list").splitlines()}
     paths = [urllib.parse.urlsplit(urls[t]).path for t in tables]
