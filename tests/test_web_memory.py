@@ -107,7 +107,7 @@ def test_pin_checks_at_once_do_not_keep_memory(broker, write_config, gateway_pro
     """Each argon2 PIN check takes 8 MiB: 16 web threads checking at once took RSS from 57 to 237 MB,
     and it stayed there (every thread's malloc arena kept its 8 MiB)."""
     cfg = write_config(local_port=broker.port, hq_port=broker.port)
-    subprocess.run([sys.executable, "-m", "gateway", "staff", "add", "wang", "--role", "manager", "--pin-stdin",
+    subprocess.run([sys.executable, "-m", "gateway", "staff", "add", "wang", "--role", "waiter", "--pin-stdin",
                     "--config", str(cfg)], input="246810\n", text=True, cwd=ROOT, check=True, capture_output=True)
     gw = gateway_process(cfg).start()
     pid = gw.proc.pid
