@@ -58,7 +58,8 @@ def issue(ctx: MembersContext, conn: Connection, member_id: int, *, kind: str, i
     end = valid_to if valid_to is not None else now + int(ctx.mcfg.coupon_days * 1000)
     bid = int(conn.execute(
         "INSERT INTO mem_benefits (code, member_id, kind, issue_key, title_zh, title_en, value_kind, value, "
-        "min_spend_cents, valid_from_ms, valid_to_ms, issued_ms, issued_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "min_spend_cents, valid_from_ms, valid_to_ms, issued_ms, issued_by) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (new_code(), member_id, kind, issue_key, clean_text(title_zh, 40), clean_text(title_en, 60), value_kind,
          value, min_spend, start, end, now, who[:40])).lastrowid)
     audit(conn, who, "benefit-issue", f"benefit:{bid}", f"{kind} {value_kind} {value}")

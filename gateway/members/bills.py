@@ -213,7 +213,7 @@ def redeem_points(ctx: MembersContext, conn: Connection, bill: dict[str, Any], p
     already = points_on_bill(conn, sid) * 100 // rate
     other = bill.get("discount", 0) - already
     worth = points * 100 // rate
-    if already + worth > cap or worth > bill["total"] - 0 or other + already + worth > bill["subtotal"] + bill["service"]:
+    if already + worth > cap or other + already + worth > bill["subtotal"] + bill["service"]:
         raise MembersError(f"At most ¥{cap / 100:.2f} of this bill may be paid with points. "
                            f"本单最多可用积分抵扣¥{cap / 100:.2f}。", code="points_cap", status=409)
     return ledger.debit(conn, member_id, points, f"redeem:{idem}", now, req=req, session_id=sid,

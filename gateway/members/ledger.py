@@ -158,7 +158,8 @@ def reverse_credit(conn: Connection, entry_id: int, points: int, idem: str, now:
     return Posted(new, -points, balance(conn, member_id), False)
 
 
-def restore_debit(conn: Connection, entry_id: int, idem: str, now: int, *, who: str = "", ref: str = "") -> Posted | None:
+def restore_debit(conn: Connection, entry_id: int, idem: str, now: int, *, who: str = "",
+                  ref: str = "") -> Posted | None:
     """Give back a debit (a redemption on a bill that was cancelled): the same lots regain what they gave."""
     row = conn.execute("SELECT member_id, points, session_id FROM mem_ledger WHERE id = ?", (entry_id,)).fetchone()
     if row is None or row[1] >= 0:

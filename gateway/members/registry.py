@@ -315,9 +315,9 @@ def requests(conn: Connection, *, member_id: int | None = None, open_only: bool 
         args.append(member_id)
     if open_only:
         where.append("r.state = 'open'")
-    sql = ("SELECT r.id, m.member_no, r.kind, r.state, r.created_ms, r.done_ms, r.done_by, r.note FROM mem_requests r "
-           "JOIN mem_members m ON m.id = r.member_id" + (" WHERE " + " AND ".join(where) if where else "") +
-           " ORDER BY r.id DESC LIMIT 200")
+    cond = (" WHERE " + " AND ".join(where)) if where else ""
+    sql = ("SELECT r.id, m.member_no, r.kind, r.state, r.created_ms, r.done_ms, r.done_by, r.note "  # noqa: S608
+           f"FROM mem_requests r JOIN mem_members m ON m.id = r.member_id{cond} ORDER BY r.id DESC LIMIT 200")
     return [{"id": i, "member": n, "kind": k, "state": s, "created_ms": c, "done_ms": d, "done_by": b, "note": note}
             for i, n, k, s, c, d, b, note in conn.execute(sql, tuple(args))]
 

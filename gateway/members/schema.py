@@ -213,8 +213,8 @@ INVENTORY: list[tuple[str, str, str, str, str, str, str, bool, bool]] = [
       for c in ("entry_id", "lot_id", "points")],
     *[("mem_benefits", c, "user.financial", "coupons and perks", "contract", _UNTIL_ERASED, "none", False, False)
       for c in ("id", "code", "member_id", "kind", "issue_key", "title_zh", "title_en", "value_kind", "value",
-                "min_spend_cents", "valid_from_ms", "valid_to_ms", "state", "session_id", "used_on", "used_ms", "used_by",
-                "issued_ms", "issued_by")],
+                "min_spend_cents", "valid_from_ms", "valid_to_ms", "state", "session_id", "used_on", "used_ms",
+                "used_by", "issued_ms", "issued_by")],
     *[("mem_visits", c, "user.behavior.purchase_history", "bills of a member (tier by spend)", "contract",
        _UNTIL_ERASED, "none", False, False)
       for c in ("session_id", "member_id", "table_id", "attached_ms", "by", "paid_ms", "spend_cents",

@@ -8,6 +8,8 @@ ordering on the floors and registers its hook at build (docs/members.md explains
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 from dataclasses import asdict
@@ -357,6 +359,18 @@ class MembersService:
         row = conn.execute("SELECT rating FROM mem_feedback WHERE session_id = ? AND diner = ?",
                            (b["session"], diner)).fetchone()
         return int(row[0]) if row else None
+
+    # ------------------------------------------------------------------ member pages (diner side)
+    def form_token(self, token: str) -> str:
+        """The anti-forgery value of a member page's forms (stateless: a MAC of the page token)."""
+        return hmac.new(self.secret, f"member-form:{token}".encode("utf-8", "surrogatepass"),
+                        hashlib.sha256).hexdigest()[:32]
+
+    def check_form(self, token: str, value: Any) -> None:
+        """Refuse a member page form without its anti-forgery value."""
+        if not isinstance(value, str) or not value or not hmac.compare_digest(
+                value.encode("utf-8", "surrogatepass"), self.form_token(token).encode()):
+            raise MembersError("The form expired; please reload the page. 页面已过期，请刷新。", code="csrf")
 
     # ------------------------------------------------------------------ checks
     def check(self) -> list[dict[str, Any]]:

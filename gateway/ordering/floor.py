@@ -251,7 +251,7 @@ def print_receipt(svc: OrderingContext, c: Connection, table_id: str, who: str) 
     b = bill(svc, c, table_id)
     if b["session"] is None:
         raise OrderingError("The table is not open.", code="not_open", status=409)
-    when = time.strftime("%Y-%m-%d %H:%M", _time.localtime())
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime())
     doc = receipt_blocks(svc.cfg.store.name, svc.tables[table_id].label, b, when)
     try:
         job = svc.printing.enqueue(c, station=RECEIPT_STATION, doc=doc, source="ordering-receipt",

@@ -22,10 +22,11 @@ from gateway.store.db import Connection, IntegrityError
 ROLES = ("waiter", "kitchen", "cashier", "manager", "technician")
 # What each role may do; managers may do everything.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "waiter": frozenset({"tables", "tasks", "orders", "kds"}),
+    "waiter": frozenset({"tables", "tasks", "orders", "kds", "members"}),
     "kitchen": frozenset({"kds", "tasks"}),
-    "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks"}),
-    "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff"}),
+    "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks", "members"}),
+    "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff", "members",
+                          "members_admin"}),
     "technician": frozenset({"reprint", "kds"}),
 }
 # 8 MiB, 3 passes: argon2's 64 MiB default would double the gateway's memory at every login
