@@ -17,7 +17,7 @@ import click
 
 from devices.cli import simulate
 from gateway import __version__
-from gateway.cli import ordering, printing
+from gateway.cli import members, ordering, printing
 from gateway.cli.keys import keys_group
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
 from gateway.core.errors import GatewayError
@@ -337,6 +337,6 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
 
 # The command groups of the domains, the devices and provisioning: one line each.
 for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, ordering.menu, ordering.staff,
-                 simulate, doctor):
+                 members.members, simulate, doctor):
     main.add_command(_command)
 main.add_command(keys_group)
