@@ -230,7 +230,7 @@ def register(ctx: MembersContext, conn: Connection, *, nickname: Any, phone: Any
         raise MembersError("Could not register; try again. 注册失败，请重试。", code="conflict", status=409) from err
     for purpose in PURPOSES:
         _consent_row(conn, mid, purpose, bool(consents.get(purpose)), channel, who, now)
-    audit(conn, who or f"diner:{channel}", "member-register", f"member:{number}", channel)
+    audit(conn, who or "system", "member-register", f"member:{number}", channel)
     return mid
 
 
@@ -276,7 +276,7 @@ def set_consent(conn: Connection, member_id: int, purpose: str, granted: bool, c
         conn.execute("UPDATE mem_members SET state = ? WHERE id = ?", ("active" if granted else "suspended",
                                                                         member_id))
     number = conn.execute("SELECT member_no FROM mem_members WHERE id = ?", (member_id,)).fetchone()[0]
-    audit(conn, who or f"member:{channel}", "consent-" + ("give" if granted else "withdraw"), f"member:{number}",
+    audit(conn, who or "system", "consent-" + ("give" if granted else "withdraw"), f"member:{number}",
           purpose)
 
 
@@ -303,7 +303,7 @@ def request(conn: Connection, member_id: int, kind: str, now: int, who: str = ""
     rid = int(conn.execute("INSERT INTO mem_requests (member_id, kind, created_ms) VALUES (?, ?, ?)",
                            (member_id, kind, now)).lastrowid)
     number = conn.execute("SELECT member_no FROM mem_members WHERE id = ?", (member_id,)).fetchone()[0]
-    audit(conn, who or "member", f"request-{kind}", f"member:{number}")
+    audit(conn, who or "system", f"request-{kind}", f"member:{number}")
     return rid
 
 

@@ -236,7 +236,7 @@ class MembersService:
             else:
                 posted = ledger.debit(c, member_id, points, f"api:{key}", now, req=req, ref=note, who=who)
             if not posted.duplicate:
-                audit(c, who, f"points-{op}", f"member:{member_id}", f"{points} {note}")
+                audit(c, who, f"points-{op}", f"member:{member_id}", str(points))
             return posted
         posted = self._write(write)
         if posted.duplicate:

@@ -165,5 +165,5 @@ def test_sixteen_concurrent_redemptions_of_one_coupon_from_two_staff_sessions(gw
                for r in refused)
     used = gw.store.read().execute("SELECT state, session_id FROM mem_benefits").fetchall()
     assert len(used) == 1 and used[0][0] == "applied"
-    audits = gw.store.read().execute("SELECT count(*) FROM ord_audit WHERE action = 'benefit-apply'").fetchone()[0]
+    audits = gw.store.read().execute("SELECT count(*) FROM audit_log WHERE action = 'benefit-apply'").fetchone()[0]
     assert audits == 1
