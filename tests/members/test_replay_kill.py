@@ -102,8 +102,7 @@ def test_thousand_replays_with_sigkill_change_each_balance_once(broker, write_co
     i = 0
     while i < len(sends):
         if i and i % 60 == 0:  # a kill while a request is in flight: between its commit and its reply
-            result: list = []
-            t = threading.Thread(target=lambda r=sends[i]: result.append(_safe(send, r)))
+            t = threading.Thread(target=_safe, args=(send, sends[i]))
             t.start()
             time.sleep(rng.uniform(0.0, 0.03))
             gw.kill()
@@ -133,10 +132,11 @@ def test_thousand_replays_with_sigkill_change_each_balance_once(broker, write_co
         assert len({d["entry_id"] for d in docs}) == 1, idem
         assert sum(not d["duplicate"] for d in docs) <= 1, idem  # the first may have been the killed one
 
+    from realparts import db_key
+
     from gateway.config import load
     from gateway.members.ledger import check
     from gateway.store.db import DB_NAME, connect
-    from realparts import db_key
 
     conf = load(cfg)
     conn = connect(conf.data_path / DB_NAME, db_key(conf.data_path))
