@@ -251,6 +251,15 @@ class MembersConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """[privacy]: the daily retention run (docs/privacy.md)."""
+
+    retention_at: str = opt("clock", "04:15", help='Local time (store.timezone) of the daily retention run, e.g. '
+                            '"04:15"; it deletes what the data inventory says is past its rule and sends HQ a '
+                            "signed receipt. It cannot be switched off.")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -265,6 +274,7 @@ class Config:
     keys: KeysConfig = field(default_factory=KeysConfig)
     members: MembersConfig = field(default_factory=MembersConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
 
@@ -304,6 +314,7 @@ SECTIONS: dict[str, type] = {
     "keys": KeysConfig,
     "members": MembersConfig,
     "audit": AuditConfig,
+    "privacy": PrivacyConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.

@@ -23,7 +23,7 @@ import datetime as dt
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.text import clean as clean_text
+from gateway.core.text import free_text
 from gateway.members.ledger import MembersError
 from gateway.staff.accounts import audit
 from gateway.store.db import Connection, IntegrityError
@@ -60,7 +60,7 @@ def issue(ctx: MembersContext, conn: Connection, member_id: int, *, kind: str, i
         "INSERT INTO mem_benefits (code, member_id, kind, issue_key, title_zh, title_en, value_kind, value, "
         "min_spend_cents, valid_from_ms, valid_to_ms, issued_ms, issued_by) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (new_code(), member_id, kind, issue_key, clean_text(title_zh, 40), clean_text(title_en, 60), value_kind,
+        (new_code(), member_id, kind, issue_key, free_text(title_zh, 40), free_text(title_en, 60), value_kind,
          value, min_spend, start, end, now, who[:40])).lastrowid)
     audit(conn, who, "benefit-issue", f"benefit:{bid}", f"{kind} {value_kind} {value}")
     return bid

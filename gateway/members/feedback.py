@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.text import clean as clean_text
+from gateway.core.text import free_text
 from gateway.members.ledger import MembersError
 from gateway.staff.accounts import audit
 from gateway.store.db import Connection
@@ -58,7 +58,7 @@ def rate(conn: Connection, bill: dict[str, Any], table_id: str, diner: str, rati
         stars = 0
     if not 1 <= stars <= 5:
         raise MembersError("Choose 1 to 5 stars. 请选择1-5星。", code="bad_rating")
-    text = clean_text(comment, COMMENT_MAX)
+    text = free_text(comment, COMMENT_MAX)
     conn.execute(
         "INSERT INTO mem_feedback (session_id, table_id, diner, rating, comment, created_ms) VALUES (?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (session_id, diner) DO UPDATE SET rating = excluded.rating, comment = excluded.comment",
@@ -80,7 +80,7 @@ def complain(ctx: MembersContext, conn: Connection, bill: dict[str, Any], table_
     cid = int(conn.execute(
         "INSERT INTO mem_complaints (session_id, line_id, table_id, category, note, staff, day, created_ms) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (bill["session"], line_id, table_id, category, clean_text(note, COMMENT_MAX), who, day, now)).lastrowid)
+        (bill["session"], line_id, table_id, category, free_text(note, COMMENT_MAX), who, day, now)).lastrowid)
     audit(conn, who, "complaint", f"table:{table_id}", category)
     limit = ctx.mcfg.complaint_alert_per_day
     if limit > 0:

@@ -14,8 +14,9 @@ import hmac
 import re
 from typing import TYPE_CHECKING, Any
 
-from devices.masking import mask_middle
+from gateway.core import masking
 from gateway.core.text import clean as clean_text
+from gateway.core.text import free_text
 from gateway.members.ledger import MembersError
 from gateway.privacy.fields import normalise_phone
 from gateway.staff.accounts import audit
@@ -85,7 +86,7 @@ def valid_member_no(text: str) -> str | None:
 
 def mask_phone(phone: str) -> str:
     """Mobile numbers are shown 3 + 4: ``138****5678``."""
-    return mask_middle(normalise_phone(phone), 3, 4)
+    return masking.mask_phone(normalise_phone(phone))
 
 
 def qr_token(secret: bytes, number: str, version: int) -> str:
@@ -201,7 +202,7 @@ def register(ctx: MembersContext, conn: Connection, *, nickname: Any, phone: Any
     """Register a member; return the id. The benefits consent is required; the others are optional."""
     if channel not in CHANNELS:
         raise MembersError("unknown channel")
-    nick = clean_text(nickname, NICK_MAX)
+    nick = free_text(nickname, NICK_MAX)
     if not nick:
         raise MembersError("Enter a nickname or name. 请输入昵称或姓名。", code="bad_nickname")
     if not consents.get("benefits"):
@@ -217,13 +218,13 @@ def register(ctx: MembersContext, conn: Connection, *, nickname: Any, phone: Any
     seq = int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM mem_members").fetchone()[0])
     number = member_no(ctx.store_id, seq)
     cipher = ctx.cipher
-    allergy_text = clean_text(allergies, ALLERGY_MAX)
+    allergy_text = free_text(allergies, ALLERGY_MAX)
     try:
         mid = int(conn.execute(
             "INSERT INTO mem_members (id, member_no, nickname, phone_ct, phone_bidx, birthday, preferences, "
             "allergies_ct, card_ref, tier_since_ms, channel, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, number, nick, cipher.encrypt("mem_members", "phone_ct", digits, number),
-             cipher.blind_index("phone", digits), bday, clean_text(preferences, PREF_MAX),
+             cipher.blind_index("phone", digits), bday, free_text(preferences, PREF_MAX),
              cipher.encrypt("mem_members", "allergies_ct", allergy_text, number) if allergy_text else None,
              card_ref, now, channel, now)).lastrowid)
     except IntegrityError as err:
@@ -326,7 +327,7 @@ def finish_request(conn: Connection, request_id: int, state: str, note: Any, who
     """Mark a request done (after `storegw privacy export|erase` ran) or refused (with the reason); audited."""
     if state not in ("done", "refused"):
         raise MembersError("state must be done or refused")
-    text = clean_text(note, 200)
+    text = free_text(note, 200)
     if state == "refused" and not text:
         raise MembersError("Give the reason (e.g. retained by legal obligation until ...). 请填写原因。",
                            code="reason_required")

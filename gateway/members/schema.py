@@ -8,6 +8,22 @@ rows of one table whose state moves only by conditional UPDATEs, so one benefit 
 
 from __future__ import annotations
 
+from gateway.core.inventory import (
+    CONSENT,
+    CONTRACT,
+    EMPLOYMENT,
+    HIDDEN,
+    LEGAL_OBLIGATION,
+    REDACT,
+    Column,
+    Declaration,
+    SubjectHook,
+    Table,
+    after,
+    ops,
+    until,
+)
+from gateway.members import subjects
 from gateway.store.db import Connection
 from gateway.store.migrations import migration, run_script
 
@@ -160,89 +176,96 @@ def _members(conn: Connection) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The data inventory of these tables: (table, column, category, purpose, legal basis, retention, mask,
-# leaves_store, encrypted). Kept here until gateway/core/inventory.py lands (branch retention); then
-# each row becomes an inventory Column. Fides categories; PIPL Art. 13 bases.
+# The data inventory of these tables (gateway/core/inventory.py): every column, its Fides category,
+# purpose, PIPL Art. 13 basis, retention, mask, whether it leaves the store, whether it is encrypted.
 
-_M = "membership (consent, PIPL 13(1)) / the membership contract (13(2))"
-_UNTIL_ERASED = "while a member; erased on an erasure request or 3 years after the last visit"
-INVENTORY: list[tuple[str, str, str, str, str, str, str, bool, bool]] = [
-    ("mem_members", "id", "system.operations", "row id", "not personal data", "with the row", "none", False, False),
-    ("mem_members", "member_no", "user.unique_id", "identify the member at the counter", "contract", _UNTIL_ERASED,
-     "none", False, False),
-    ("mem_members", "nickname", "user.name", "greet the member", "consent", _UNTIL_ERASED, "mask_name", False, False),
-    ("mem_members", "phone_ct", "user.contact.phone_number", "find the member by phone", "consent", _UNTIL_ERASED,
-     "phone 3+4 (138****5678)", False, True),
-    ("mem_members", "phone_bidx", "user.contact.phone_number", "blind index of the phone (13 bits)", "consent",
-     _UNTIL_ERASED, "hidden", False, False),
-    ("mem_members", "birthday", "user.demographic.date_of_birth", "birthday perk (month-day only)", "consent",
-     "blanked when the birthday consent is withdrawn", "none", False, False),
-    ("mem_members", "preferences", "user.behavior.purchase_history", "serve the member as they like", "consent",
-     _UNTIL_ERASED, "none", False, False),
-    ("mem_members", "allergies_ct", "user.health_and_medical", "warn the kitchen (忌口/allergies)", "consent",
-     _UNTIL_ERASED, "shown to staff serving the member", False, True),
-    ("mem_members", "card_ref", "user.unique_id", "identify by member card (HMAC, never the card number)",
-     "contract", _UNTIL_ERASED, "hidden", False, False),
-    ("mem_members", "qr_version", "system.operations", "revoke member QR links", "not personal data", "with the row",
-     "none", False, False),
-    ("mem_members", "tier", "user.behavior", "tier benefits", "contract", _UNTIL_ERASED, "none", False, False),
-    ("mem_members", "tier_since_ms", "user.behavior", "tier hold", "contract", _UNTIL_ERASED, "none", False, False),
-    ("mem_members", "tier_hold_until_ms", "user.behavior", "tier hold", "contract", _UNTIL_ERASED, "none", False,
-     False),
-    ("mem_members", "points", "user.financial", "cached points balance", "contract", _UNTIL_ERASED, "none", False,
-     False),
-    ("mem_members", "state", "system.operations", "membership state", "not personal data", "with the row", "none",
-     False, False),
-    ("mem_members", "channel", "system.operations", "where the member registered", "not personal data",
-     "with the row", "none", False, False),
-    ("mem_members", "created_ms", "user.behavior", "membership since", "contract", _UNTIL_ERASED, "none", False,
-     False),
-    ("mem_members", "last_visit_ms", "user.behavior", "active member counts", "contract", _UNTIL_ERASED, "none",
-     False, False),
-    *[("mem_consents", c, cat, "proof of consent (PIPL 14)", "legal obligation",
-       "3 years after the membership ends", "none", False, False)
-      for c, cat in (("id", "system.operations"), ("member_id", "user.unique_id"), ("purpose", "user.behavior"),
-                     ("granted", "user.behavior"), ("text_version", "user.behavior"), ("channel", "user.behavior"),
-                     ("by", "user.behavior"), ("ts_ms", "user.behavior"))],
-    *[("mem_ledger", c, "user.financial", "points ledger (append-only)", "contract", _UNTIL_ERASED, "none", False,
-       False)
-      for c in ("id", "member_id", "ts_ms", "kind", "points", "idem", "req", "session_id", "lot_id", "ref", "who")],
-    *[("mem_lots", c, "user.financial", "points lots and expiry", "contract", _UNTIL_ERASED, "none", False, False)
-      for c in ("id", "member_id", "entry_id", "earned_ms", "expires_ms", "points", "remaining")],
-    *[("mem_lot_use", c, "user.financial", "which lots a debit used", "contract", _UNTIL_ERASED, "none", False, False)
-      for c in ("entry_id", "lot_id", "points")],
-    *[("mem_benefits", c, "user.financial", "coupons and perks", "contract", _UNTIL_ERASED, "none", False, False)
-      for c in ("id", "code", "member_id", "kind", "issue_key", "title_zh", "title_en", "value_kind", "value",
-                "min_spend_cents", "valid_from_ms", "valid_to_ms", "state", "session_id", "used_on", "used_ms",
-                "used_by", "issued_ms", "issued_by")],
-    *[("mem_visits", c, "user.behavior.purchase_history", "bills of a member (tier by spend)", "contract",
-       _UNTIL_ERASED, "none", False, False)
-      for c in ("session_id", "member_id", "table_id", "attached_ms", "by", "paid_ms", "spend_cents",
-                "discount_cents")],
-    *[("mem_tier_log", c, "user.behavior", "tier changes", "contract", _UNTIL_ERASED, "none", False, False)
-      for c in ("id", "member_id", "ts_ms", "from_tier", "to_tier", "why")],
-    *[("mem_requests", c, "user.behavior", "data-subject requests (PIPL 45, 47)", "legal obligation",
-       "3 years after completion", "none", False, False)
-      for c in ("id", "member_id", "kind", "state", "created_ms", "done_ms", "done_by", "note")],
-    ("mem_feedback", "id", "system.operations", "row id", "not personal data", "180 days", "none", False, False),
-    ("mem_feedback", "session_id", "system.operations", "which bill", "not personal data", "180 days", "none", False,
-     False),
-    ("mem_feedback", "table_id", "system.operations", "which table", "not personal data", "180 days", "none", False,
-     False),
-    ("mem_feedback", "diner", "user.device", "one rating per phone (MAC of a random page id)", "consent", "180 days",
-     "hidden", False, False),
-    ("mem_feedback", "rating", "user.content", "service quality", "consent", "180 days", "none", True, False),
-    ("mem_feedback", "comment", "user.content.free_text", "service quality", "consent", "180 days", "redact",
-     False, False),
-    ("mem_feedback", "created_ms", "system.operations", "when", "not personal data", "180 days", "none", False,
-     False),
-    *[("mem_complaints", c, "system.operations", "complaints per day and category", "not personal data", "1 year",
-       "none", c == "category", False)
-      for c in ("id", "session_id", "line_id", "table_id", "category", "day", "created_ms")],
-    ("mem_complaints", "note", "user.content.free_text", "what went wrong", "contract", "1 year", "redact", False,
-     False),
-    ("mem_complaints", "staff", "user.name", "who logged it", "employment", "1 year", "none", False, False),
-    ("mem_meta", "key", "system.operations", "summary cursor", "not personal data", "kept", "none", False, False),
-    ("mem_meta", "value", "system.operations", "summary cursor", "not personal data", "kept", "none", False, False),
-]
-PURPOSE = _M
+_MEMBER = until("while a member (storegw privacy erase --subject member:NUMBER, after an erasure request)")
+_PROOF = until("proof of consent and of requests: kept 3 years after the membership ends (PIPL 14, 47)")
+_FEEDBACK = after(180, "created_ms", "180d after the rating")
+_COMPLAINT = after(365, "created_ms", "1 year after the complaint (store-health history)")
+
+
+def _m(name: str, category: str, purpose: str, basis: str = CONTRACT, **kw: object) -> Column:
+    return Column(name, category, purpose, basis, _MEMBER, **kw)  # type: ignore[arg-type]
+
+
+def _fin(names: str, purpose: str) -> tuple[Column, ...]:
+    return tuple(_m(n, "user.financial", purpose) for n in names.split())
+
+
+INVENTORY = Declaration("members", (
+    Table("mem_members", "Members: who they are, their tier and cached points balance", (
+        *ops("id qr_version state channel", _MEMBER, "membership"),
+        _m("member_no", "user.unique_id", "identify the member at the counter (shown on the bill and receipt)"),
+        _m("nickname", "user.name", "greet the member", CONSENT, mask="mask_name"),
+        _m("phone_ct", "user.contact.phone_number", "find the member by phone", CONSENT, mask="mask_phone",
+           encrypted=True, index="phone_bidx"),
+        _m("phone_bidx", "user.contact.phone_number", "13-bit blind index of the phone", CONSENT, mask=HIDDEN),
+        Column("birthday", "user.demographic.date_of_birth", "birthday perk (month-day only)", CONSENT,
+               until("blanked when the birthday consent is withdrawn; else while a member")),
+        _m("preferences", "user.behavior.purchase_history", "serve the member as they like", CONSENT, mask=REDACT),
+        _m("allergies_ct", "user.health_and_medical", "warn staff serving the member (忌口/allergies)", CONSENT,
+           mask=REDACT, encrypted=True),
+        _m("card_ref", "user.unique_id.pseudonymous", "identify by member card (HMAC, never the card number)",
+           mask=HIDDEN),
+        _m("tier", "user.behavior", "tier benefits"),
+        _m("tier_since_ms", "user.behavior", "tier hold"),
+        _m("tier_hold_until_ms", "user.behavior", "tier hold"),
+        _m("points", "user.financial", "cached points balance (= the ledger's sum)"),
+        _m("created_ms", "user.behavior", "member since"),
+        _m("last_visit_ms", "user.behavior", "active member counts"),
+    ), created="created_ms", subjects=(SubjectHook(
+        "member", "member:SH001-0000042-7 (the member number)", subjects.member_export, subjects.member_erase,
+        subjects.member_values, subjects.member_normalise),)),
+    Table("mem_consents", "Consent per purpose, each answer a row (time, text version, channel)", (
+        *ops("id", _PROOF, "consent"),
+        *(Column(n, "user.behavior", "proof of consent (PIPL 14)", LEGAL_OBLIGATION, _PROOF)
+          for n in ("member_id", "purpose", "granted", "text_version", "channel", "ts_ms")),
+        Column("by", "user.name", "the staff member who asked (counter)", EMPLOYMENT, _PROOF),
+    ), created="ts_ms"),
+    Table("mem_ledger", "The points ledger (append-only; balance = sum)", (
+        *_fin("id member_id ts_ms kind points idem req session_id lot_id", "points ledger"),
+        _m("ref", "user.financial", "what the entry was for (a bill, a note)", mask=REDACT),
+        Column("who", "user.name", "the staff member who posted it", EMPLOYMENT, _MEMBER),
+    ), created="ts_ms"),
+    Table("mem_lots", "Points lots and their expiry (FEFO)", _fin(
+        "id member_id entry_id earned_ms expires_ms points remaining", "points expiry"), created="earned_ms"),
+    Table("mem_lot_use", "Which lots a debit took from", _fin("entry_id lot_id points", "points expiry")),
+    Table("mem_benefits", "Coupons and perks (birthday, tier, campaign; later booking, event)", (
+        *_fin("id code member_id kind issue_key value_kind value min_spend_cents valid_from_ms valid_to_ms state "
+              "session_id used_on used_ms issued_ms", "coupons and perks"),
+        *ops("title_zh title_en", _MEMBER, "coupon titles"),
+        Column("used_by", "user.name", "the staff member who applied it", EMPLOYMENT, _MEMBER),
+        Column("issued_by", "user.name", "the staff member who issued it", EMPLOYMENT, _MEMBER),
+    ), created="issued_ms"),
+    Table("mem_visits", "Bills a member was on (spend for tiers, discounts)", (
+        *(_m(n, "user.behavior.purchase_history", "bills of a member")
+          for n in ("session_id", "member_id", "table_id", "attached_ms", "paid_ms", "spend_cents",
+                    "discount_cents")),
+        Column("by", "user.name", "the staff member who identified the member", EMPLOYMENT, _MEMBER),
+    ), created="attached_ms"),
+    Table("mem_tier_log", "Tier changes", tuple(_m(n, "user.behavior", "tier history")
+                                                for n in ("id", "member_id", "ts_ms", "from_tier", "to_tier",
+                                                          "why")), created="ts_ms"),
+    Table("mem_requests", "Export and erasure requests", (
+        *(Column(n, "user.behavior", "data-subject requests (PIPL 45, 47)", LEGAL_OBLIGATION, _PROOF)
+          for n in ("id", "member_id", "kind", "state", "created_ms", "done_ms")),
+        Column("done_by", "user.name", "the staff member who completed it", EMPLOYMENT, _PROOF),
+        Column("note", "user.content.free_text", "the outcome or the reason for a refusal", LEGAL_OBLIGATION,
+               _PROOF, mask=REDACT),
+    ), created="created_ms"),
+    Table("mem_feedback", "Visit ratings (现场评价)", (
+        *ops("id session_id table_id created_ms", _FEEDBACK, "service quality"),
+        Column("diner", "user.unique_id.pseudonymous", "one rating per phone (a MAC of its page id)", CONSENT,
+               _FEEDBACK, mask=HIDDEN),
+        Column("rating", "user.content", "service quality (counts go to HQ)", CONSENT, _FEEDBACK, leaves_store=True),
+        Column("comment", "user.content.free_text", "service quality (stays in the store unless configured)",
+               CONSENT, _FEEDBACK, mask=REDACT),
+    ), created="created_ms"),
+    Table("mem_complaints", "Complaints against dishes, per day and category", (
+        *ops("id session_id line_id table_id category day created_ms", _COMPLAINT, "store health"),
+        Column("note", "user.content.free_text", "what went wrong", CONTRACT, _COMPLAINT, mask=REDACT),
+        Column("staff", "user.name", "who logged it", EMPLOYMENT, _COMPLAINT),
+    ), created="created_ms"),
+    Table("mem_meta", "Members settings (summary cursor)", ops("key value", until("for the life of the database"))),
+))

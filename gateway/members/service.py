@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.core.models import now_ms
 from gateway.core.text import clean as clean_text
+from gateway.core.text import free_text
 from gateway.members import benefits, bills, feedback, ledger, registry, summary, tiers
 from gateway.members.ledger import MembersError
 from gateway.privacy.fields import FieldCipher
@@ -225,7 +226,7 @@ class MembersService:
             raise MembersError("op must be earn or redeem")
         now = self.clock()
         req = ledger.digest(op, member_id, points)
-        note = clean_text(ref, 60)
+        note = free_text(ref, 60)
 
         def write(c: Connection) -> ledger.Posted:
             if c.execute("SELECT state FROM mem_members WHERE id = ?", (member_id,)).fetchone() is None:

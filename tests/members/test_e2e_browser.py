@@ -66,6 +66,8 @@ def test_member_pages_on_a_phone(broker, write_config, gateway_process, chromium
     ctx.set_default_timeout(10_000)
     diner = ctx.new_page()
     diner.goto(f"{url}?lang={lang}")
+    diner.get_by_role("heading", name=re.compile("A1")).wait_for()
+    own_table_page = diner.url  # with this phone's id: one of the party
     diner.get_by_role("link", name=t["members"], exact=True).click()
     diner.get_by_role("button", name=t["join"]).wait_for()
     _no_sideways_scroll(diner, "join page")
@@ -122,7 +124,7 @@ def test_member_pages_on_a_phone(broker, write_config, gateway_process, chromium
 
     diner.goto(member_page)
     assert "72" in diner.locator("#member-points").inner_text()
-    diner.goto(f"{url}?lang={lang}&d=ratephone1")
+    diner.goto(own_table_page)
     diner.locator("input[name=rating][value='5']").check()
     diner.get_by_role("button", name=t["rate"]).click()
     diner.get_by_text(t["thanks"]).wait_for()

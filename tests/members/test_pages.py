@@ -49,6 +49,7 @@ def staff(gw, app):
 def test_diner_joins_sees_own_page_withdraws_consent_and_asks_for_erasure(gw, svc, mem, app, lang):
     client = app.test_client()
     d = Diner(client, svc, "A1", lang=lang)
+    order(gw, "A1", {"c06": 1})
     page = d.page().get_data(as_text=True)
     assert "/member?" in page  # the optional members link; ordering never requires it
     join = client.get(f"/t/{d.token}/member?d={d.d}&lang={lang}")
@@ -78,7 +79,6 @@ def test_diner_joins_sees_own_page_withdraws_consent_and_asks_for_erasure(gw, sv
     assert client.post(f"/m/{mtoken}/request", data={"csrf": "x", "kind": "export"}).status_code == 400
     assert client.get(f"/m/{mtoken[:-2]}zz").status_code == 404
     # link to the bill from the diner side, then pay and rate
-    order(gw, "A1", {"c06": 1})
     r = client.post(f"/t/{d.token}/member/attach", data={"csrf": form, "m": mtoken, "lang": lang})
     assert r.status_code == 303
     svc.pay("A1", "cash", "", "boss")
@@ -86,6 +86,9 @@ def test_diner_joins_sees_own_page_withdraws_consent_and_asks_for_erasure(gw, sv
     r = client.post(f"/t/{d.token}/feedback", data={**d.form(), "rating": "4", "comment": "好吃"})
     assert r.status_code == 303
     assert ("感谢评价" if lang == "zh" else "Thanks for rating") in d.page().get_data(as_text=True)
+    # a phone that was not one of the party cannot rate (nor see the bill)
+    other = Diner(client, svc, "A1", d="stranger9", lang=lang)
+    assert client.post(f"/t/{d.token}/feedback", data={**other.form(), "rating": "1"}).status_code == 403
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])

@@ -69,6 +69,7 @@ def member_join_post(token: str) -> Any:
     try:
         ctx = svc.resolve(token)
         svc.check_form(token, request.form.get("csrf", ""))
+        svc.note_participant(ctx.table.id, diner_id())  # one of the party (may rate the visit once paid)
     except OrderingError as err:
         return error_page(err, lang)
     f = request.form
@@ -183,8 +184,9 @@ def feedback(token: str) -> Any:
     try:
         ctx = svc.resolve(token)
         svc.check_form(token, request.form.get("csrf", ""))
-        if not d:
-            raise OrderingError("Reload the page. 请刷新页面。", code="no_diner")
+        if not d or svc.table_view_for(ctx.table.id, d).get("clearing"):
+            raise OrderingError("Only the party at the table can rate this visit. 仅本桌用餐顾客可评价。",
+                                code="not_party", status=403)
         mem.rate(ctx.table.id, svc.origin_of(f"feedback:{d}"), request.form.get("rating", ""),
                  request.form.get("comment", ""))
     except OrderingError as err:
