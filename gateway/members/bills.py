@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gateway.core import masking
 from gateway.core.errors import OrderingError
 from gateway.members import benefits, ledger, registry, tiers
 from gateway.members.ledger import MembersError
@@ -63,9 +64,10 @@ class BillHook:
             return []
         number, tier, state = row
         subtotal = base["subtotal"]
+        shown = masking.mask_member_no(number)  # bills and receipts are seen by others: masked
         out: list[dict[str, Any]] = [{"kind": "member", "amount": 0,
-                                      "label_zh": f"会员 {number} · {tiers.name(ctx, tier, 'zh')}",
-                                      "label_en": f"Member {number} · {tiers.name(ctx, tier, 'en')}"}]
+                                      "label_zh": f"会员 {shown} · {tiers.name(ctx, tier, 'zh')}",
+                                      "label_en": f"Member {shown} · {tiers.name(ctx, tier, 'en')}"}]
         pct = ctx.mcfg.tier_discount_pct[tier] if state == "active" else 0
         if pct and subtotal > 0:
             out.append({"kind": "tier", "amount": subtotal * pct // 100,

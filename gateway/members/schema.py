@@ -185,7 +185,13 @@ _FEEDBACK = after(180, "created_ms", "180d after the rating")
 _COMPLAINT = after(365, "created_ms", "1 year after the complaint (store-health history)")
 
 
+_STAFF_AND_MEMBER = ("shown only to the member (their own page) and to staff on the member pages and the bill "
+                     "panel; never on tickets, in logs or upstream")
+
+
 def _m(name: str, category: str, purpose: str, basis: str = CONTRACT, **kw: object) -> Column:
+    kw.setdefault("mask", HIDDEN)
+    kw.setdefault("note", _STAFF_AND_MEMBER)
     return Column(name, category, purpose, basis, _MEMBER, **kw)  # type: ignore[arg-type]
 
 
@@ -196,13 +202,14 @@ def _fin(names: str, purpose: str) -> tuple[Column, ...]:
 INVENTORY = Declaration("members", (
     Table("mem_members", "Members: who they are, their tier and cached points balance", (
         *ops("id qr_version state channel", _MEMBER, "membership"),
-        _m("member_no", "user.unique_id", "identify the member at the counter (shown on the bill and receipt)"),
+        _m("member_no", "user.unique_id", "identify the member at the counter (masked on receipts)",
+           mask="mask_member_no"),
         _m("nickname", "user.name", "greet the member", CONSENT, mask="mask_name"),
         _m("phone_ct", "user.contact.phone_number", "find the member by phone", CONSENT, mask="mask_phone",
            encrypted=True, index="phone_bidx"),
         _m("phone_bidx", "user.contact.phone_number", "13-bit blind index of the phone", CONSENT, mask=HIDDEN),
         Column("birthday", "user.demographic.date_of_birth", "birthday perk (month-day only)", CONSENT,
-               until("blanked when the birthday consent is withdrawn; else while a member")),
+               until("blanked when the birthday consent is withdrawn; else while a member"), mask=HIDDEN),
         _m("preferences", "user.behavior.purchase_history", "serve the member as they like", CONSENT, mask=REDACT),
         _m("allergies_ct", "user.health_and_medical", "warn staff serving the member (忌口/allergies)", CONSENT,
            mask=REDACT, encrypted=True),
@@ -219,7 +226,8 @@ INVENTORY = Declaration("members", (
         subjects.member_values, subjects.member_normalise),)),
     Table("mem_consents", "Consent per purpose, each answer a row (time, text version, channel)", (
         *ops("id", _PROOF, "consent"),
-        *(Column(n, "user.behavior", "proof of consent (PIPL 14)", LEGAL_OBLIGATION, _PROOF)
+        *(Column(n, "user.behavior", "proof of consent (PIPL 14)", LEGAL_OBLIGATION, _PROOF, mask=HIDDEN,
+                 note=_STAFF_AND_MEMBER)
           for n in ("member_id", "purpose", "granted", "text_version", "channel", "ts_ms")),
         Column("by", "user.name", "the staff member who asked (counter)", EMPLOYMENT, _PROOF),
     ), created="ts_ms"),
@@ -248,7 +256,8 @@ INVENTORY = Declaration("members", (
                                                 for n in ("id", "member_id", "ts_ms", "from_tier", "to_tier",
                                                           "why")), created="ts_ms"),
     Table("mem_requests", "Export and erasure requests", (
-        *(Column(n, "user.behavior", "data-subject requests (PIPL 45, 47)", LEGAL_OBLIGATION, _PROOF)
+        *(Column(n, "user.behavior", "data-subject requests (PIPL 45, 47)", LEGAL_OBLIGATION, _PROOF, mask=HIDDEN,
+                 note=_STAFF_AND_MEMBER)
           for n in ("id", "member_id", "kind", "state", "created_ms", "done_ms")),
         Column("done_by", "user.name", "the staff member who completed it", EMPLOYMENT, _PROOF),
         Column("note", "user.content.free_text", "the outcome or the reason for a refusal", LEGAL_OBLIGATION,
@@ -258,7 +267,8 @@ INVENTORY = Declaration("members", (
         *ops("id session_id table_id created_ms", _FEEDBACK, "service quality"),
         Column("diner", "user.unique_id.pseudonymous", "one rating per phone (a MAC of its page id)", CONSENT,
                _FEEDBACK, mask=HIDDEN),
-        Column("rating", "user.content", "service quality (counts go to HQ)", CONSENT, _FEEDBACK, leaves_store=True),
+        Column("rating", "user.content", "service quality (counts and the average go to HQ)", CONSENT, _FEEDBACK,
+               mask=HIDDEN, note="shown to the phone that gave it; only counts and the average go to HQ"),
         Column("comment", "user.content.free_text", "service quality (stays in the store unless configured)",
                CONSENT, _FEEDBACK, mask=REDACT),
     ), created="created_ms"),

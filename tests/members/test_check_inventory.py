@@ -76,20 +76,32 @@ def test_members_check_names_a_tampered_balance(tmp_path, caplog):
 
 def test_every_members_column_is_declared(gw):
     conn = gw.store.read()
-    declared = {(t, c) for t, c, *_ in INVENTORY}
-    found = set()
-    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'mem\\_%' "
-                                 "ESCAPE '\\'").fetchall():
-        for row in conn.execute(f"PRAGMA table_info({table})").fetchall():
-            found.add((table, row[1]))
-    assert found - declared == set(), "undeclared columns"
-    assert declared - found == set(), "declared columns that do not exist"
-    for t, c, category, purpose, basis, retention, mask, _leaves, _encrypted in INVENTORY:
-        assert "." in category and purpose and basis and retention and mask, (t, c)
-        if not category.startswith("system."):
-            assert basis != "not personal data", (t, c)
-    assert {(t, c) for t, c, *rest in INVENTORY if rest[-1]} == {("mem_members", "phone_ct"),
-                                                                 ("mem_members", "allergies_ct")}
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                         "AND name LIKE 'mem\\_%' ESCAPE '\\'")]
+    schema = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
+    declared = {t.name: [c.name for c in t.columns] for t in INVENTORY.tables}
+    assert set(schema) == set(declared)
+    for t in tables:
+        assert sorted(schema[t]) == sorted(declared[t]), t
+    encrypted = {(t.name, c.name) for t in INVENTORY.tables for c in t.columns if c.encrypted}
+    assert encrypted == {("mem_members", "phone_ct"), ("mem_members", "allergies_ct")}
+    assert [c.name for t in INVENTORY.tables for c in t.columns if c.leaves_store] == []
+
+
+def test_member_export_and_erase_hooks(gw, mem):
+    from gateway.members import subjects
+
+    out = register(mem, phone="13812345678", allergies="sesame")
+    mem.points(out["id"], "earn", 50, "hook-earn-01", "boss")
+    conn = gw.store.read()
+    exported = subjects.member_export(conn, out["no"].lower())
+    assert exported["mem_members"][0]["phone_ct"] == "(field-encrypted)"
+    assert exported["mem_ledger"][0]["points"] == 50
+    erased = gw.store.writer.call(lambda c: subjects.member_erase(c, out["no"], 0))
+    assert erased.erased["mem_members"] == 1 and erased.erased["mem_ledger"] == 1
+    assert erased.retained and erased.retained[0]["basis"] == "legal obligation"
+    assert subjects.member_values(gw.store.read()) == []
+    assert mem.check() == []
 
 
 @pytest.mark.parametrize(("extra", "key"), [
