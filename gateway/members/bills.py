@@ -195,7 +195,7 @@ def detach(conn: Connection, bill: dict[str, Any], who: str) -> None:
 def redeem_points(ctx: MembersContext, conn: Connection, bill: dict[str, Any], points: int, idem: str, who: str,
                   now: int) -> ledger.Posted:
     """Pay part of a bill with points, once per request id (``redeem:IDEM``)."""
-    req = ledger.digest("bill-points", bill["session"], points)
+    req = ledger.digest("bill-points", points)  # the entry names its bill; a replay after clearing still matches
     found = ledger.find(conn, f"redeem:{idem}")
     if found is not None:  # a replay: the same answer, even after the bill was paid
         return ledger.replay(conn, found, found[1], req)

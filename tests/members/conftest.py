@@ -15,8 +15,6 @@ from ordhelpers import TABLES, gateway_config  # noqa: E402
 
 from gateway.app import build  # noqa: E402
 
-CONSENT_ALL = {"benefits": True, "marketing": False, "birthday": True}
-
 
 @pytest.fixture
 def make_gw(tmp_path: Path) -> Iterator[Callable[..., Any]]:
@@ -56,17 +54,3 @@ def mem(gw: Any) -> Any:
     return gw.services["members"]
 
 
-def order(gw: Any, table: str, items: dict[str, int]) -> int:
-    """Put dishes on a table's bill directly (diner flow is tested in ordering); return the session id."""
-    svc = gw.services["ordering"]
-    ctx = svc.resolve(svc.token_for(table))
-    for item, qty in items.items():
-        svc.add_to_cart(ctx, item, {}, qty, "", "", f"10.0.0.{len(table)}")
-    svc.submit(ctx, f"idem-{table}-{len(items)}-{sorted(items)}", "", "10.0.0.9")
-    return svc.bill(table)["session"]
-
-
-def register(mem: Any, phone: str = "13812345678", nickname: str = "Lin", **kw: Any) -> dict[str, Any]:
-    kw.setdefault("consents", dict(CONSENT_ALL))
-    kw.setdefault("channel", "counter")
-    return mem.register(nickname=nickname, phone=phone, who="boss", **kw)

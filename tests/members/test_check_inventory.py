@@ -8,7 +8,7 @@ import logging
 
 import pytest
 from click.testing import CliRunner
-from conftest import register
+from memhelpers import register
 
 from gateway.app import build
 from gateway.cli import main

@@ -4,7 +4,7 @@ payment and reversed on void/refund, FEFO lots and expiry, coupons single-use, t
 from __future__ import annotations
 
 import pytest
-from conftest import order, register
+from memhelpers import order, register
 
 from gateway.core.errors import OrderingError
 from gateway.members import registry

@@ -8,7 +8,7 @@ import re
 import threading
 
 import pytest
-from conftest import order, register
+from memhelpers import order, register
 from ordhelpers import Diner
 
 from gateway.staff import accounts as staffops
