@@ -15,7 +15,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from gateway.core import masking
-from gateway.core.text import clean as clean_text
 from gateway.core.text import free_text
 from gateway.members.ledger import MembersError
 from gateway.privacy.fields import normalise_phone
@@ -183,7 +182,7 @@ def by_token(ctx: MembersContext, conn: Connection, token: str) -> int | None:
 
 def identify(ctx: MembersContext, conn: Connection, query: str) -> int | None:
     """Find a member from what the counter typed or scanned: a mobile number, a member QR or a number."""
-    q = clean_text(query, 200)
+    q = str(query or "").strip()[:200]  # looked up, never stored
     if not q:
         return None
     if "." in q:

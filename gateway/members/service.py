@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import threading
 from dataclasses import asdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.core.models import now_ms
-from gateway.core.text import clean as clean_text
 from gateway.core.text import free_text
 from gateway.members import benefits, bills, feedback, ledger, registry, summary, tiers
 from gateway.members.ledger import MembersError
@@ -29,6 +29,16 @@ from gateway.store.db import Connection
 
 _LOGGER = logging.getLogger(__name__)
 CARD_FRESH_MS = 60_000  # a card tap is used for the next action within this long
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
+
+
+def request_id(idem: Any) -> str:
+    """A caller's request id (idempotency key): 8-64 of A-Z a-z 0-9 _ . : - (nobody types it)."""
+    if not isinstance(idem, str) or not _REQUEST_ID.fullmatch(idem):
+        raise MembersError("A request id (8-64 letters, digits, _ . : -) is required.", code="idem_required")
+    return idem
 
 
 def build(ctx: ServiceContext) -> MembersService:
@@ -219,9 +229,7 @@ class MembersService:
     def points(self, member_id: int, op: str, points: int, idem: str, who: str, ref: str = "") -> dict[str, Any]:
         """Earn (a manual credit) or redeem (a gift exchange) points once per request id ``idem``;
         a replay returns the first answer with ``duplicate: true``."""
-        key = clean_text(idem, 64)
-        if len(key) < 8:
-            raise MembersError("A request id (8-64 characters) is required.", code="idem_required")
+        key = request_id(idem)
         if op not in ("earn", "redeem"):
             raise MembersError("op must be earn or redeem")
         now = self.clock()
@@ -248,9 +256,7 @@ class MembersService:
                      who: str, min_spend: int = 0) -> int:
         """A campaign coupon for one member (a manager), once per request id; audited."""
         now = self.clock()
-        key = clean_text(idem, 64)
-        if len(key) < 8:
-            raise MembersError("A request id is required.", code="idem_required")
+        key = request_id(idem)
         if not 1 <= days <= 366:
             raise MembersError("Valid for 1-366 days.")
         return self._write(lambda c: benefits.issue(
@@ -284,9 +290,7 @@ class MembersService:
 
     def redeem_points(self, table_id: str, points: int, idem: str, who: str) -> dict[str, Any]:
         """Pay part of the bill with points, once per request id; audited."""
-        key = clean_text(idem, 64)
-        if len(key) < 8:
-            raise MembersError("A request id is required.", code="idem_required")
+        key = request_id(idem)
         now = self.clock()
 
         def fn(c: Connection, bill: dict[str, Any]) -> ledger.Posted:

@@ -70,8 +70,15 @@ SHAPES: dict[str, Any] = {
                                                       events=VALUE))),
     "/orders/summary": Obj(id=ID, ts=TS, kind=ENUM, store=ID, table=NAME, opened_at=TS, window_start=TS,
                            window_s=VALUE, covers=VALUE, rounds=VALUE, currency=ENUM, items=ListOf(_ORDER_ITEM),
-                           subtotal_cents=VALUE, service_cents=VALUE, revenue_cents=VALUE, payment=ENUM,
-                           ticket_times=Obj(count=VALUE, p50_s=VALUE, p90_s=VALUE, max_s=VALUE)),
+                           subtotal_cents=VALUE, service_cents=VALUE, discount_cents=VALUE, revenue_cents=VALUE,
+                           payment=ENUM, ticket_times=Obj(count=VALUE, p50_s=VALUE, p90_s=VALUE, max_s=VALUE)),
+    "/members/summary": Obj(id=ID, ts=TS, kind=ENUM, store=ID, window_start=TS, window_s=VALUE,
+                            tiers=ListOf(Obj(tier=VALUE, name_zh=TEXT, name_en=TEXT, registered=VALUE, active=VALUE)),
+                            new_members=VALUE,
+                            points=Obj(issued=VALUE, redeemed=VALUE, expired=VALUE, reversed=VALUE, restored=VALUE),
+                            coupons_redeemed=MapOf(VALUE), complaints=MapOf(VALUE),
+                            feedback=Obj(count=VALUE, avg_rating=VALUE),
+                            comments=ListOf(Obj(source=ENUM, rating=VALUE, category=NAME, text=TEXT))),
 }
 
 _lock = threading.Lock()
