@@ -120,7 +120,7 @@ def member_points(member_id: int) -> Any:
     JSON for scripts and devices: ``{"ok", "entry_id", "points", "balance", "duplicate"}``.
     """
     op = request.form.get("op", "")
-    if op == "earn" and not g.staff.can("members_admin"):
+    if op == "earn" and not g.staff.can("members-admin"):
         abort(403)
     points = parse_uint_or(request.form.get("points", ""), 0, max_digits=7)
     target = url_for("staff.member_detail", member_id=member_id)
@@ -135,7 +135,7 @@ def member_points(member_id: int) -> Any:
 
 
 @bp.post("/members/<int:member_id>/coupon")
-@need("members_admin")
+@need("members-admin")
 def member_coupon(member_id: int) -> Any:
     """Issue a campaign coupon to the member (managers)."""
     f = request.form
@@ -154,14 +154,14 @@ def member_request(member_id: int) -> Any:
 
 
 @bp.get("/members/requests")
-@need("members_admin")
+@need("members-admin")
 def member_requests() -> Any:
     """Export and erasure requests: run `storegw privacy export|erase`, then mark them done (or refused)."""
     return _render("staff/member_requests.html", requests=members().requests(open_only=False), date=_date)
 
 
 @bp.post("/members/requests/<int:request_id>")
-@need("members_admin")
+@need("members-admin")
 def member_request_finish(request_id: int) -> Any:
     """Mark a request done or refused (with the reason)."""
     return _act(url_for("staff.member_requests"), members().finish_request, request_id,
