@@ -21,3 +21,30 @@ def register(mem: Any, phone: str = "13812345678", nickname: str = "Lin", **kw: 
     kw.setdefault("consents", dict(CONSENT_ALL))
     kw.setdefault("channel", "counter")
     return mem.register(nickname=nickname, phone=phone, who="boss", **kw)
+
+
+MANAGER_PASSWORD = "a long manager password"
+
+
+def enrol_manager(config: Any, tmp_path: Any, name: str = "boss") -> Any:
+    """Add a manager (password + TOTP) through `storegw staff add`; return their pyotp TOTP."""
+    import re
+
+    import pyotp
+    from ordhelpers import run_cli
+
+    from gateway.cli import ordering as cli
+
+    pw = tmp_path / f"{name}.pw"
+    pw.write_text(MANAGER_PASSWORD + "\n")
+    out = run_cli(cli.staff, "add", name, "--role", "manager", "--password-file", str(pw), "--config", str(config))
+    return pyotp.parse_uri(re.search(r"otpauth://\S+", out).group(0))
+
+
+def fresh_code(totp: Any) -> str:
+    """A code of the current step, not at the edge of it."""
+    import time
+
+    if time.time() % 30 > 28.5:
+        time.sleep(1.6)
+    return totp.now()

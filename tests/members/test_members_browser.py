@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ordering"))
 
+from memhelpers import MANAGER_PASSWORD, enrol_manager, fresh_code  # noqa: E402
 from ordhelpers import CHROMIUM_ARGS, HttpDiner, prepare_store, start_gateway, table_url  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -48,11 +49,12 @@ def _no_sideways_scroll(page, what):
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-def test_member_pages_on_a_phone(broker, write_config, gateway_process, chromium, lang):
+def test_member_pages_on_a_phone(broker, write_config, gateway_process, chromium, lang, tmp_path):
     t = T[lang]
     cfg = write_config(local_port=broker.port, hq_port=broker.port, uplink='client_id = "hq-side"',
                        extra="[members]\nbirthday_coupon_cents = 0\n")
-    prepare_store(cfg, staff=(("boss", "manager"),))
+    prepare_store(cfg)
+    totp = enrol_manager(cfg, tmp_path)
     gw = start_gateway(gateway_process, cfg).start()
     origin = f"http://127.0.0.1:{gw.web_port}"
     url = table_url(cfg, "A1")
@@ -101,7 +103,8 @@ def test_member_pages_on_a_phone(broker, write_config, gateway_process, chromium
     desk = staff_ctx.new_page()
     desk.goto(f"{origin}/staff/tables/A1?lang={lang}")
     desk.get_by_role("textbox", name="Name 姓名").fill("boss")
-    desk.get_by_label("PIN").fill("246813")
+    desk.get_by_label("PIN or password").fill(MANAGER_PASSWORD)
+    desk.get_by_label("Authenticator code").fill(fresh_code(totp))
     desk.get_by_role("button", name="Sign in 登录").click()
     desk.locator("#panel-member").wait_for()  # the diner linked the bill
     assert "花生 peanuts" in desk.locator(".allergy").inner_text()

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 from memhelpers import order, register
-from ordhelpers import Diner
+from ordhelpers import PASSWORD, Diner, add_privileged, staff_login
 
 from gateway.staff import accounts as staffops
 from web import create_app
@@ -39,9 +39,11 @@ def app(gw):
 
 @pytest.fixture
 def staff(gw, app):
-    add_staff(gw, "wang", "manager")
+    auth = add_privileged(gw.services["ordering"], "wang")  # managers: password + TOTP
     c = app.test_client()
-    c.csrf = login(c, "wang")
+    r = staff_login(c, "wang", PASSWORD, auth.code())
+    assert r.status_code == 303, r.get_data(as_text=True)
+    c.csrf = csrf(c)
     return c
 
 

@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from memhelpers import MANAGER_PASSWORD, enrol_manager, fresh_code
 from ordhelpers import prepare_store, start_gateway
 
 pytestmark = pytest.mark.slow
@@ -52,22 +53,24 @@ class Staff:
         except urllib.error.HTTPError as err:
             return err.code, err.read().decode()
 
-    def login(self, name: str, pin: str = "246813") -> None:
+    def login(self, name: str, password: str, code: str) -> None:
         _, html = self.call("GET", "/staff/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-        status, _ = self.call("POST", "/staff/login", {"name": name, "pin": pin, "csrf_token": token})
-        assert status == 303
+        status, body = self.call("POST", "/staff/login", {"name": name, "pin": password, "code": code,
+                                                          "csrf_token": token})
+        assert status == 303, body[-500:]
         _, html = self.call("GET", "/staff/members")
         self.csrf = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def test_thousand_replays_with_sigkill_change_each_balance_once(broker, write_config, gateway_process):
+def test_thousand_replays_with_sigkill_change_each_balance_once(broker, write_config, gateway_process, tmp_path):
     rng = random.Random(11)
     cfg = write_config(local_port=broker.port, hq_port=broker.port, uplink='client_id = "hq-side"')
-    prepare_store(cfg, staff=(("boss", "manager"),))
+    prepare_store(cfg)
+    totp = enrol_manager(cfg, tmp_path)
     gw = start_gateway(gateway_process, cfg).start()
     staff = Staff(gw.web_port)
-    staff.login("boss")
+    staff.login("boss", MANAGER_PASSWORD, fresh_code(totp))
 
     members = []
     for i in range(MEMBERS):
