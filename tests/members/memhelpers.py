@@ -48,3 +48,12 @@ def fresh_code(totp: Any) -> str:
     if time.time() % 30 > 28.5:
         time.sleep(1.6)
     return totp.now()
+
+
+def trust_clock(config: Any) -> None:
+    """`storegw staff trust-clock` (a test board's clock is not known to be right)."""
+    from ordhelpers import run_cli
+
+    from gateway.cli import ordering as cli
+
+    run_cli(cli.staff, "trust-clock", "--by", "tester", "--config", str(config))

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ordering"))
 
-from memhelpers import MANAGER_PASSWORD, enrol_manager, fresh_code  # noqa: E402
+from memhelpers import MANAGER_PASSWORD, enrol_manager, fresh_code, trust_clock  # noqa: E402
 from ordhelpers import CHROMIUM_ARGS, HttpDiner, prepare_store, start_gateway, table_url  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -56,6 +56,7 @@ def test_member_pages_on_a_phone(broker, write_config, gateway_process, chromium
     prepare_store(cfg)
     totp = enrol_manager(cfg, tmp_path)
     gw = start_gateway(gateway_process, cfg).start()
+    trust_clock(cfg)
     origin = f"http://127.0.0.1:{gw.web_port}"
     url = table_url(cfg, "A1")
     HttpDiner(url, d="orderer01").post("add", item="c06", qty="2")

@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from memhelpers import MANAGER_PASSWORD, enrol_manager, fresh_code
+from memhelpers import MANAGER_PASSWORD, enrol_manager, fresh_code, trust_clock
 from ordhelpers import prepare_store, start_gateway
 
 pytestmark = pytest.mark.slow
@@ -69,6 +69,7 @@ def test_thousand_replays_with_sigkill_change_each_balance_once(broker, write_co
     prepare_store(cfg)
     totp = enrol_manager(cfg, tmp_path)
     gw = start_gateway(gateway_process, cfg).start()
+    trust_clock(cfg)
     staff = Staff(gw.web_port)
     staff.login("boss", MANAGER_PASSWORD, fresh_code(totp))
 
