@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gateway.guests import schema as guests_schema
+from gateway.guests import service as guests
 from gateway.ordering import schema as ordering_schema
 from gateway.ordering import service as ordering
 from gateway.printing import schema as printing_schema
@@ -17,11 +19,12 @@ from gateway.printing import service as printing
 from gateway.staff import service as staff
 
 # Migrations after the store's own, in this order (gateway.store.migrations).
-SCHEMAS = (printing_schema, ordering_schema)
+SCHEMAS = (printing_schema, ordering_schema, guests_schema)
 
 # Built and started in this order; a later service may use an earlier one.
 SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("printing", printing.build),
     ("staff", staff.build),
     ("ordering", ordering.build),
+    ("guests", guests.build),
 )

@@ -66,3 +66,12 @@ class OrderingError(GatewayError):
         super().__init__(message)
         self.code = code
         self.status = status
+
+
+class GuestError(OrderingError):
+    """A guest registration that cannot be saved; ``fields`` names what is missing or wrong."""
+
+    def __init__(self, message: str, *, code: str = "invalid", status: int = 400,
+                 fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message, code=code, status=status)
+        self.fields = fields

@@ -75,6 +75,12 @@ class EncryptedField:
 # Every field-encrypted column, one line each, e.g.
 #   EncryptedField("members", "phone_ct", ref="member_id", index="phone_bidx", kind="phone"),
 FIELDS: list[EncryptedField] = [
+    EncryptedField("guest_people", "name_ct", ref="ref"),
+    EncryptedField("guest_people", "doc_number_ct", ref="ref", index="doc_bidx", kind="id_number"),
+    EncryptedField("guest_people", "details_ct", ref="ref"),
+    EncryptedField("guest_people", "photo_ct", ref="ref"),
+    EncryptedField("guest_people", "guardian_ct", ref="ref"),
+    EncryptedField("guest_reports", "payload_ct", ref="id"),
 ]
 
 

@@ -20,12 +20,14 @@ from gateway.core.text import clean as clean_text
 from gateway.store.db import Connection, IntegrityError
 
 ROLES = ("waiter", "kitchen", "cashier", "manager", "technician")
-# What each role may do; managers may do everything.
+# What each role may do; managers may do everything. "guests": the front-desk registration page
+# (cashiers work the hotel front desk); "authority": the police-report outbox (managers only).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "waiter": frozenset({"tables", "tasks", "orders", "kds"}),
     "kitchen": frozenset({"kds", "tasks"}),
-    "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks"}),
-    "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff"}),
+    "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks", "guests"}),
+    "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff", "guests",
+                          "authority"}),
     "technician": frozenset({"reprint", "kds"}),
 }
 # 8 MiB, 3 passes: argon2's 64 MiB default would double the gateway's memory at every login
