@@ -36,7 +36,7 @@ def _guests(conn: Connection) -> None:
         CREATE INDEX guest_stays_out ON guest_stays (checked_out_ms);
         CREATE TABLE guest_people (
             id INTEGER PRIMARY KEY,
-            ref TEXT NOT NULL UNIQUE,        -- random; bound into every ciphertext of the row
+            ref TEXT NOT NULL UNIQUE,        -- random, bound into every ciphertext of the row
             stay_id INTEGER NOT NULL,
             doc_type TEXT NOT NULL,
             source TEXT NOT NULL,            -- idcard | mrz | manual
@@ -67,7 +67,7 @@ def _guests(conn: Connection) -> None:
             failed_ms INTEGER,
             error TEXT NOT NULL DEFAULT '',
             file TEXT NOT NULL DEFAULT '',   -- the dropped file's name (REPORT_ID.json)
-            payload_ct BLOB                  -- the copy sent; NULL once acknowledged
+            payload_ct BLOB                  -- the copy sent, NULL once acknowledged
         );
         CREATE INDEX guest_reports_state ON guest_reports (state);
         CREATE INDEX guest_reports_stay ON guest_reports (stay_id);

@@ -1,0 +1,64 @@
+"""Fixtures for guest registration: an in-process gateway with ``[guests] enabled = true``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import build
+from gateway.staff import accounts
+
+PIN = "246813"
+
+
+class Clock:
+    """The guest service's clock, advanced by the tests."""
+
+    def __init__(self, start_ms: int) -> None:
+        self.ms = start_ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def advance(self, hours: float = 0, days: float = 0) -> None:
+        self.ms += int(hours * 3_600_000 + days * 86_400_000)
+
+
+@pytest.fixture
+def make_gw(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build and start in-process gateways with guests on; staff lin (cashier) and boss (manager)."""
+    from guestkit import guests_config
+
+    started: list[Any] = []
+
+    def make(extra: str = "", *, web: bool = False, devices: bool = False, **kw: Any) -> Any:
+        cfg = guests_config(tmp_path, extra, **kw)
+        gw = build(cfg)
+        gw.start(web=web, devices=devices)
+        started.append(gw)
+        for name, role in (("lin", "cashier"), ("boss", "manager"), ("wang", "waiter")):
+            gw.store.writer.call(lambda c, n=name, r=role: accounts.add_staff(c, n, r, PIN))
+        return gw
+
+    yield make
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def gw(make_gw: Callable[..., Any]) -> Any:
+    """A running gateway with guests on and automatic sending off (the tests drive the outbox)."""
+    return make_gw("auto_send = false")
+
+
+@pytest.fixture
+def svc(gw: Any) -> Any:
+    """The guest service with a test clock (``svc.clock.advance``)."""
+    from gateway.core.models import now_ms
+
+    s = gw.services["guests"]
+    s.clock = Clock(now_ms())
+    return s

@@ -1,0 +1,88 @@
+"""Helpers for the guest tests: synthetic identities from the shared vectors, a gateway with guests on.
+
+Every identity is synthetic and checksum-valid, taken from ``tests/devices/vectors`` and cited by id:
+GB 11643 numbers from ``gb11643.json``, passports from ``mrz.json``. Names and addresses are made up.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from gateway.config import parse
+from realparts import free_port
+
+VECTORS = Path(__file__).resolve().parent.parent / "devices" / "vectors"
+
+
+def vector(file: str, vid: str) -> dict[str, Any]:
+    """The entry ``vid`` of a vector file (asserting it is a valid one)."""
+    entry = next(e for e in json.loads((VECTORS / file).read_text()) if e["id"] == vid)
+    assert entry["valid"], vid
+    return entry
+
+
+def id_card(vid: str, name: str, address: str = "示例省示例市示例路1号", photo_hex: str = "") -> dict[str, str]:
+    """Card fields for the SAM simulator from a gb11643.json vector (its number, birth date, sex)."""
+    e = vector("gb11643.json", vid)
+    number, exp = e["input"], e["expected"]
+    card = {"name": name, "gender": "1" if exp["sex"] == "male" else "2", "nation": "01",
+            "birth": exp["birth_date"].replace("-", ""), "address": address, "id_number": number,
+            "authority": "示例市公安局", "valid_from": "20200101", "valid_to": "20400101"}
+    if photo_hex:
+        card["photo_hex"] = photo_hex
+    return card
+
+
+def mrz_zone(vid: str) -> str:
+    """The MRZ text of an mrz.json vector."""
+    return vector("mrz.json", vid)["input"]
+
+
+ADULT = ("stdnum-jiangxi-dean", "王小明")          # 360426199101010071, male, 1991-01-01
+ADULT_F = ("gb-std-beijing-chaoyang", "李小红")    # 11010519491231002X, female, 1949-12-31
+MINOR = ("stdnum-guangzhou-panyu-x", "王小宝")     # 44011320141005001X, male, 2014-10-05 (a minor, under 14)
+PASSPORT = "td3-can"                               # MARTIN, SARAH; CAN; ZE000509; 1985-01-01
+
+
+def encodings(secret: str | bytes) -> list[bytes]:
+    """A value as plain UTF-8, UTF-16 (LE and BE), hex (both cases) and base64."""
+    raw = secret.encode() if isinstance(secret, str) else secret
+    out = [raw, base64.b64encode(raw), raw.hex().encode(), raw.hex().upper().encode()]
+    if isinstance(secret, str):
+        out += [secret.encode("utf-16-le"), secret.encode("utf-16-be")]
+    return out
+
+
+def guests_config(tmp_path: Path, extra: str = "", *, uplink: str = "enabled = false", local_port: int = 0,
+                  hq_port: int = 0) -> Any:
+    """A config for an in-process gateway with guest registration on."""
+    text = f"""
+[store]
+id = "sh-001"
+name = "示例酒店"
+data_dir = "{(tmp_path / 'data').as_posix()}"
+
+[local_mqtt]
+port = {local_port or free_port()}
+
+[uplink]
+host = "127.0.0.1"
+port = {hq_port or free_port()}
+tls = false
+reconnect_min = "200ms"
+reconnect_max = "2s"
+{uplink}
+
+[web]
+listen = "127.0.0.1:{free_port()}"
+public_host = "order.test"
+
+[guests]
+enabled = true
+{extra}
+"""
+    return parse(tomllib.loads(text))
