@@ -12,8 +12,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from gateway.config import parse
 from realparts import free_port
+
+from gateway.config import parse
 
 VECTORS = Path(__file__).resolve().parent.parent / "devices" / "vectors"
 

@@ -73,7 +73,8 @@ def test_resident_id_registered_encrypted_and_masked(svc, gw) -> None:
     details = json.loads(cipher.decrypt_text("guest_people", "details_ct", bytes(cts[2]), ref))
     assert details["birth_date"] == "1991-01-01" and details["ethnicity"] == "01"
     # audited by reference, never a value
-    audits = gw.store.read().execute("SELECT action, target, reason FROM ord_audit WHERE action LIKE 'guest-%'").fetchall()
+    audits = gw.store.read().execute("SELECT action, target, reason FROM ord_audit "
+                                     "WHERE action LIKE 'guest-%'").fetchall()
     assert audits == [("guest-register", f"stay:{stay_id}", f"guest:{pid} resident_id")]
     # checkout closes the stay
     svc.checkout(stay_id, "lin")

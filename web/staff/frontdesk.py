@@ -145,7 +145,7 @@ def frontdesk_report_action(report_id: int, action: str) -> Any:
         return _act(back, svc.ack_report, report_id, g.staff.name)
     if action == "fail":
         return _act(back, svc.fail_report, report_id, g.staff.name, request.form.get("why", "")[:120])
-    abort(404)
+    return abort(404)
 
 
 @bp.app_context_processor
