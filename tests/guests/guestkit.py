@@ -87,3 +87,36 @@ enabled = true
 {extra}
 """
     return parse(tomllib.loads(text))
+
+
+PAGE, RESERVE = 4096, 80  # SQLCipher 4 defaults: 4 KiB pages, IV (16) + HMAC-SHA512 (64) reserved per page
+
+
+def _decrypt_page(raw: bytes, key: bytes, first: bool) -> bytes:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    start = 16 if first else 0
+    iv = raw[PAGE - RESERVE: PAGE - RESERVE + 16]
+    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    return dec.update(raw[start:PAGE - RESERVE]) + dec.finalize()
+
+
+def decrypted_file(db: Path, key: bytes) -> bytes:
+    """Every page of the database file *and* its WAL decrypted with the SQLCipher key (raw key: AES-256-CBC
+    per page, the IV in the page's reserved tail): live rows, free pages and stale cells alike."""
+    out = bytearray()
+    data = db.read_bytes()
+    for i in range(0, len(data) - PAGE + 1, PAGE):
+        out += _decrypt_page(data[i:i + PAGE], key, first=i == 0)
+    wal = Path(f"{db}-wal")
+    if wal.exists():
+        w = wal.read_bytes()
+        pos = 32
+        while pos + 24 + PAGE <= len(w):
+            pgno = int.from_bytes(w[pos:pos + 4], "big")
+            out += _decrypt_page(w[pos + 24:pos + 24 + PAGE], key, first=pgno == 1)
+            pos += 24 + PAGE
+    for extra in (Path(f"{db}-shm"),):
+        if extra.exists():
+            out += extra.read_bytes()
+    return bytes(out)
