@@ -16,10 +16,11 @@ from typing import Any
 from gateway import __version__, domains
 from gateway.config import Config
 from gateway.core.models import now_ms, utcnow
+from gateway.privacy import audit
 from gateway.privacy.keys import Keyring, database_key
 from gateway.privacy.service import KeyService
 from gateway.spine.alerts import AlertManager
-from gateway.spine.context import ServiceContext
+from gateway.spine.context import Periodic, ServiceContext
 from gateway.spine.hub import Hub
 from gateway.spine.ingest import Ingest
 from gateway.spine.telemetry import Telemetry
@@ -53,6 +54,7 @@ class Gateway:
         self.broker: Any = None
         self.scheduler: Any = None
         self.web_server: Any = None
+        self.audit: audit.Checkpointer | None = None
         self._notifier: Any = None
         self._stopping = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
@@ -76,6 +78,7 @@ class Gateway:
             self.store.writer.call(lambda c: self.alerts.raise_(
                 c, QUARANTINE_KEY, kind="gateway", rule="db-quarantined", device="gateway", severity="critical",
                 text=f"damaged database moved aside to {self.store.quarantined.name}; a fresh one was created"))
+        self._start_audit()
         self._build_services()
         self.hub.start()
         if devices:
@@ -124,6 +127,31 @@ class Gateway:
     def _load_state(self, conn: Any) -> None:
         self.alerts.load(conn)
         self.telemetry.load(conn)
+
+    def _start_audit(self) -> None:
+        """Sign audit checkpoints with the keyring's Ed25519 key: every ``audit.checkpoint_entries``
+        appends on the writer (``audit.bind``), and periodically (``periodic``)."""
+        if self.privacy is None:  # a Gateway made without ``build`` (no keyring): entries, no checkpoints
+            _LOGGER.warning("No keyring: audit checkpoints are not signed or sent")
+            return
+        self.audit = audit.Checkpointer(self.cfg.prefix, self.cfg.store.id, self.privacy.ring.signer(),
+                                        every_entries=self.cfg.audit.checkpoint_entries)
+        checkpointer = self.audit
+
+        def bind(c: Any) -> None:
+            checkpointer.record_key(c)
+            audit.bind(c, checkpointer)
+
+        self.store.writer.call(bind)
+        self.on_stop(lambda: self.store.writer.call(audit.unbind))
+
+    def periodic(self) -> tuple[Periodic, ...]:
+        """The gateway's own periodic jobs that are not a domain's (``gateway/jobs.py`` schedules them)."""
+        jobs = []
+        if self.audit is not None:
+            jobs.append(Periodic("audit-checkpoint", self.cfg.audit.checkpoint_every,
+                                 lambda: self.store.writer.submit(self.audit.periodic)))
+        return tuple(jobs)
 
     def _build_services(self) -> None:
         """Build and start the domain services, in order (later ones may use earlier ones)."""

@@ -199,6 +199,15 @@ class KeysConfig:
                               "fields still under an older field key.")
     rewrap_batch: int = opt("int", 200, help="Fields re-encrypted per re-wrap run (one write transaction).")
 
+@dataclass(frozen=True)
+class AuditConfig:
+    """[audit]: the tamper-evident audit chain and its signed checkpoints to HQ."""
+
+    checkpoint_every: float = opt("duration", "5m", help="How often a signed checkpoint of the audit chain goes "
+                                  "to HQ (P/audit/checkpoint) when the chain grew (hourly when it did not).")
+    checkpoint_entries: int = opt("int", 500, help="A checkpoint also goes after this many new entries "
+                                  "(0: only the periodic one).")
+
 
 @dataclass(frozen=True)
 class GuestsConfig:
@@ -248,6 +257,7 @@ class Config:
     backup: BackupConfig = field(default_factory=BackupConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     guests: GuestsConfig = field(default_factory=GuestsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
 
@@ -294,6 +304,7 @@ SECTIONS: dict[str, type] = {
     "backup": BackupConfig,
     "keys": KeysConfig,
     "guests": GuestsConfig,
+    "audit": AuditConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.

@@ -16,10 +16,11 @@ from gateway.ordering import schema as ordering_schema
 from gateway.ordering import service as ordering
 from gateway.printing import schema as printing_schema
 from gateway.printing import service as printing
+from gateway.privacy import schema as privacy_schema
 from gateway.staff import service as staff
 
 # Migrations after the store's own, in this order (gateway.store.migrations).
-SCHEMAS = (printing_schema, ordering_schema, guests_schema)
+SCHEMAS = (privacy_schema, printing_schema, ordering_schema, guests_schema)
 
 # Built and started in this order; a later service may use an earlier one.
 SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (

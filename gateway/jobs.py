@@ -49,6 +49,8 @@ def build_scheduler(gw: Gateway) -> BackgroundScheduler:
     for svc in [*gw.services.values(), *([gw.privacy] if gw.privacy is not None else [])]:
         for job in svc.periodic():
             sched.add_job(job.fn, "interval", seconds=job.every_s, id=job.id)
+    for job in gw.periodic():
+        sched.add_job(job.fn, "interval", seconds=job.every_s, id=job.id)
     interval = _watchdog_interval()
     if interval:
         sched.add_job(lambda: watchdog(gw), "interval", seconds=interval, id="watchdog")

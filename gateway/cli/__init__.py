@@ -17,7 +17,7 @@ import click
 
 from devices.cli import simulate
 from gateway import __version__
-from gateway.cli import ordering, printing
+from gateway.cli import audit, ordering, printing
 from gateway.cli.keys import keys_group
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
 from gateway.core.errors import GatewayError
@@ -289,17 +289,26 @@ def hq() -> None:
 @click.option("--tls", is_flag=True, help="Use TLS.")
 @click.option("--ca-file", default="", help="CA bundle for --tls.")
 @click.option("--count", type=int, default=0, help="Exit after this many messages (0: until Ctrl-C).")
+@click.option("--checkpoints", type=click.Path(file_okay=False), default="",
+              help="Keep each store's audit checkpoints in this directory: STORE.json (latest), STORE.jsonl (all).")
 @handle_errors
-def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_file: str, count: int) -> None:
+def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_file: str, count: int,
+             checkpoints: str) -> None:
     """Print every message HQ receives, one line each: topic and JSON.
+
+    With --checkpoints DIR it also keeps, as HQ would, the latest audit checkpoint of each store
+    (DIR/STORE.json) and all of them (DIR/STORE.jsonl), and warns when a store's chain goes
+    backwards or forks; hand the file to `storegw audit verify --checkpoint`.
 
     \b
     Example:
       storegw hq watch --host hq.example.com --port 8883 --tls --prefix storegw/v1 --store sh-001
+      storegw hq watch --port 1884 --checkpoints /tmp/hq-checkpoints
     """
     from gateway.hq.watch import watch
 
-    watch(host, port, prefix, store_id, tls=tls, ca_file=ca_file, count=count, out=click.echo)
+    watch(host, port, prefix, store_id, tls=tls, ca_file=ca_file, count=count, out=click.echo,
+          checkpoints=checkpoints)
 
 
 @main.command()
@@ -340,3 +349,4 @@ for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, orderin
                  simulate, doctor):
     main.add_command(_command)
 main.add_command(keys_group)
+main.add_command(audit.audit)

@@ -203,11 +203,11 @@ def tick(ctx: GuestsContext, c: Connection) -> dict[str, int]:
         row = c.execute("SELECT state FROM guest_reports WHERE id = ?", (rid,)).fetchone()
         if row is not None and row[0] == "sent" and suffix in (".ack", ".err"):
             if suffix == ".ack":
-                acknowledge(ctx, c, rid, "police-system")
+                acknowledge(ctx, c, rid, "system")
                 counts["acked"] += 1
             else:
                 why = path.read_text(encoding="utf-8", errors="replace")[:120].strip() or "refused"
-                fail(ctx, c, rid, "police-system", f"police system: {why}")
+                fail(ctx, c, rid, "system", f"police system: {why}")
                 counts["failed"] += 1
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -216,7 +216,7 @@ def tick(ctx: GuestsContext, c: Connection) -> dict[str, int]:
         retry_ms = int(ctx.gcfg.retry_every * 1000)
         for (rid,) in c.execute("SELECT id FROM guest_reports WHERE state = 'due' OR (state = 'failed' AND "
                                 "coalesce(failed_ms, 0) <= ?) ORDER BY id", (now - retry_ms,)).fetchall():
-            if send(ctx, c, rid, "auto") == "sent":
+            if send(ctx, c, rid, "system") == "sent":
                 counts["sent"] += 1
     before = int(ctx.gcfg.report_alert_before * 1000)
     for rid, deadline in c.execute("SELECT id, deadline_ms FROM guest_reports WHERE state IN ('due', 'failed') "

@@ -7,8 +7,10 @@ each alert ``id`` once.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -96,14 +98,54 @@ class HQCollector:
             return [a for a in self.alerts.values() if rule is None or a["rule"] == rule]
 
 
+def keep_checkpoint(directory: Path, topic: str, doc: Any) -> str | None:
+    """Keep a store's audit checkpoint as HQ: ``DIR/STORE.json`` is the latest (by length),
+    ``DIR/STORE.jsonl`` every one received (deduplicated by ``id``). Return a warning line for a
+    checkpoint that goes backwards or forks (same length, another head), else None.
+
+    ``storegw audit verify --checkpoint DIR/STORE.json`` (or the .jsonl) checks the store's chain
+    against them.
+    """
+    parts = topic.split("/")
+    if len(parts) < 4 or not isinstance(doc, dict) or not isinstance(doc.get("length"), int):
+        return f"# ignored a malformed checkpoint on {topic}"
+    store = parts[-3]
+    directory.mkdir(parents=True, exist_ok=True)
+    history = directory / f"{store}.jsonl"
+    seen = [json.loads(line) for line in history.read_text().splitlines() if line.strip()] \
+        if history.exists() else []
+    if any(m.get("id") == doc.get("id") for m in seen):
+        return None  # a redelivery
+    warning = None
+    for m in seen:
+        if m.get("length") == doc["length"] and m.get("head") != doc.get("head"):
+            warning = f"# FORK: store {store} signed two heads for length {doc['length']}"
+    with history.open("a") as fh:
+        fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    latest = directory / f"{store}.json"
+    current = json.loads(latest.read_text()) if latest.exists() else None
+    if current is not None and doc["length"] < current.get("length", 0):
+        return warning or (f"# store {store} sent a checkpoint of length {doc['length']} after one of "
+                           f"{current['length']}: its chain went backwards (kept the longer one)")
+    tmp = latest.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, latest)
+    return warning
+
+
 def watch(host: str, port: int, prefix: str, store: str, *, tls: bool, ca_file: str, count: int,
-          out: Callable[[str], None]) -> None:
-    """Print each message (topic and compact JSON) until Ctrl-C or ``count`` messages."""
+          out: Callable[[str], None], checkpoints: str = "") -> None:
+    """Print each message (topic and compact JSON) until Ctrl-C or ``count`` messages; with
+    ``checkpoints`` a directory, keep each store's audit checkpoints there (``keep_checkpoint``)."""
     done = threading.Event()
     seen = [0]
 
     def show(topic: str, doc: Any) -> None:
         out(f"{topic} {json.dumps(doc, ensure_ascii=False, separators=(',', ':'))}")
+        if checkpoints and topic.endswith("/audit/checkpoint"):
+            warning = keep_checkpoint(Path(checkpoints), topic, doc)
+            if warning:
+                out(warning)
         seen[0] += 1
         if count and seen[0] >= count:
             done.set()

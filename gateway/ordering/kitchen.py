@@ -16,6 +16,7 @@ from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
 from gateway.ordering.menu import price_line
 from gateway.ordering.tickets import TicketDoc, TicketLine, blocks, parse_code
+from gateway.staff.accounts import audit
 from gateway.store.db import Connection
 
 if TYPE_CHECKING:
@@ -331,6 +332,5 @@ def reprint(svc: OrderingContext, c: Connection, tid: int, staff_name: str) -> t
         raise OrderingError("This station has no printer; the ticket is on its KDS.", code="no_printer")
     job = printing.enqueue(c, printer=target, station=station, doc=blocks(doc), source="ordering-reprint",
                            source_id=str(tid))
-    c.execute("INSERT INTO ord_audit (ts_ms, staff, action, target) VALUES (?, ?, 'reprint', ?)",
-              (now_ms(), staff_name, f"ticket:{tid}"))
+    audit(c, staff_name, "reprint", f"ticket:{tid}")
     return str(job), ["staff"]

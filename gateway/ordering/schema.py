@@ -256,3 +256,25 @@ def _staff_lockout(conn: Connection) -> None:
         ALTER TABLE ord_staff ADD COLUMN failed_ms INTEGER;
         ALTER TABLE ord_staff ADD COLUMN locked_ms INTEGER
     """)
+
+
+@migration("0290_ordering_audit_to_chain")
+def _audit_to_chain(conn: Connection) -> None:
+    """The staff action log moves onto the audit chain (gateway/privacy/audit.py).
+
+    Existing ``ord_audit`` rows are appended in their order, keeping their time, with references
+    instead of names (``staff:ID/ROLE``) and redacted reasons; then ``ord_audit`` is dropped so no
+    second, editable log remains. The carried entries are marked ``{"legacy_id": N}``: the chain
+    proves they were not changed after this migration, not before it.
+    """
+    from gateway.privacy import audit
+    from gateway.staff import accounts
+
+    for row_id, ts_ms, who, action, target, reason in conn.execute(
+            "SELECT id, ts_ms, staff, action, target, reason FROM ord_audit ORDER BY id").fetchall():
+        subject = accounts.audit_subject(conn, target if ":" in target else f"item:{target}")
+        if not audit.valid_subject(subject):
+            subject = audit.pseudonym(conn, "ref", target)
+        act = action if audit.valid_action(action) else "legacy"
+        audit.append(conn, accounts.audit_who(conn, who), act, subject, reason, {"legacy_id": row_id}, ts_ms=ts_ms)
+    conn.execute("DROP TABLE ord_audit")

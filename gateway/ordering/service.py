@@ -144,8 +144,8 @@ class OrderingService:
                 if not 0 <= price <= 10_000_000:
                     raise OrderingError("price out of range")
                 c.execute("UPDATE ord_items SET price_cents = ? WHERE id = ?", (price, item_id))
-            audit(c, staff_name, "menu", item_id,
-                        json.dumps({"stock": stock, "sold_out": sold_out, "price": price}))
+            audit(c, staff_name, "menu", f"item:{item_id}",
+                        detail={"stock": stock, "sold_out": sold_out, "price": price})
         self.writer.call(write)
         self.reload()
 

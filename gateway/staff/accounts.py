@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
 from gateway.core.text import clean as clean_text
+from gateway.privacy import audit as audit_chain
 from gateway.store.db import Connection, IntegrityError
 
 ROLES = ("waiter", "kitchen", "cashier", "manager", "technician")
@@ -252,10 +253,34 @@ def get_staff(conn: Connection, staff_id: int) -> StaffMember | None:
     return StaffMember(*row) if row else None
 
 
-def audit(conn: Connection, staff_name: str, action: str, target: str, reason: str = "") -> None:
-    """Record a staff action."""
-    conn.execute("INSERT INTO ord_audit (ts_ms, staff, action, target, reason) VALUES (?, ?, ?, ?, ?)",
-                 (now_ms(), staff_name, action, target, reason[:200]))
+def audit(conn: Connection, staff_name: str, action: str, target: str, reason: str = "",
+          detail: dict[str, Any] | None = None) -> None:
+    """Record a staff action on the audit chain (``gateway.privacy.audit``), in the caller's transaction.
+
+    The chain keeps references, never names: the member becomes ``staff:ID/ROLE`` ("" is the
+    gateway itself, ``system``; ``cli`` a shell command), a ``staff:NAME`` target ``staff:ID``.
+    """
+    audit_chain.append(conn, audit_who(conn, staff_name), action, audit_subject(conn, target), reason, detail)
+
+
+def audit_who(conn: Connection, staff_name: str) -> str:
+    """The chain's reference for whoever acted: ``staff:ID/ROLE``, ``system`` or ``cli``."""
+    row = conn.execute("SELECT id, role FROM ord_staff WHERE name = ?", (staff_name,)).fetchone() \
+        if staff_name else None
+    if row is not None:
+        return f"staff:{row[0]}/{row[1]}"
+    if staff_name in ("", "system", "cli"):
+        return staff_name or "system"
+    return audit_chain.pseudonym(conn, "staff", staff_name)
+
+
+def audit_subject(conn: Connection, target: str) -> str:
+    """A target as the chain keeps it: ``staff:NAME`` becomes ``staff:ID`` (or a pseudonym)."""
+    kind, _, ref = target.partition(":")
+    if kind == "staff" and not ref.isdigit():
+        row = conn.execute("SELECT id FROM ord_staff WHERE name = ?", (ref,)).fetchone()
+        return f"staff:{row[0]}" if row else audit_chain.pseudonym(conn, "staff", ref)
+    return target
 
 
 def try_add_staff(conn: Connection, name: str, role: str, pin: str) -> int:

@@ -73,7 +73,7 @@ def test_resident_id_registered_encrypted_and_masked(svc, gw) -> None:
     details = json.loads(cipher.decrypt_text("guest_people", "details_ct", bytes(cts[2]), ref))
     assert details["birth_date"] == "1991-01-01" and details["ethnicity"] == "01"
     # audited by reference, never a value
-    audits = gw.store.read().execute("SELECT action, target, reason FROM ord_audit "
+    audits = gw.store.read().execute("SELECT action, subject, why FROM audit_log "
                                      "WHERE action LIKE 'guest-%'").fetchall()
     assert audits == [("guest-register", f"stay:{stay_id}", f"guest:{pid} resident_id")]
     # checkout closes the stay
@@ -205,7 +205,7 @@ def test_authority_outbox_file_drop_ack_discards_payload(svc, gw) -> None:
     assert conn.execute("SELECT payload_ct FROM guest_reports").fetchone() == (None,)
     assert not path.exists()
     assert list(svc.ack_dir.iterdir()) == []
-    actions = [r[0] for r in conn.execute("SELECT action FROM ord_audit WHERE target = ?", (f"report:{report['id']}",))]
+    actions = [r[0] for r in conn.execute("SELECT action FROM audit_log WHERE subject = ?", (f"report:{report['id']}",))]
     assert actions == ["authority-send", "authority-ack"]
     with pytest.raises(GuestError):
         svc.ack_report(report["id"], "boss")  # acknowledged is final

@@ -247,7 +247,7 @@ def test_hostile_input_is_escaped_or_refused_and_nothing_personal_is_stored(clie
     assert "name" not in cols and not any("phone_number" in c or "mobile" in c for c in cols)
     row = dict(zip(cols, conn.execute("SELECT * FROM ord_queue").fetchone(), strict=True))
     assert w.d not in str(row)  # the phone's page id is kept only as a MAC
-    for table in ("ord_queue", "ord_diners", "ord_sessions", "ord_audit"):
+    for table in ("ord_queue", "ord_diners", "ord_sessions", "audit_log"):
         dump = str(conn.execute(f"SELECT * FROM {table}").fetchall())
         assert "13800138000" not in dump and "Zhang San" not in dump
     # a short, guessable page id is not accepted as the key to a number

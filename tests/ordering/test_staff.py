@@ -173,8 +173,10 @@ def test_void_comp_bill_pay_and_hq_summary(staff_client, client, svc, gw):
     assert msg["revenue_cents"] == 9600 and msg["kind"] == "bill" and msg["ts"].endswith("Z")
     text = json.dumps(msg, ensure_ascii=False)
     assert "AUTH42" not in text and "wang" not in text and "#PHO" not in text
-    audits = [r[0] for r in conn.execute("SELECT action FROM ord_audit ORDER BY id")]
+    audits = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY seq")]
     assert audits.count("void") == 1 and "comp" in audits and "pay" in audits
+    who = {r[0] for r in conn.execute("SELECT who FROM audit_log WHERE action IN ('void', 'comp', 'pay')")}
+    assert len(who) == 1 and next(iter(who)).startswith("staff:")  # a reference, not the member's name
 
 
 def test_move_and_merge(staff_client, client, svc):
