@@ -205,7 +205,8 @@ def test_authority_outbox_file_drop_ack_discards_payload(svc, gw) -> None:
     assert conn.execute("SELECT payload_ct FROM guest_reports").fetchone() == (None,)
     assert not path.exists()
     assert list(svc.ack_dir.iterdir()) == []
-    actions = [r[0] for r in conn.execute("SELECT action FROM audit_log WHERE subject = ?", (f"report:{report['id']}",))]
+    actions = [r[0] for r in conn.execute("SELECT action FROM audit_log WHERE subject = ?",
+                                          (f"report:{report['id']}",))]
     assert actions == ["authority-send", "authority-ack"]
     with pytest.raises(GuestError):
         svc.ack_report(report["id"], "boss")  # acknowledged is final
