@@ -14,19 +14,6 @@ from gateway.staff import accounts
 PIN = "246813"
 
 
-class Clock:
-    """The guest service's clock, advanced by the tests."""
-
-    def __init__(self, start_ms: int) -> None:
-        self.ms = start_ms
-
-    def __call__(self) -> int:
-        return self.ms
-
-    def advance(self, hours: float = 0, days: float = 0) -> None:
-        self.ms += int(hours * 3_600_000 + days * 86_400_000)
-
-
 @pytest.fixture
 def make_gw(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Build and start in-process gateways with guests on; staff lin (cashier) and boss (manager)."""
@@ -57,6 +44,8 @@ def gw(make_gw: Callable[..., Any]) -> Any:
 @pytest.fixture
 def svc(gw: Any) -> Any:
     """The guest service with a test clock (``svc.clock.advance``)."""
+    from guestkit import Clock
+
     from gateway.core.models import now_ms
 
     s = gw.services["guests"]

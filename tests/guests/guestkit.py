@@ -14,7 +14,9 @@ from typing import Any
 
 from realparts import free_port
 
+from devices.mrz.protocol import MrzProtocol
 from gateway.config import parse
+from gateway.core.models import DeviceEvent
 
 VECTORS = Path(__file__).resolve().parent.parent / "devices" / "vectors"
 
@@ -120,3 +122,41 @@ def decrypted_file(db: Path, key: bytes) -> bytes:
         if extra.exists():
             out += extra.read_bytes()
     return bytes(out)
+
+
+class Clock:
+    """The guest service's clock, advanced by the tests."""
+
+    def __init__(self, start_ms: int) -> None:
+        self.ms = start_ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def advance(self, hours: float = 0, days: float = 0) -> None:
+        self.ms += int(hours * 3_600_000 + days * 86_400_000)
+
+
+def idcard_event(card: dict[str, str], photo: bytes = b"\x11" * 1024) -> DeviceEvent:
+    sensitive = {"name": card["name"], "gender": card["gender"], "nation": card["nation"], "birth": card["birth"],
+                 "address": card["address"], "id_number": card["id_number"], "authority": card["authority"],
+                 "valid_from": card["valid_from"], "valid_to": card["valid_to"], "card_type": "resident_id",
+                 "photo_wlt": photo}
+    return DeviceEvent("idreader-1", "idcard", 0, {}, sensitive)
+
+
+def mrz_event(vid: str) -> DeviceEvent:
+    (mrz,) = MrzProtocol().data_received((mrz_zone(vid) + "\n").encode())
+    sensitive = {"format": mrz.format, **{k: v for k, v in mrz.values.items() if not k.endswith("_check")}}
+    return DeviceEvent("mrz-1", "mrz", 0, {}, sensitive)
+
+
+def scan(svc, event: DeviceEvent) -> str:
+    """Hand a reader event to the guest service (as the hub does); return the read's id."""
+    svc._on_document(event)
+    return svc.scans()[0]["id"]
+
+
+def stay_form(**kw: str) -> dict[str, str]:
+    return {"room": "0801", "check_in": "2026-11-30T14:00", "expected_out": "2026-12-02T12:00", "photo_match": "1",
+            **kw}

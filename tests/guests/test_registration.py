@@ -13,37 +13,15 @@ import re
 import stat
 
 import pytest
-from guestkit import ADULT, ADULT_F, MINOR, PASSPORT, id_card, mrz_zone
+from guestkit import ADULT, ADULT_F, MINOR, PASSPORT, id_card
+from guestkit import idcard_event as _idcard_event
+from guestkit import mrz_event as _mrz_event
+from guestkit import scan as _scan
+from guestkit import stay_form as _stay_form
 
-from devices.mrz.protocol import MrzProtocol
 from gateway.core.errors import GuestError
-from gateway.core.models import DeviceEvent
 from gateway.guests import rules
 from web import create_app
-
-
-def _idcard_event(card: dict[str, str], photo: bytes = b"\x11" * 1024) -> DeviceEvent:
-    sensitive = {"name": card["name"], "gender": card["gender"], "nation": card["nation"], "birth": card["birth"],
-                 "address": card["address"], "id_number": card["id_number"], "authority": card["authority"],
-                 "valid_from": card["valid_from"], "valid_to": card["valid_to"], "card_type": "resident_id",
-                 "photo_wlt": photo}
-    return DeviceEvent("idreader-1", "idcard", 0, {}, sensitive)
-
-
-def _mrz_event(vid: str) -> DeviceEvent:
-    (mrz,) = MrzProtocol().data_received((mrz_zone(vid) + "\n").encode())
-    sensitive = {"format": mrz.format, **{k: v for k, v in mrz.values.items() if not k.endswith("_check")}}
-    return DeviceEvent("mrz-1", "mrz", 0, {}, sensitive)
-
-
-def _scan(svc, event: DeviceEvent) -> str:
-    svc._on_document(event)
-    return svc.scans()[0]["id"]
-
-
-def _stay_form(**kw: str) -> dict[str, str]:
-    return {"room": "0801", "check_in": "2026-11-30T14:00", "expected_out": "2026-12-02T12:00", "photo_match": "1",
-            **kw}
 
 
 def test_resident_id_registered_encrypted_and_masked(svc, gw) -> None:

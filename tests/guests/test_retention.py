@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 
-from guestkit import ADULT, MINOR, PASSPORT, decrypted_file, encodings, id_card, mrz_zone
+from guestkit import ADULT, MINOR, PASSPORT, Clock, decrypted_file, encodings, id_card, mrz_zone
+from guestkit import idcard_event as _idcard_event
+from guestkit import mrz_event as _mrz_event
+from guestkit import scan as _scan
+from guestkit import stay_form as _stay_form
 from realparts import db_key, wait_for
-from test_registration import _idcard_event, _mrz_event, _scan, _stay_form
 
 from gateway.guests import rules
 from gateway.hq.watch import HQCollector
@@ -29,8 +32,6 @@ def test_identity_fields_gone_from_the_file_after_retention_with_receipts_at_hq(
     hq = HQCollector("127.0.0.1", hq_broker.port, client_id="hq-guests").start()
     gw = make_gw("auto_send = false", uplink="", local_port=local.port, hq_port=hq_broker.port)
     svc = gw.services["guests"]
-    from conftest import Clock
-
     svc.clock = Clock(rules.parse_local("2026-11-30T14:00", svc.tz))
     adult, minor = id_card(*ADULT), id_card(*MINOR)
     planted_address = "示例省示例市留存测试路88号"
@@ -105,8 +106,6 @@ def test_identity_fields_gone_from_the_file_after_retention_with_receipts_at_hq(
 def test_longer_retention_from_config_keeps_identity(make_gw) -> None:
     gw = make_gw('auto_send = false\nkeep_identity = "1095d"\nkeep_room = "7d"')
     svc = gw.services["guests"]
-    from conftest import Clock
-
     svc.clock = Clock(rules.parse_local("2026-11-30T14:00", svc.tz))
     stay_id, _ = svc.register(_stay_form(scan=_scan(svc, _idcard_event(id_card(*ADULT)))), "lin")
     svc.checkout(stay_id, "lin")
