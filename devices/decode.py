@@ -13,12 +13,12 @@ from typing import Any
 
 from devices.em4100 import protocol as em4100
 from devices.escpos import protocol as escpos
-from devices.idcard import gb11643
 from devices.idcard import protocol as idcard
 from devices.magstripe import protocol as magstripe
 from devices.modbus import protocol as modbus
 from devices.mrz import protocol as mrz
 from devices.scanner import protocol as scanner
+from gateway.core import gb11643
 from gateway.core.errors import DecodeError, ProtocolError
 
 KINDS = ("scanner", "em4100", "magstripe", "idcard", "gb11643", "mrz", "escpos-status", "modbus")

@@ -15,10 +15,12 @@ from typing import Any
 
 from gateway import __version__, domains
 from gateway.config import Config
+from gateway.core import pii
 from gateway.core.models import now_ms, utcnow
 from gateway.privacy import audit
 from gateway.privacy.keys import Keyring, database_key
 from gateway.privacy.service import KeyService
+from gateway.spine import upstream
 from gateway.spine.alerts import AlertManager
 from gateway.spine.context import Periodic, ServiceContext
 from gateway.spine.hub import Hub
@@ -47,6 +49,7 @@ class Gateway:
         self.hub = Hub(cfg, store.writer, self.alerts, self.telemetry)
         self.ingest = Ingest(cfg, self.telemetry, store.writer)
         self.uplink = Uplink(cfg, store.writer, store.read(), started_ms=self.started_ms)
+        upstream.install()  # every outbox message is allowlisted per HQ's schema, free text redacted
         # Whatever commits a message to the outbox wakes the uplink; no caller has to remember to.
         store.writer.add_post_commit_hook(lambda: self.uplink.wake() if outbox.take_enqueued() else None)
         self.drivers: list[Any] = []
@@ -55,6 +58,8 @@ class Gateway:
         self.scheduler: Any = None
         self.web_server: Any = None
         self.audit: audit.Checkpointer | None = None
+        self.privacy_signer: Any = None
+        self.privacy_restored = False
         self._notifier: Any = None
         self._stopping = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
@@ -73,12 +78,17 @@ class Gateway:
         self.store.start()
         if self.privacy is not None:
             self.privacy.start()
+        from gateway.store import ensure_secret
+
+        # Device ids and metric names that look like personal data get pseudonyms stable across restarts.
+        pii.use_pseudonym_key(self.store.writer.call(lambda c: ensure_secret(c, "secret:pseudonym")))
         self.store.writer.call(self._load_state)
         if self.store.quarantined:
             self.store.writer.call(lambda c: self.alerts.raise_(
                 c, QUARANTINE_KEY, kind="gateway", rule="db-quarantined", device="gateway", severity="critical",
                 text=f"damaged database moved aside to {self.store.quarantined.name}; a fresh one was created"))
         self._start_audit()
+        self._start_privacy()
         self._build_services()
         self.hub.start()
         if devices:
@@ -152,6 +162,31 @@ class Gateway:
             jobs.append(Periodic("audit-checkpoint", self.cfg.audit.checkpoint_every,
                                  lambda: self.store.writer.submit(self.audit.periodic)))
         return tuple(jobs)
+    def _start_privacy(self) -> None:
+        """The retention job's signer; erasures re-applied to a database restored from an older backup."""
+        from gateway.privacy.dsr import Tombstones
+
+        ring = self.privacy.ring if self.privacy is not None else None
+        self.privacy_signer = ring.signer() if ring is not None else _interim_signer(self.store)
+        self.tombstones = Tombstones(self.cfg.data_path, key=ring.index_key("tombstone") if ring else None)
+        self.privacy_restored = self.store.writer.call(self.tombstones.restored)
+        if self.privacy_restored:
+            again = self.store.writer.call(lambda c: self.tombstones.reapply(c, domains.INVENTORY, now_ms()))
+            _LOGGER.warning("The database is older than the erasures and retention runs recorded beside it (a "
+                            "restored backup): erasures re-applied (%s); retention runs at once", again or "none")
+
+    def retention_run(self, now: int | None = None) -> Any:
+        """One retention run through the writer, in batches (``gateway/privacy/retention.py``)."""
+        from gateway.privacy import report, retention
+
+        now = now_ms() if now is None else now
+        w = self.store.writer
+        result = retention.run(w.call, w.run_exclusive, domains.INVENTORY, now_ms=now, prefix=self.cfg.prefix,
+                               store=self.cfg.store.id, signer=self.privacy_signer,
+                               audit_head=audit.head,
+                               next_run=report.next_run(self.cfg.privacy.retention_at, self.cfg.store.timezone, now))
+        self.tombstones.record_run(now)
+        return result
 
     def _build_services(self) -> None:
         """Build and start the domain services, in order (later ones may use earlier ones)."""
@@ -256,7 +291,19 @@ class Gateway:
             fn = getattr(svc, "health", None)
             if fn is not None:
                 doc[name] = fn()
+        # Tripwire counts by kind (never values): input masking, log and upstream filters, pseudonyms.
+        privacy = doc.setdefault("privacy", {})
+        privacy["redacted"] = pii.redacted_counts()
+        privacy["dropped_members"] = upstream.dropped_total()
         return doc
+
+
+def _interim_signer(store: Store) -> Any:
+    """A Gateway built without the keyring (tests): an Ed25519 seed in the store's secrets."""
+    from gateway.privacy.retention import InterimSigner
+    from gateway.store import ensure_secret
+
+    return InterimSigner(store.writer.call(lambda c: ensure_secret(c, "secret:privacy-receipt-key")))
 
 
 def build(cfg: Config) -> Gateway:

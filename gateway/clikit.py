@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from gateway.core import pii
 from gateway.core.errors import GatewayError
 
 CONFIG = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
@@ -32,7 +33,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except GatewayError as err:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
-            click.echo(f"storegw: error: {err}", err=True)
+            click.echo(f"storegw: error: {pii.redact(str(err))[0]}", err=True)
             sys.exit(err.exit_code)
     return wrapper
 

@@ -244,6 +244,15 @@ class GuestsConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """[privacy]: the daily retention run (docs/privacy.md)."""
+
+    retention_at: str = opt("clock", "04:15", help='Local time (store.timezone) of the daily retention run, e.g. '
+                            '"04:15"; it deletes what the data inventory says is past its rule and sends HQ a '
+                            "signed receipt. It cannot be switched off.")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -258,6 +267,7 @@ class Config:
     keys: KeysConfig = field(default_factory=KeysConfig)
     guests: GuestsConfig = field(default_factory=GuestsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
 
@@ -305,6 +315,7 @@ SECTIONS: dict[str, type] = {
     "keys": KeysConfig,
     "guests": GuestsConfig,
     "audit": AuditConfig,
+    "privacy": PrivacyConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.

@@ -46,6 +46,12 @@ def build_scheduler(gw: Gateway) -> BackgroundScheduler:
         hour, minute = (int(x) for x in gw.cfg.backup.at.split(":"))
         sched.add_job(lambda: scheduled_backup(gw), "cron", hour=hour, minute=minute,
                       timezone=gw.cfg.store.timezone, id="backup", misfire_grace_time=3600)
+    # Retention that really deletes (gateway/privacy/retention.py): daily, store time; at once after a restore.
+    hour, minute = (int(x) for x in (gw.cfg.privacy.retention_at or "04:15").split(":"))
+    sched.add_job(lambda: privacy_retention(gw), "cron", hour=hour, minute=minute, timezone=gw.cfg.store.timezone,
+                  id="privacy-retention", misfire_grace_time=6 * 3600)
+    if gw.privacy_restored:
+        sched.add_job(lambda: privacy_retention(gw), "date", id="privacy-retention-restored")
     for svc in [*gw.services.values(), *([gw.privacy] if gw.privacy is not None else [])]:
         for job in svc.periodic():
             sched.add_job(job.fn, "interval", seconds=job.every_s, id=job.id)
@@ -87,6 +93,15 @@ def backlog(gw: Gateway) -> None:
             value=round(age), text="oldest unsent message is older than uplink.backlog_alert_after"))
     elif not late and gw.alerts.is_active(BACKLOG_KEY):
         gw.store.writer.submit(lambda c: gw.alerts.clear(c, BACKLOG_KEY))
+
+
+def privacy_retention(gw: Gateway) -> None:
+    """The daily retention run; a failure is logged and retried the next day (the receipt HQ misses is
+    its alarm)."""
+    try:
+        gw.retention_run()
+    except Exception:
+        _LOGGER.exception("Retention run failed")
 
 
 def watchdog(gw: Gateway) -> None:

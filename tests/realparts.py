@@ -212,6 +212,7 @@ TOPIC_SCHEMAS = {
     "/orders/summary": "orders-summary.json",
     "/guests/summary": "guests-summary.json",
     "/audit/checkpoint": "audit-checkpoint.json",
+    "/privacy/receipt": "privacy-receipt.json",
 }
 _validators: dict[str, Any] = {}
 

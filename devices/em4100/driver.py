@@ -13,8 +13,8 @@ from typing import Any
 from devices.cardref import card_ref, gateway_secret
 from devices.debounce import Debouncer
 from devices.em4100.protocol import EM4100Error, EM4100Protocol, EM4100Read
-from devices.masking import mask_middle
 from devices.transport import SerialDriver
+from gateway.core.masking import mask_middle
 from gateway.core.models import DeviceEvent, now_ms
 
 FRAME_IDLE = 0.2  # a frame takes 15 ms at 9600 baud: bytes silent this long are a broken frame

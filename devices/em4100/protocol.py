@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.core.errors import ProtocolError
+from gateway.core.masking import mask_tag
 
 STX, ETX = 0x02, 0x03
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
@@ -93,9 +94,18 @@ class EM4100Read:
     format: str
 
     def as_dict(self, *, reveal: bool = False) -> dict[str, Any]:
-        """Return the read as JSON-ready fields (a card id is not personal data on its own)."""
-        return {"format": self.format, **self.card.as_dict(), "checksum": f"{self.checksum:02X}",
-                "checksum_expected": f"{self.checksum:02X}", "checksum_ok": True}
+        """Return the read as JSON-ready fields; the tag id in every form only with ``reveal``.
+
+        A member's tag id identifies the member wherever it is read, so without ``reveal`` only the
+        last 2 characters of the hex id and of the printed number are shown (``********05``).
+        """
+        out: dict[str, Any] = {"format": self.format, "data_hex_masked": mask_tag(self.card.data_hex),
+                               "printed_10_digit_masked": mask_tag(self.card.printed_10_digit),
+                               "checksum_ok": True}
+        if reveal:
+            out.update(self.card.as_dict(), checksum=f"{self.checksum:02X}",
+                       checksum_expected=f"{self.checksum:02X}")
+        return out
 
 
 def parse_frame(frame: bytes) -> EM4100Read:

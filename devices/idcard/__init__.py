@@ -1,6 +1,6 @@
 """Chinese 2nd-generation resident ID card readers (SAM_V/SAM_A serial protocol), for guest registration.
 
-``protocol.py`` frames SAM commands and answers and decodes the card text, ``gb11643.py`` checks the
+``protocol.py`` frames SAM commands and answers and decodes the card text, ``gateway/core/gb11643.py`` checks the
 citizen identity number, ``driver.py`` polls the reader, ``simulator.py`` is a reader on a pty.
 """
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from devices.idcard.protocol import IdCardError, IdCardInfo, SamProtocol, SamResponse, build_command
-from devices.masking import mask_id_number, mask_name
 from devices.transport import SerialDriver
+from gateway.core.masking import mask_id_number, mask_name
 from gateway.core.models import DeviceEvent, now_ms
 
 FIND = build_command(0x20, 0x01)

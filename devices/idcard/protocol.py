@@ -12,9 +12,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from devices.idcard import gb11643
-from devices.masking import mask_address, mask_id_number, mask_name
+from gateway.core import gb11643
 from gateway.core.errors import ProtocolError
+from gateway.core.masking import mask_address, mask_id_number, mask_name
 
 PREAMBLE = b"\xaa\xaa\xaa\x96\x69"
 MAX_LEN = 0x0A00  # the longest reply (text + photo + 1024-byte fingerprint) has Len 0x090A

@@ -13,8 +13,8 @@ from typing import Any
 
 from devices.cardref import card_ref, gateway_secret
 from devices.magstripe.protocol import MagstripeError, MagstripeProtocol, Swipe
-from devices.masking import mask_middle, mask_pan
 from devices.transport import SerialDriver
+from gateway.core.masking import mask_middle, mask_pan
 from gateway.core.models import DeviceEvent, now_ms
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from devices.masking import mask_name, mask_pan
 from gateway.core.errors import ProtocolError
+from gateway.core.masking import mask_name, mask_pan, mask_tag
+from gateway.core.pii import luhn_ok
 
 _T1_CHARS = frozenset(chr(c) for c in range(0x20, 0x60)) - {"%", "?"}
 _T2_CHARS = frozenset("0123456789:<=>")
@@ -32,17 +33,6 @@ _IIN_RANGES: tuple[tuple[int, int, range], ...] = (
 
 class MagstripeError(ProtocolError):
     """Reader output that is not a valid ISO/IEC 7813 swipe."""
-
-
-def luhn_ok(digits: str) -> bool:
-    """Return whether a digit string passes the Luhn (mod 10) check."""
-    if not digits or not digits.isascii() or not digits.isdigit():
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
 
 
 def payment_iin(pan: str) -> bool:
@@ -164,7 +154,10 @@ class Swipe:
         if self.cardholder_data:
             out["pan_masked"] = mask_pan(self.pan)
         else:
-            out["member_number"] = self.member_number
+            # A member card's number identifies a person: masked like an RFID tag unless revealed.
+            out["member_number_masked"] = mask_tag(self.member_number or "")
+            if reveal:
+                out["member_number"] = self.member_number
             if self.track1 is not None and self.track1.name.strip():
                 out["name_masked"] = mask_name(self.track1.name.strip())
         if reveal:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from devices.debounce import Debouncer
-from devices.masking import mask_document_number, mask_name
 from devices.mrz.protocol import Mrz, MrzError, MrzProtocol
 from devices.transport import SerialDriver
+from gateway.core.masking import mask_document_number, mask_name
 from gateway.core.models import DeviceEvent, now_ms
 
 _PUBLIC = ("document_code", "issuing_state", "nationality", "expiry_date")

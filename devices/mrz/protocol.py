@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from devices.masking import mask_document_number, mask_name
 from gateway.core.errors import ProtocolError
+from gateway.core.masking import mask_document_number, mask_name
+from gateway.core.pii import mrz_check_digit
 
 _CHARSET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<")
 _OCR_DIGITS = {"O": "0", "I": "1", "B": "8", "S": "5", "Z": "2", "G": "6"}
@@ -28,19 +29,11 @@ class MrzError(ProtocolError):
 
 
 def check_digit(text: str) -> str:
-    """Return the 7-3-1 check digit of ``text`` (digits, A-Z = 10-35, ``<`` = 0)."""
-    total = 0
-    for i, ch in enumerate(text):
-        if ch.isdigit():
-            value = int(ch)
-        elif "A" <= ch <= "Z":
-            value = ord(ch) - 55
-        elif ch == "<":
-            value = 0
-        else:
-            raise MrzError(f"character {ch!r} is not allowed in an MRZ")
-        total += value * (7, 3, 1)[i % 3]
-    return str(total % 10)
+    """Return the 7-3-1 check digit of ``text`` (digits, A-Z = 10-35, ``<`` = 0): ``gateway.core.pii``'s."""
+    try:
+        return mrz_check_digit(text)
+    except ValueError as err:
+        raise MrzError(str(err)) from None
 
 
 def _date_ok(yymmdd: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,9 +18,10 @@ import click
 
 from devices.cli import simulate
 from gateway import __version__
-from gateway.cli import audit, ordering, printing
+from gateway.cli import audit, ordering, printing, privacy
 from gateway.cli.keys import keys_group
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
+from gateway.core import pii
 from gateway.core.errors import GatewayError
 from provisioning.doctor import doctor
 
@@ -31,6 +33,8 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pymodbus logs an ERROR per timeout; the Modbus driver logs each state change once itself
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # Every handler redacts ID numbers, mobiles, card numbers and MRZ lines (docs/privacy.md).
+    pii.install_log_filter()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,6 +53,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    os.umask(0o077)  # whatever any command creates (database, WAL, keys, backups, exports) is this user's only
     _setup_logging(verbose)
 
 
@@ -253,6 +258,10 @@ def restore(config_path: str, backup_file: str, yes: bool) -> None:
         old_keys += [legacy] if legacy else []
     aside = do_restore(cfg.data_path, key, Path(backup_file), old_keys=old_keys)
     click.echo(f"restored from {backup_file}" + (f"; the previous database is now {aside}" if aside else ""))
+    # Erasures made since the backup, and the retention rules, hold for the restored data too.
+    again = privacy.after_restore(cfg)
+    click.echo(f"re-applied erasures ({sum(again['erased_again'].values())} subjects) and retention "
+               f"({sum(again['retention_rows'].values())} rows)")
 
 
 def format_status(doc: dict[str, Any]) -> str:
@@ -314,7 +323,8 @@ def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_fil
 @main.command()
 @click.argument("kind")
 @click.option("--hex", "as_hex", is_flag=True, help="Input is hex text (whitespace ignored).")
-@click.option("--reveal", is_flag=True, help="Show sensitive fields (ID numbers, names, card numbers) unmasked.")
+@click.option("--reveal", is_flag=True,
+              help="Show sensitive fields (ID numbers, names, card and member numbers, tag ids) unmasked.")
 @handle_errors
 def decode(kind: str, as_hex: bool, reveal: bool) -> None:
     """Decode what a device sent (stdin) and print one JSON object; exit 1 on invalid input.
@@ -346,7 +356,5 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
 
 # The command groups of the domains, the devices and provisioning: one line each.
 for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, ordering.menu, ordering.staff,
-                 simulate, doctor):
+                 simulate, doctor, keys_group, audit.audit, privacy.privacy):
     main.add_command(_command)
-main.add_command(keys_group)
-main.add_command(audit.audit)

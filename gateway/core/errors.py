@@ -75,3 +75,11 @@ class GuestError(OrderingError):
                  fields: tuple[str, ...] = ()) -> None:
         super().__init__(message, code=code, status=status)
         self.fields = fields
+
+
+class CardNumberRefused(OrderingError):
+    """A payment card number typed into a free-text field: never stored, printed or shown (PCI DSS)."""
+
+    def __init__(self) -> None:
+        super().__init__("Please do not enter card numbers here; remove it and try again. "
+                         "请勿在此填写银行卡号，请删除后重试。", code="card_number", status=400)

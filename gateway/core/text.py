@@ -19,6 +19,9 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
+from gateway.core import pii
+from gateway.core.errors import CardNumberRefused
+
 MAX_MARKS = 3  # combining marks kept after one base character (Vietnamese, Thai and Devanagari need <= 3)
 _DROP = frozenset({"Cf", "Co", "Cs", "Cn"})
 _SPACE = frozenset({"Cc", "Zl", "Zp"})
@@ -50,6 +53,35 @@ def clean(value: Any, limit: int, *, max_marks: int = MAX_MARKS) -> str:
             marks = 0
         out.append(ch)
     return " ".join("".join(out).split())[:limit].rstrip()
+
+
+def free_text(value: Any, limit: int, *, allow: frozenset[str] | set[str] = frozenset()) -> str:
+    """Return typed free text (a nickname, note, reason, reference, name...) cleaned and tripwired.
+
+    The one function every diner- and staff-typed free-text field passes before storage:
+    ``clean`` first, then ``gateway.core.pii``'s recognisers. A payment card number is refused
+    (:class:`CardNumberRefused`, a bilingual message fit to show; PCI DSS: never stored, printed or
+    shown); ID numbers, mobile numbers and MRZ lines are masked (``138****5678``), unless the field's
+    ``allow`` names their kind (``"id_number"``, ``"mobile"``, ``"mrz"``; no field allows any today).
+    The recognisers also look a little past ``limit``, so a number cut by the limit is not half-kept.
+    """
+    text = clean(value, limit)
+    if not text:
+        return text
+    # Checked with some text past the limit, so a number cut in half by the limit is still seen whole.
+    wide = clean(value, limit + 24) if len(text) >= limit - 24 else text
+    if not pii.find(wide):
+        return text
+    return _tripwire(wide, limit, allow)
+
+
+def _tripwire(text: str, limit: int, allow: frozenset[str] | set[str]) -> str:
+    hits = pii.find(text)
+    if any(h.kind == "card" for h in hits):
+        pii.count({"card": sum(h.kind == "card" for h in hits)})
+        raise CardNumberRefused()
+    masked, _ = pii.redact(text, keep=frozenset(allow))
+    return masked[:limit].rstrip()
 
 
 def parse_uint(text: Any, *, max_digits: int = _URL_INT_MAX_DIGITS) -> int:

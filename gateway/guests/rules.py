@@ -27,9 +27,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from devices.idcard import gb11643
-from devices.masking import mask_address, mask_document_number, mask_id_number, mask_name
+from gateway.core import gb11643
 from gateway.core.errors import GuestError
+from gateway.core.masking import mask_address, mask_document_number, mask_id_number, mask_name
 from gateway.core.text import clean
 
 DOC_TYPES: dict[str, tuple[str, str]] = {

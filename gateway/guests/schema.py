@@ -14,8 +14,17 @@ system and is set to NULL once acknowledged. ``guest_receipts`` records every pu
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+from gateway.core.inventory import (
+    HIDDEN,
+    LEGAL_OBLIGATION,
+    Column,
+    Declaration,
+    Retention,
+    Table,
+    managed,
+    ops,
+    until,
+)
 from gateway.store.db import Connection
 from gateway.store.migrations import migration, run_script
 
@@ -82,86 +91,71 @@ def _guests(conn: Connection) -> None:
 
 
 # ---------------------------------------------------------------------------- the data inventory
+# (gateway/core/inventory.py). Legal basis: PIPL Art. 13(3), legal obligation (旅馆业治安管理办法 Art. 6,
+# 出境入境管理法 Art. 39). The limits are configurable ([guests] keep_*), so the guests purge
+# (gateway/guests/retention.py, hourly) applies them: the rules are declared ``managed`` with the
+# defaults. Room, times and flags are shown only on the front-desk pages (permission ``guests``),
+# never on tickets, in logs or upstream: declared ``hidden`` with that note.
 
-LEGAL_OBLIGATION = "legal obligation"  # PIPL Art. 13(3): 旅馆业治安管理办法 Art. 6, 出境入境管理法 Art. 39
-
-
-class Column(NamedTuple):
-    """One column of the inventory (the retention branch's ``gateway/core/inventory.py`` shape)."""
-
-    table: str
-    column: str
-    category: str
-    purpose: str
-    basis: str
-    retention: str
-    mask: str
-    leaves_store: bool
-    encrypted: bool
-
-
+DAY = 1.0
+_BY = "guests purge (gateway/guests/retention.py, [guests] keep_*)"
+_STAY_CLOCK = "coalesce(checked_out_ms, expected_out_ms + 2592000000)"
+_PERSON_CLOCK = f"(SELECT {_STAY_CLOCK} FROM guest_stays s WHERE s.id = stay_id)"  # noqa: S608 - constants
 _REG = "hotel guest register (旅馆业治安管理办法 Art. 6)"
-_ID = "guests.keep_identity after checkout (default 1 year)"
-_OPS = "system.operations"
+_FRONT = "shown only on the front-desk pages"
 
 
-def _c(table: str, column: str, category: str, purpose: str, retention: str, mask: str = "none",
-       encrypted: bool = False) -> Column:
-    basis = "not personal data" if category.startswith("system.") else LEGAL_OBLIGATION
-    return Column(table, column, category, purpose, basis, retention, mask, False, encrypted)
+def _keep(days: float, what: str, clock: str) -> Retention:
+    return managed(f"{what} after checkout ([guests] keep_*; default {days:g} days)", _BY, days, clock)
 
 
-# Every column of every guest table, personal or not. leaves_store is False for all of them: HQ gets
-# only the aggregates of P/guests/summary.
-INVENTORY: list[Column] = [
-    _c("guest_stays", "id", _OPS, "row id", "with the stay"),
-    _c("guest_stays", "room", "user.location.imprecise", f"{_REG}: where the guest stays (whereabouts)",
-       "guests.keep_room after checkout (default 24 h)"),
-    _c("guest_stays", "check_in_ms", "user.behavior", _REG, _ID),
-    _c("guest_stays", "expected_out_ms", "user.behavior", _REG, _ID),
-    _c("guest_stays", "checked_out_ms", "user.behavior", _REG, _ID),
-    _c("guest_stays", "overseas", "user.demographic", "the 24 h report deadline for overseas guests", _ID),
-    _c("guest_stays", "created_by", "system.operations", "staff name (accountability)", _ID),
-    _c("guest_stays", "created_ms", _OPS, "bookkeeping", _ID),
-    _c("guest_people", "id", _OPS, "row id", _ID),
-    _c("guest_people", "ref", _OPS, "random row reference bound into the ciphertexts", _ID),
-    _c("guest_people", "stay_id", _OPS, "the stay", _ID),
-    _c("guest_people", "doc_type", "user.government_id", f"{_REG}: document type", _ID),
-    _c("guest_people", "source", _OPS, "how the document was read", _ID),
-    _c("guest_people", "overseas", "user.demographic", "the 24 h report deadline", _ID),
-    _c("guest_people", "minor", "user.demographic", "minor: guardian required (未成年人保护法 Art. 57)", _ID),
-    _c("guest_people", "under14", "user.demographic", "under 14: sensitive PI (PIPL Art. 28)", _ID),
-    _c("guest_people", "name_ct", "user.name", f"{_REG}: name", _ID, "mask_name", True),
-    _c("guest_people", "doc_number_ct", "user.government_id", f"{_REG}: document number", _ID,
-       "mask_id_number / mask_document_number", True),
-    _c("guest_people", "doc_bidx", "user.government_id", "truncated keyed blind index of the document number",
-       _ID, "hidden"),
-    _c("guest_people", "details_ct", "user.government_id", f"{_REG}: sex, ethnicity, birth date, address, "
-       "issuer, validity, nationality, visa", _ID, "hidden", True),
-    _c("guest_people", "photo_ct", "user.biometric", f"{_REG}: chip photo", "guests.keep_photo after checkout",
-       "hidden", True),
-    _c("guest_people", "guardian_ct", "user.contact", "a minor's guardian name, contact and relationships",
-       "guests.keep_contact after checkout", "hidden", True),
-    _c("guest_people", "registered_ms", _OPS, "bookkeeping", _ID),
-    _c("guest_people", "registered_by", _OPS, "staff name (accountability)", _ID),
-    _c("guest_reports", "id", _OPS, "report id", _ID),
-    _c("guest_reports", "stay_id", _OPS, "the stay", _ID),
-    _c("guest_reports", "people", _OPS, "guest row ids in the report", _ID),
-    _c("guest_reports", "state", _OPS, "due | sent | acknowledged | failed", _ID),
-    _c("guest_reports", "attempts", _OPS, "hand-overs to the adapter", _ID),
-    _c("guest_reports", "created_ms", _OPS, "bookkeeping", _ID),
-    _c("guest_reports", "deadline_ms", _OPS, "legal deadline (overseas guests: 24 h)", _ID),
-    _c("guest_reports", "sent_ms", _OPS, "bookkeeping", _ID),
-    _c("guest_reports", "acked_ms", _OPS, "bookkeeping", _ID),
-    _c("guest_reports", "failed_ms", _OPS, "bookkeeping", _ID),
-    _c("guest_reports", "error", _OPS, "adapter error (never a value)", _ID),
-    _c("guest_reports", "file", _OPS, "dropped file name (report id)", _ID),
-    _c("guest_reports", "payload_ct", "user.government_id", "the copy handed to the police system",
-       "until acknowledged (then NULL); at most guests.keep_identity", "hidden", True),
-    _c("guest_receipts", "id", _OPS, "receipt id", "kept (counts only)"),
-    _c("guest_receipts", "ts_ms", _OPS, "when the purge ran", "kept (counts only)"),
-    _c("guest_receipts", "counts", _OPS, "rows and values deleted per category", "kept (counts only)"),
-    _c("guest_receipts", "oldest_checkout_ms", _OPS, "oldest surviving identity data", "kept (counts only)"),
-    _c("guest_meta", "key", _OPS, "summary bookkeeping", "kept"),
-    _c("guest_meta", "value", _OPS, "summary bookkeeping", "kept"),
-]
+_ID_STAY = _keep(365, "identity: 1 year", _STAY_CLOCK)
+_ID_PERSON = _keep(365, "identity: 1 year", _PERSON_CLOCK)
+_ID_REPORT = _keep(365, "the stay's identity: 1 year", _PERSON_CLOCK)
+_LEGAL = LEGAL_OBLIGATION
+
+
+def _p(name: str, category: str, purpose: str, retention: Retention, mask: str = HIDDEN, *,
+       encrypted: bool = False, index: str = "", note: str = "") -> Column:
+    return Column(name, category, purpose, _LEGAL, retention, mask, False, encrypted, index, note)
+
+
+INVENTORY = Declaration("guests", (
+    Table("guest_stays", "Hotel stays: room, check-in and checkout (whereabouts)", (
+        *ops("id created_ms", _ID_STAY, "bookkeeping"),
+        _p("room", "user.location.imprecise", f"{_REG}: where the guest stays",
+           _keep(1, "24 hours", _STAY_CLOCK), note=_FRONT),
+        _p("check_in_ms", "user.behavior", _REG, _ID_STAY, note=_FRONT),
+        _p("expected_out_ms", "user.behavior", _REG, _ID_STAY, note=_FRONT),
+        _p("checked_out_ms", "user.behavior", _REG, _ID_STAY, note=_FRONT),
+        _p("overseas", "user.demographic", "the 24 h report deadline for overseas guests", _ID_STAY, note=_FRONT),
+        *ops("created_by", _ID_STAY, "staff name (accountability)"),
+    ), created="created_ms"),
+    Table("guest_people", "Registered guests: identity documents, field-encrypted", (
+        *ops("id ref stay_id source registered_ms registered_by", _ID_PERSON, "bookkeeping and references"),
+        _p("doc_type", "user.government_id", f"{_REG}: document type", _ID_PERSON, note=_FRONT),
+        _p("overseas", "user.demographic", "the 24 h report deadline", _ID_PERSON, note=_FRONT),
+        _p("minor", "user.demographic", "a minor needs a guardian (未成年人保护法 Art. 57)", _ID_PERSON, note=_FRONT),
+        _p("under14", "user.demographic", "under 14: sensitive PI (PIPL Art. 28)", _ID_PERSON, note=_FRONT),
+        _p("name_ct", "user.name", f"{_REG}: name", _ID_PERSON, "mask_name", encrypted=True),
+        _p("doc_number_ct", "user.government_id", f"{_REG}: document number", _ID_PERSON, "mask_id_number",
+           encrypted=True, index="doc_bidx", note="travel documents: mask_document_number"),
+        _p("doc_bidx", "user.government_id", "truncated keyed blind index of the document number", _ID_PERSON),
+        _p("details_ct", "user.government_id", f"{_REG}: sex, ethnicity, birth date, address, issuer, validity, "
+           "nationality, visa", _ID_PERSON, encrypted=True),
+        _p("photo_ct", "user.biometric", f"{_REG}: the chip photo (WLT, never decoded)",
+           _keep(365, "1 year", _PERSON_CLOCK), encrypted=True),
+        _p("guardian_ct", "user.contact", "a minor's guardian name, contact and relationships",
+           _keep(365, "1 year", _PERSON_CLOCK), encrypted=True),
+    ), created="registered_ms"),
+    Table("guest_reports", "The authority outbox: police registration reports of stays", (
+        *ops("id stay_id people state attempts created_ms deadline_ms sent_ms acked_ms failed_ms error file",
+             _ID_REPORT, "report state machine (no values)"),
+        _p("payload_ct", "user.government_id", "the copy handed to the police system, until acknowledged",
+           _ID_REPORT, encrypted=True, note="set to NULL on acknowledgement"),
+    ), created="created_ms"),
+    Table("guest_receipts", "Receipts of the guests purge (counts only)",
+          ops("id ts_ms counts oldest_checkout_ms", until("kept: counts only"), "deletion receipts"),
+          created="ts_ms"),
+    Table("guest_meta", "Guest summary bookkeeping", ops("key value", until("kept"), "bookkeeping")),
+))

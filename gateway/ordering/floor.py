@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
+from gateway.core.text import free_text
 from gateway.ordering import summary
-from gateway.ordering.tickets import clean_text
 from gateway.staff.accounts import audit
 from gateway.store.db import Connection
 
@@ -95,7 +95,7 @@ def merge_tables(svc: OrderingContext, c: Connection, src: str, dst: str, who: s
 def void_line(svc: OrderingContext, c: Connection, line_id: int, action: str, reason: str,
               who: str) -> tuple[int, list[str]]:
     """Void or comp a line with a reason (audit-logged)."""
-    reason = clean_text(reason, 140)
+    reason = free_text(reason, 140)
     if not reason:
         raise OrderingError("A reason is required. 请填写原因。", code="reason_required")
     row = c.execute("SELECT table_id, station FROM ord_lines WHERE id = ?", (line_id,)).fetchone()
@@ -141,7 +141,7 @@ def pay(svc: OrderingContext, c: Connection, table_id: str, method: str, referen
     """
     if method not in PAY_METHODS:
         raise OrderingError(f"method must be one of {', '.join(PAY_METHODS)}")
-    ref = clean_text(reference, 32)
+    ref = free_text(reference, 32)
     if sum(ch.isdigit() for ch in ref) >= 12:
         raise OrderingError("Enter the terminal's approval code, never a card number.", code="card_data")
     b = bill(svc, c, table_id)

@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Any
 
 from gateway.core import text as textclean
-from gateway.core.errors import OrderingError
+from gateway.core.errors import CardNumberRefused, OrderingError
 from gateway.store.db import Connection
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -181,7 +181,10 @@ def _text(obj: dict[str, Any], key: str, where: str, *, required: bool = True, l
         raise OrderingError(f"{where}.{key}: expected a non-empty string")
     if len(value) > limit:
         raise OrderingError(f"{where}.{key}: longer than {limit} characters")
-    text = textclean.clean(value, limit)
+    try:
+        text = textclean.free_text(value, limit)
+    except CardNumberRefused as err:
+        raise OrderingError(f"{where}.{key}: {err}", code=err.code) from None
     if required and not text:
         raise OrderingError(f"{where}.{key}: expected visible text")
     return text

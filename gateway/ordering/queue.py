@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
+from gateway.core.text import free_text
 from gateway.ordering import tables as tbl
-from gateway.ordering.tickets import clean_text
 from gateway.staff.accounts import audit
 from gateway.store.db import Connection
 
@@ -216,7 +216,7 @@ def validate_take(party: Any, nickname: Any) -> tuple[int, str]:
     raw = nickname if isinstance(nickname, str) else ""
     if len(raw) > NICK_MAX:
         raise OrderingError(f"The nickname is too long (at most {NICK_MAX}). 昵称过长。", code="bad_nick")
-    return n, clean_text(raw, NICK_MAX)
+    return n, free_text(raw, NICK_MAX)
 
 
 def open_for_origin(c: Connection, origin: str, day: str) -> int:

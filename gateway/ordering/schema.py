@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+from gateway.core.inventory import (
+    CONSENT,
+    CONTRACT,
+    EMPLOYMENT,
+    HIDDEN,
+    LEGAL_OBLIGATION,
+    NONE,
+    REDACT,
+    Column,
+    Declaration,
+    Retention,
+    SubjectHook,
+    Table,
+    after,
+    ops,
+    until,
+)
+from gateway.ordering import subjects
 from gateway.store.db import Connection
 from gateway.store.migrations import migration, run_script
 
@@ -278,3 +296,134 @@ def _audit_to_chain(conn: Connection) -> None:
         act = action if audit.valid_action(action) else "legacy"
         audit.append(conn, accounts.audit_who(conn, who), act, subject, reason, {"legacy_id": row_id}, ts_ms=ts_ms)
     conn.execute("DROP TABLE ord_audit")
+# ------------------------------------------------------------------------------------ inventory
+# Every table and column above, for the data inventory (gateway/core/inventory.py). The retention
+# job applies each rule; docs/privacy.md is generated from these lines.
+
+_CLOSED = "(SELECT s.closed_ms FROM ord_sessions s WHERE s.id = session_id)"
+_ROUND_CLOSED = ("(SELECT s.closed_ms FROM ord_sessions s JOIN ord_rounds r ON r.session_id = s.id "
+                 "WHERE r.id = round_id)")
+_IN_CLOSED = "session_id IN (SELECT id FROM ord_sessions WHERE closed_ms < ?)"
+_ROUND_IN_CLOSED = ("round_id IN (SELECT r.id FROM ord_rounds r JOIN ord_sessions s ON s.id = r.session_id "
+                    "WHERE s.closed_ms < ?)")
+_CONFIG = until("while it is in the menu or the store's configuration")
+_SALES = after(subjects.SALES_KEEP_DAYS, _CLOSED,
+               f"{subjects.SALES_KEEP_DAYS}d after the table session closes (a year of local reports; "
+               "HQ keeps the books from P/orders/summary)", due=_IN_CLOSED)
+_FREE = after(30, _CLOSED, "30d after the table session closes (blanked; the sales row stays)", action="blank",
+              due=_IN_CLOSED)
+_TICKETS = after(subjects.SALES_KEEP_DAYS, _ROUND_CLOSED, _SALES.text, due=_ROUND_IN_CLOSED)
+_CART = after(1, _CLOSED, "1d after the table session closes", due=_IN_CLOSED)
+_TASKS = after(30, _CLOSED, "30d after the table session closes", due=_IN_CLOSED)
+_STAFF_NAME = "the staff member who did it (names in sales rows become 'erased' on erasure)"
+_AUDIT = after(subjects.AUDIT_KEEP_DAYS, "ts_ms", f"{subjects.AUDIT_KEEP_DAYS}d after the entry (Cybersecurity Law "
+               "Art. 21: logs kept at least 6 months)")
+_QUEUE = after(7, "created_ms", "7d after the number was taken")
+_STAFF_SESSION = after(30, "coalesce(ended_ms, seen_ms)", "30d after the session ended or was last seen")
+_ACCOUNT = until("while the staff account exists (storegw privacy erase --subject staff:NAME)")
+
+
+def _free_text(name: str, purpose: str, rule: Retention = _FREE) -> Column:
+    return Column(name, "user.content.free_text", purpose, CONTRACT, rule, mask=REDACT)
+
+
+def _nickname(name: str, rule: Retention = _FREE) -> Column:
+    return Column(name, "user.name", "the alias a diner chose, shown on tickets and the KDS", CONSENT, rule,
+                  mask="mask_name")
+
+
+INVENTORY = Declaration("ordering", (
+    Table("ord_stations", "Kitchen stations", ops("id pos name_zh name_en printer backup kds", _CONFIG, "menu")),
+    Table("ord_categories", "Menu categories", ops("id pos name_zh name_en station", _CONFIG, "menu")),
+    Table("ord_items", "Menu items", ops("id category_id pos name_zh name_en desc_zh desc_en price_cents allergens "
+                                         "options photo station active sold_out stock", _CONFIG, "menu")),
+    Table("ord_tables", "Tables and their QR versions", ops("id pos label area seats version", _CONFIG, "tables")),
+    Table("ord_meta", "Ordering settings and secrets (table-link key, revision)",
+          ops("key", until("for the life of the database")) + (
+              Column("value", "system.authentication", "settings and the table-link secret", NONE,
+                     until("for the life of the database"), mask=HIDDEN),)),
+    Table("ord_sessions", "Table sessions (a party from opening to clearing); a sales record",
+          ops("id table_id opened_ms closed_ms covers paid_ms rounds",
+              after(subjects.SALES_KEEP_DAYS, "closed_ms", _SALES.text), "sales") + (
+              Column("opened_by", "user.name", _STAFF_NAME, EMPLOYMENT,
+                     after(subjects.SALES_KEEP_DAYS, "closed_ms", _SALES.text), leaves_store=False),),
+          created="opened_ms"),
+    Table("ord_diners", "Nicknames diners chose on their phones (keyed by a random page id)",
+          (Column("id", "user.unique_id.pseudonymous", "the phone's random page id", CONSENT,
+                  after(30, "created_ms", "30d after it was set"), mask=HIDDEN),
+           _nickname("nickname", after(30, "created_ms", "30d after it was set")),
+           Column("created_ms", "system.operations", "when it was set", NONE,
+                  after(30, "created_ms", "30d after it was set"))), created="created_ms"),
+    Table("ord_cart", "Cart lines not yet sent",
+          ops("id session_id item_id qty mods created_ms", _CART,
+              "ordering") + (
+              _free_text("note", "kitchen instructions", _CART),
+              _nickname("diner", _CART),
+              Column("origin", "user.unique_id.pseudonymous", "a MAC of the client (per-client limits)", CONTRACT,
+                     _CART, mask=HIDDEN)),
+          created="created_ms"),
+    Table("ord_rounds", "Rounds sent to the kitchen; a sales record",
+          ops("id session_id table_id round_no idem_key created_ms total_cents queue_no", _SALES, "sales") + (
+              _nickname("diner"),), created="created_ms"),
+    Table("ord_lines", "Order lines; a sales record (items, amounts, times)",
+          ops("id round_id session_id table_id item_id name_zh name_en qty unit_cents mods allergens station "
+              "ticket_id status comp created_ms received_ms served_ms", _SALES, "sales") + (
+              _free_text("note", "kitchen instructions (printed, on the KDS)"),
+              _nickname("diner"),
+              _free_text("reason", "why staff comped or voided the line")), created="created_ms"),
+    Table("ord_tickets", "Kitchen tickets and their print state",
+          ops("id round_id table_id round_no station job_id printer state rerouted_from reprints created_ms "
+              "received_ms done_ms", _TICKETS, "kitchen"),
+          created="created_ms"),
+    Table("ord_tasks", "Waiter calls, bill requests, rushes",
+          ops("id session_id table_id kind line_id created_ms ack_ms",
+              _TASKS, "service") + (
+              Column("ack_by", "user.name", _STAFF_NAME, EMPLOYMENT,
+                     _TASKS),), created="created_ms"),
+    Table("ord_payments", "Payments taken; a sales record",
+          ops("id session_id table_id method amount_cents ts_ms",
+              after(subjects.SALES_KEEP_DAYS, "ts_ms", f"{subjects.SALES_KEEP_DAYS}d after the payment"), "sales") + (
+              Column("staff", "user.name", _STAFF_NAME, EMPLOYMENT,
+                     after(subjects.SALES_KEEP_DAYS, "ts_ms", f"{subjects.SALES_KEEP_DAYS}d after the payment")),
+              Column("reference", "user.financial", "the payment's reference (reconciliation, disputes)",
+                     LEGAL_OBLIGATION, after(180, "ts_ms", "180d after the payment (disputes; blanked)",
+                                             action="blank"), mask=REDACT)),
+          created="ts_ms"),
+    Table("ord_audit", "Staff actions (who did what, why)",
+          (Column("id", "system.operations", "order", NONE, _AUDIT),
+           Column("ts_ms", "system.operations", "when", NONE, _AUDIT),
+           Column("staff", "user.name", "who acted", LEGAL_OBLIGATION, _AUDIT),
+           Column("action", "system.operations", "what", NONE, _AUDIT),
+           Column("target", "user.name", "what it acted on (may name a staff member)", LEGAL_OBLIGATION, _AUDIT),
+           Column("reason", "user.content.free_text", "the reason typed", LEGAL_OBLIGATION, _AUDIT, mask=REDACT)),
+          created="ts_ms"),
+    Table("ord_queue", "Queue numbers (取号) and their pre-order sessions",
+          ops("id number token party created_ms session_id seated_ms table_id prefix day called_ms calls skipped_ms "
+              "left_ms", _QUEUE, "queue") + (
+              Column("phone", "user.unique_id.pseudonymous", "a MAC of the phone's page id (idempotent taking)",
+                     CONSENT, _QUEUE, mask=HIDDEN),
+              Column("origin", "user.unique_id.pseudonymous", "a MAC of the client (per-client limits)", CONTRACT,
+                     _QUEUE, mask=HIDDEN),
+              _nickname("nickname", _QUEUE)),
+          created="created_ms",
+          subjects=(SubjectHook("queue", "queue:A12 (today's number) or queue:YYYYMMDD/A12", subjects.queue_export,
+                                subjects.queue_erase, subjects.queue_values, subjects.queue_normalise),)),
+    Table("ord_staff", "Staff accounts",
+          (Column("id", "system.operations", "account id", NONE, _ACCOUNT),
+           Column("name", "user.name", "sign-in name shown to colleagues", EMPLOYMENT, _ACCOUNT),
+           Column("role", "user.job_title", "what the member may do", EMPLOYMENT, _ACCOUNT),
+           Column("pin_hash", "user.authorization.credentials", "Argon2 hash of the PIN", EMPLOYMENT, _ACCOUNT,
+                  mask=HIDDEN),
+           *ops("active created_ms failures failed_ms locked_ms", _ACCOUNT, "sign-in state")),
+          created="created_ms",
+          subjects=(SubjectHook("staff", "staff:NAME (the sign-in name)", subjects.staff_export, subjects.staff_erase,
+                                subjects.staff_values),)),
+    Table("ord_staff_sessions", "Signed-in staff sessions (server side)",
+          ops("id staff_id created_ms seen_ms ended_ms ended_why", _STAFF_SESSION, "sign-in") + (
+              Column("token_hash", "user.authorization.credentials", "SHA-256 of the session cookie", EMPLOYMENT,
+                     _STAFF_SESSION, mask=HIDDEN),
+              Column("addr", "user.device.ip_address", "where the session signs in from (managers see it)",
+                     EMPLOYMENT, _STAFF_SESSION),
+              Column("agent", "user.device", "the browser (managers see it)", EMPLOYMENT, _STAFF_SESSION)),
+          created="created_ms"),
+))

@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
+from gateway.core.text import clean, free_text
 from gateway.ordering import floor, kitchen, queue, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.live import Notifier, RateLimiter
 from gateway.ordering.menu import Menu, load_menu, parse_menu, price_line, stock_of, write_menu
-from gateway.ordering.tickets import clean_text
 from gateway.printing.service import PrintService
 from gateway.spine.context import Periodic, ServiceContext
 from gateway.staff.accounts import audit
@@ -64,6 +65,7 @@ class OrderingService:
         self.sold_out: set[str] = set()
         self.tables: dict[str, tbl.Table] = {}
         self.secret = b""
+        self._participants: dict[int, set[str]] = {}  # session id → diner ids that acted in it
         self.submit_limit = RateLimiter(self.ocfg.submit_rate, 60.0)
         self.client_limit = RateLimiter(max(2, self.ocfg.submit_rate // 2), 60.0)
         self.write_limit = RateLimiter(self.ocfg.cart_rate, 60.0)
@@ -201,6 +203,64 @@ class OrderingService:
             raise OrderingError("The form expired; please reload the page. 页面已过期，请刷新。",
                                 code="csrf", status=400)
 
+    # -- who may see a paid table's bill: the party's own phones, not the next party's
+    DINER_MAX_SESSIONS = 2000  # sessions whose acting phones are remembered (in memory)
+
+    def new_diner_id(self) -> str:
+        """Return a fresh diner id for a phone's URL: its issue time (8 hex seconds) and a MAC of it."""
+        stamp = f"{int(time.time()):08x}"
+        return stamp + self._diner_mac(stamp)
+
+    def _diner_mac(self, stamp: str) -> str:
+        return tbl.sign(self.secret, "diner-id", stamp).encode().hex()[:8]
+
+    def diner_since_ms(self, diner: str) -> int | None:
+        """Return when a diner id was issued (ms), or None when it is not one this gateway issued."""
+        if len(diner) != 16 or not diner.isascii():
+            return None
+        stamp, mac = diner[:8], diner[8:]
+        if not secrets.compare_digest(mac, self._diner_mac(stamp)):
+            return None
+        try:
+            return int(stamp, 16) * 1000
+        except ValueError:
+            return None
+
+    def note_participant(self, table_id: str, diner: str) -> None:
+        """Remember that this phone acted at the table's open session (ordered, named itself, called staff)."""
+        if not diner:
+            return
+        row = self.gw.store.read().execute(
+            "SELECT id FROM ord_sessions WHERE table_id = ? AND closed_ms IS NULL AND paid_ms IS NULL",
+            (table_id,)).fetchone()
+        if row is None:  # after the payment nobody joins the party
+            return
+        acted = self._participants.setdefault(int(row[0]), set())
+        if len(acted) < 64:
+            acted.add(diner)
+        while len(self._participants) > self.DINER_MAX_SESSIONS:
+            self._participants.pop(next(iter(self._participants)))
+
+    def table_view_for(self, table_id: str, diner: str) -> dict[str, Any]:
+        """Return what this phone may see of the table: the shared view, except after the bill is paid.
+
+        Once paid (and until staff clear the table), a phone that was not part of the session (its id
+        was issued after the payment, or it is not one this gateway issued and it never acted at the
+        table) sees only "this table is being cleared": never the previous party's nicknames, notes
+        and bill. The party's own phones still see their bill.
+        """
+        view = self.table_view(table_id)
+        paid_ms = view.get("paid_ms")
+        if paid_ms is None:
+            return view
+        since = self.diner_since_ms(diner)
+        # Issued in a whole second before the payment (ids carry seconds; the payment's own second is "after").
+        acted = self._participants.get(view.get("session", -1), ())
+        if (since is not None and since + 1000 <= paid_ms) or diner in acted:
+            return view
+        return {"open": True, "can_order": False, "clearing": True, "paid": True, "cart": [], "cart_total": 0,
+                "rounds": [], "tasks": [], "sold_out": view["sold_out"], "version": view["version"]}
+
     def new_idem_key(self) -> str:
         """Return a fresh idempotency key for a submit form."""
         return secrets.token_urlsafe(12)
@@ -223,7 +283,7 @@ class OrderingService:
 
     def set_nickname(self, diner: str, nickname: str) -> None:
         """Remember a diner's nickname (no personal data: a seat or alias)."""
-        nick = clean_text(nickname, NICK_MAX)
+        nick = free_text(nickname, NICK_MAX)
         if not diner or not nick:
             raise OrderingError("Enter a short nickname or seat. 请输入昵称或座位号。", code="bad_nick")
         self.writer.call(lambda c: c.execute(
@@ -270,7 +330,7 @@ class OrderingService:
             raise OrderingError(f"Quantity must be 1-{MAX_QTY}. 数量须为1-{MAX_QTY}。", code="bad_qty")
         _, chosen = price_line(item, selected)
         mods = [[g.id, ch.id] for g, ch in chosen]
-        text = clean_text(note, NOTE_MAX)
+        text = free_text(note, NOTE_MAX)
         nick = self.nickname(diner)
 
         origin = self.origin_of(client)
@@ -319,7 +379,7 @@ class OrderingService:
         table_id = ctx.table.id
         if queue.is_pseudo(table_id):  # a pre-order goes to the kitchen only from the table it is seated at
             raise OrderingError("Pre-orders are sent once you are seated. 入座后才能下单。", code="queued", status=409)
-        key = clean_text(idem_key, 64)
+        key = clean(idem_key, 64)  # a request key the page made, not free text
         if len(key) < 8:
             raise OrderingError("Missing request key; please reload the page. 请刷新页面。", code="no_idem")
         scoped = f"{table_id}:{key}"
@@ -439,6 +499,8 @@ class OrderingService:
                 "SELECT kind, line_id, ack_ms FROM ord_tasks WHERE session_id = ? ORDER BY id DESC LIMIT 10", (sid,)):
             view["tasks"].append({"kind": kind, "line": line_id, "acked": ack is not None})
         view["paid"] = row[2] is not None
+        view["paid_ms"] = row[2]
+        view["session"] = sid
         return view
 
     # ------------------------------------------------------------------ kitchen and staff (delegated)

@@ -79,7 +79,7 @@ def upsert_table(conn: Connection, table_id: str, label: str = "", area: str = "
     """Create a table (or update its label) inside the caller's transaction."""
     if not TABLE_RE.fullmatch(table_id):
         raise OrderingError(f"table id {table_id!r}: expected 1-16 of A-Z a-z 0-9 _ -")
-    label, area = textclean.clean(label, 32), textclean.clean(area, 32)
+    label, area = textclean.free_text(label, 32), textclean.free_text(area, 32)
     pos = conn.execute("SELECT coalesce(max(pos), 0) + 1 FROM ord_tables").fetchone()[0]
     conn.execute("INSERT INTO ord_tables (id, pos, label, area, seats) VALUES (?, ?, ?, ?, ?) "
                  "ON CONFLICT (id) DO UPDATE SET label = excluded.label, area = excluded.area, "

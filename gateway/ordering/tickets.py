@@ -12,17 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.core import text as textclean
 from gateway.ordering.menu import allergen_name
 
 LINE_PREFIX = "L"
 TICKET_PREFIX = "T"
-
-
-def clean_text(value: Any, limit: int) -> str:
-    """Return user text safe for tickets and pages (``gateway.core.text.clean``): no control bytes
-    (ESC/POS), no invisible or direction characters, capped combining marks, trimmed, bounded."""
-    return textclean.clean(value, limit)
 
 
 def line_code(line_id: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.core.inventory import CONTRACT, REDACT, Column, Declaration, Table, after, ops
 from gateway.store.db import Connection
 from gateway.store.migrations import migration, run_script
 
@@ -31,3 +32,18 @@ def _printing(conn: Connection) -> None:
         CREATE INDEX print_jobs_source ON print_jobs (source, source_id) WHERE source != '';
         CREATE INDEX print_jobs_updated ON print_jobs (updated_ms)
     """)
+
+
+# The data inventory (gateway/core/inventory.py): ``doc`` is the ticket as printed, with diners'
+# nicknames and notes; finished jobs go after 7 days (the print service prunes hourly too).
+_FINISHED = after(7, "updated_ms", "7d after the job finished (confirmed or failed)",
+                  where="state IN ('confirmed', 'failed')")
+
+INVENTORY = Declaration("printing", (
+    Table("print_jobs", "The print queue: tickets, receipts and reprints",
+          ops("seq id printer station state attempts reprint rerouted_from source source_id error created_ms "
+              "updated_ms", _FINISHED, "printing") + (
+              Column("doc", "user.content.free_text", "the document as printed (nicknames and notes on tickets)",
+                     CONTRACT, _FINISHED, mask=REDACT),),
+          created="created_ms"),
+))

@@ -44,8 +44,9 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from gateway.config import Config
+from gateway.core import pii
 from gateway.core.errors import StoreError
-from gateway.core.models import Reading, now_ms
+from gateway.core.models import DEVICE_ID_RE, Reading, now_ms
 from gateway.spine.mqtt import configure_auth, describe_rc, new_client, skip_topic_callbacks
 from gateway.spine.payload import InvalidPayload, parse, parse_status
 from gateway.spine.telemetry import Telemetry
@@ -60,6 +61,8 @@ RECONNECT_MAX_S = 30.0
 
 _Item = tuple[str, "Reading | str", int, int]  # (device, reading or status state, mid, qos)
 _PROBE = object()  # marks the one-row write that tells bad data from a database that cannot write
+MAX_NAMES = 10000  # device ids and metric names remembered as checked (a flood of made-up ones is checked each time)
+INVALID_ID = "(invalid id)"  # what logs and counters show for a device id that breaks C3 (never the raw topic)
 
 
 @dataclass(slots=True)
@@ -113,6 +116,11 @@ class Ingest:
         self._done: collections.deque[tuple[int, bool]] = collections.deque()  # appended by the writer thread
         self._next_batch = 1
         self._conn_gen = 0
+        # Device ids and metric names as stored and sent: themselves, or a keyed pseudonym when they
+        # hold something personal (a phone number as a device id); checked once each.
+        self._devices: dict[str, str] = {}
+        self._safe_metrics: set[str] = set()
+        self._metric_names: dict[str, str] = {}
         # A socket pair, not a pipe: once closed, a late wake-up from the writer fails on the closed
         # socket object instead of writing into whatever file reuses the descriptor number.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -316,23 +324,53 @@ class Ingest:
             received = now_ms()
             items: list[_Item] = []
             note = self.telemetry.stats.note_invalid
+            devices, safe_metrics = self._devices, self._safe_metrics
             for topic, payload, mid, qos, dup in msgs:
                 parts = topic.split("/")
-                device = parts[1] if len(parts) == 3 else ""
+                raw = parts[1] if len(parts) == 3 else ""
+                device = devices.get(raw)
+                if device is None:
+                    device = self._device_name(raw)
                 try:
                     if parts[2:] == ["status"]:
                         items.append((device, parse_status(device, payload), mid, qos))
                         continue
                     r = parse(device, payload, received, self.max_payload)
+                    if not safe_metrics.issuperset(r.metrics):
+                        r = self._rename_metrics(r)
                     if r.ts_ms == received and qos:
                         r = _receipt_stamped(r, payload, mid, dup)
                     items.append((device, r, mid, qos))
                 except InvalidPayload as err:
-                    note(device or "?", err.reason)
+                    note(device or INVALID_ID, err.reason)
                     if qos:  # nothing to keep; acknowledging stops redelivery of a poison message
                         self.client.ack(mid, qos)
             if items and not self._submit(items, None):
                 return
+
+    def _device_name(self, raw: str) -> str:
+        """Return the device id to store and send for a topic's id: '' when invalid (C3), else itself or its
+        pseudonym when it holds personal data (``redacted-<8 hex>``, stable: HQ still tells devices apart)."""
+        name = pii.pseudonymize(raw) if DEVICE_ID_RE.match(raw) else ""
+        if len(self._devices) < MAX_NAMES:
+            self._devices[raw] = name
+        return name
+
+    def _rename_metrics(self, r: Reading) -> Reading:
+        """Return the reading with metric names that hold personal data replaced by their pseudonyms."""
+        renamed: dict[str, Any] = {}
+        for key, value in r.metrics.items():
+            name = self._metric_names.get(key)
+            if name is None:
+                name = pii.pseudonymize(key)
+                if name == key and len(self._safe_metrics) < MAX_NAMES:
+                    self._safe_metrics.add(key)
+                elif name != key and len(self._metric_names) < MAX_NAMES:
+                    self._metric_names[key] = name
+            elif name != key:
+                pii.count(pii.scan(key))  # every occurrence counts
+            renamed[name] = value
+        return Reading(r.device, r.ts_ms, renamed, r.digest, r.dup)
 
     def _submit(self, items: list[_Item], group: _Retry | object | None,
                  write: Callable[[Any], object] | None = None) -> bool:

@@ -14,9 +14,9 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from gateway.core.errors import OrderingError
+from gateway.core.errors import CardNumberRefused, OrderingError
 from gateway.core.models import now_ms
-from gateway.core.text import clean as clean_text
+from gateway.core.text import clean, free_text
 from gateway.privacy import audit as audit_chain
 from gateway.store.db import Connection, IntegrityError
 
@@ -85,7 +85,7 @@ def add_staff(conn: Connection, name: str, role: str, pin: str) -> int:
     A reset (the name exists) ends every session of the member, clears its wrong-PIN count and lock,
     and re-enables it.
     """
-    name = clean_text(name, 32)
+    name = free_text(name, 32)
     if not name:
         raise OrderingError("staff name is required")
     if role not in ROLES:
@@ -142,7 +142,10 @@ def check_login(conn: Connection, write: Any, name: str, pin: str) -> tuple[Staf
     failure, including tries refused during the back-off, so at most ``LOCK_AFTER`` come before the
     lock however many addresses they come from. ``write(fn)`` runs ``fn(conn)`` in the writer.
     """
-    name = clean_text(name, 32)
+    try:
+        name = free_text(name, 32)  # as stored by add_staff
+    except CardNumberRefused:
+        name = ""
     row = conn.execute("SELECT id, name, role, pin_hash, failures, failed_ms, locked_ms FROM ord_staff "
                        "WHERE name = ? AND active = 1", (name,)).fetchone()
     if row is None:
@@ -210,7 +213,7 @@ def start_session(conn: Connection, staff_id: int, token_hash: str, addr: str, a
     conn.execute("DELETE FROM ord_staff_sessions WHERE coalesce(ended_ms, seen_ms) < ?", (ts - 30 * 86400_000,))
     return int(conn.execute(
         "INSERT INTO ord_staff_sessions (token_hash, staff_id, created_ms, seen_ms, addr, agent) "
-        "VALUES (?, ?, ?, ?, ?, ?)", (token_hash, staff_id, ts, ts, addr[:64], clean_text(agent, 80))).lastrowid)
+        "VALUES (?, ?, ?, ?, ?, ?)", (token_hash, staff_id, ts, ts, addr[:64], clean(agent, 80))).lastrowid)
 
 
 def session_member(conn: Connection, token_hash: str, idle_ms: int, max_ms: int) -> tuple[StaffMember, int, int] | None:

@@ -121,10 +121,38 @@ def key_matches(path: Path, key: Key) -> bool | None:
     return hmac.compare_digest(blob[16:], _keycheck(key, blob[:16]))
 
 
+def private_files(path: Path) -> None:
+    """Make the database file (created empty if missing) and any -wal/-shm/key check beside it 0600.
+
+    Whichever process opens the database (``storegw run`` or a CLI command, whatever its umask):
+    SQLite creates the -wal and -shm files with the database file's permissions, so a 0600 database
+    keeps them 0600 too; files left 0644 by an older version are tightened here.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # e.g. a missing directory: sqlcipher3.connect reports it
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        pass  # not ours to change (another user's file): opening it will tell
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", KEYCHECK_SUFFIX):
+        side = path.with_name(path.name + suffix)
+        try:
+            if side.stat().st_mode & 0o077:
+                os.chmod(side, 0o600)
+        except OSError:
+            pass
+
+
 def connect(path: str | Path, key: Key, *, readonly: bool = False) -> Connection:
     """Open the database with its key, WAL, foreign keys and a busy timeout; verify the key."""
     path = Path(path)
     uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    if not readonly:
+        private_files(path)
     try:
         conn = sqlcipher3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
     except sqlcipher3.Error as err:
@@ -141,6 +169,9 @@ def connect(path: str | Path, key: Key, *, readonly: bool = False) -> Connection
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA temp_store = MEMORY")
+        # Deleted content is overwritten with zeros (cells and freed pages), so what retention or an
+        # erasure deletes is not left in free space (gateway/privacy/retention.py).
+        conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA cache_size = -2000")
     except sqlcipher3.DatabaseError as err:
         conn.close()
@@ -189,17 +220,6 @@ def opens(path: Path, key: Key) -> bool:
     return True
 
 
-def private_files(path: Path) -> None:
-    """Make the database, its WAL and shared-memory files and its key check readable by this user only."""
-    for suffix in ("", "-wal", "-shm", KEYCHECK_SUFFIX):
-        part = path.with_name(path.name + suffix)
-        try:
-            if part.stat().st_mode & 0o077:
-                os.chmod(part, 0o600)
-        except FileNotFoundError:
-            pass
-
-
 @dataclass
 class OpenResult:
     """What ``open_database`` found: the path and whether a damaged file was moved aside."""
@@ -217,6 +237,11 @@ def open_database(data_dir: Path, key: Key) -> OpenResult:
     try:
         conn = connect(path, key)
         try:
+            if fresh:
+                # Freed pages can then be given back to the file system (PRAGMA incremental_vacuum) by
+                # the retention job, without a full VACUUM; only possible before the first table.
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute("VACUUM")  # an empty file: instant
             private_files(path)
             if fresh or key_matches(path, key) is None:
                 write_keycheck(path, key)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from gateway.core import pii
 from gateway.core.models import now_ms
 from gateway.store.db import Connection
 
@@ -67,9 +68,21 @@ def take_enqueued() -> bool:
 on_enqueue: Any = None
 
 
+# The upstream filter every message passes before it is stored (so the outbox table and backups hold
+# what HQ may receive): the spine's schema allowlist (``gateway.spine.upstream.install``); until it is
+# installed, every string (keys too) passes the recognisers of ``gateway.core.pii``.
+upstream_filter: Callable[[str, Any], Any] = lambda topic, payload: pii.redact_strings(payload)  # noqa: E731
+upstream_id_filter: Callable[[str], str] = lambda msg_id: msg_id  # noqa: E731
+
+
 def enqueue(conn: Connection, lane: Lane, topic: str, msg_id: str, kind: str, payload: Any,
             *, retain: bool = False) -> int:
-    """Add one message to the outbox inside the caller's transaction; return its sequence."""
+    """Add one message to the outbox inside the caller's transaction; return its sequence.
+
+    The payload passes ``upstream_filter`` first: what is stored is what HQ may receive.
+    """
+    payload = upstream_filter(topic, payload)
+    msg_id = upstream_id_filter(msg_id)
     if on_enqueue is not None:
         on_enqueue(topic, payload)
     _pending.hit = True

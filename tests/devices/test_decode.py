@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices import masking
 from devices.decode import KINDS, decode
+from gateway.core import masking
 from gateway.core.errors import DecodeError, ProtocolError
 
 FUZZ = settings(max_examples=200, deadline=None, database=None)
@@ -24,8 +24,8 @@ TD3 = b"P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F12041
 EXAMPLES = {
     "scanner": (b"]Q1https://order.example-store.cn/t/T12abc\r", {"event": "table", "table_token": "T12abc"}),
     "em4100": (bytes.fromhex("0236324533303836434544303803") + b"\n",
-               {"printed_10_digit": "3808980205", "printed_8_digit": "008,27885"}),
-    "magstripe": (b";8800123456?", {"member_number": "8800123456", "payment_card": False}),
+               {"printed_10_digit_masked": "********05", "checksum_ok": True}),
+    "magstripe": (b";8800123456?", {"member_number_masked": "********56", "payment_card": False}),
     "idcard": (bytes.fromhex("aaaaaa9669000800009f0000000097"), {"sw3": "9f", "ok": True}),
     "gb11643": (b"11010519491231002X\n", {"id_number_masked": "110105********002X", "sex": "female",
                                           "birth_date": "1949-12-31", "region_code": "110105"}),
@@ -107,6 +107,21 @@ def test_personal_data_is_masked_unless_revealed():
         for secret in secrets:
             assert secret not in public
             assert secret in revealed
+
+
+def test_member_card_and_tag_ids_are_masked_unless_revealed():
+    """Issue 10: ``storegw decode`` without --reveal printed member numbers and EM4100 ids in full."""
+    em = bytes.fromhex("0236324533303836434544303803")  # tag 62E3086CED: printed 3808980205, 008,27885
+    for kind, data, secrets in [
+        ("magstripe", b";8800123456?", ["8800123456"]),
+        ("magstripe", b"%M8800123456^WANG/XIAOMING^?;8800123456?", ["8800123456", "XIAOMING"]),
+        ("em4100", em, ["62E3086CED", "3808980205", "008,27885", "27885"]),
+    ]:
+        public = json.dumps(decode(kind, data), ensure_ascii=False)
+        revealed = json.dumps(decode(kind, data, reveal=True), ensure_ascii=False)
+        for secret in secrets:
+            assert secret not in public, (kind, secret)
+        assert secrets[0] in revealed
 
 
 def test_legacy_15_digit_id_number():

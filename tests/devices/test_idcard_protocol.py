@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices.idcard import gb11643
 from devices.idcard.protocol import (
     GENDERS,
     NATIONS,
@@ -24,6 +23,7 @@ from devices.idcard.protocol import (
     parse_frame,
     parse_text_block,
 )
+from gateway.core import gb11643
 
 FUZZ = settings(max_examples=200, deadline=None, database=None)
 PERSON = {"name": "张三", "gender": "1", "nation": "01", "birth": "19910101",

@@ -86,7 +86,8 @@ def test_membership_card_gives_member_number():
     assert not swipe.payment_card
     assert not swipe.cardholder_data
     assert swipe.as_dict() == {"payment_card": False, "cardholder_data": False, "tracks": [2],
-                               "luhn_ok": luhn_ok("8800123456"), "member_number": "8800123456"}
+                               "luhn_ok": luhn_ok("8800123456"), "member_number_masked": "********56"}
+    assert swipe.as_dict(reveal=True)["member_number"] == "8800123456"
 
 
 def test_membership_track1_name_is_masked():

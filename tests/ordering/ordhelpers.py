@@ -76,7 +76,7 @@ class Diner:
         return self.client.post(f"/t/{self.token}/submit", data=self.form(idem=idem or self.idem()))
 
     def state(self) -> dict[str, Any]:
-        return self.client.get(f"/t/{self.token}/state.json").get_json()
+        return self.client.get(f"/t/{self.token}/state.json?d={self.d}").get_json()
 
 
 
@@ -201,6 +201,6 @@ class HttpDiner:
     def state(self) -> dict[str, Any]:
         import json
 
-        status, body, _ = self._open("GET", f"{self.path}/state.json")
+        status, body, _ = self._open("GET", f"{self.path}/state.json?d={self.d}")
         assert status == 200, (status, body)
         return json.loads(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ordhelpers import Diner, wait_for
 
 from devices.escpos.simulator import VirtualPrinter
-from gateway.ordering.tickets import clean_text
+from gateway.core.text import free_text as clean_text
 
 
 def printer_config(*printers: tuple[str, str, str]) -> str:

@@ -55,6 +55,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "added_ok": ("已加入购物车。", "Added to the table cart."),
     "table_closed": ("本桌尚未开台，请联系服务员开台后点餐。",
                      "This table is not open for ordering yet. Please ask a member of staff."),
+    "clearing": ("本桌已结账，正在清台，请稍候或联系服务员。",
+                 "This table has been paid and is being cleared. Please wait or ask a member of staff."),
     "paid": ("已结账，谢谢光临！", "Paid, thank you!"),
     "error": ("出错了", "Something went wrong"),
     "back": ("返回", "Back"),

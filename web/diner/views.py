@@ -169,7 +169,7 @@ def _render_table(svc: Any, ctx: Any, d: str, lang: str, *, error: str = "", ok:
                   status: int = 200) -> Response:
     request._storegw_lang = lang  # type: ignore[attr-defined]
     hide = [a for a in request.args.getlist("hide") if a in ALLERGENS]
-    view = svc.table_view(ctx.table.id)
+    view = svc.table_view_for(ctx.table.id, d)
     used = sorted({a for it in svc.menu.items.values() for a in it.allergens})
     html = render_template(
         "diner/table.html", svc=svc, menu=svc.menu, ctx=ctx, token=ctx.token, d=d, lang=lang, view=view,
@@ -190,7 +190,7 @@ def table(token: str) -> Any:
         return error_page(err, lang)
     d = diner_id()
     if not d:
-        return redirect(_page_url(token, secrets.token_hex(4), lang), code=303)
+        return redirect(_page_url(token, svc.new_diner_id(), lang), code=303)
     ok = ""
     if request.args.get("sent"):
         ok = t("sent_ok", lang, n=url_int(request.args, "sent", 0))
@@ -219,6 +219,7 @@ def _act(token: str, fn: Any) -> Any:
         return error_page(err, lang)
     try:
         svc.check_form(token, request.form.get("csrf", ""))
+        svc.note_participant(ctx.table.id, d)
         result, extra = fn(svc, ctx, d)
     except OrderingError as err:
         if wants_json():
@@ -312,7 +313,7 @@ def live(token: str) -> Any:
     request._storegw_lang = lang  # type: ignore[attr-defined]
 
     def make() -> str:
-        view = svc.table_view(ctx.table.id)
+        view = svc.table_view_for(ctx.table.id, d)
         return render_template("diner/_live.html", svc=svc, ctx=ctx, token=token, d=d, lang=lang, view=view,
                                form_token=svc.form_token(token), idem=svc.new_idem_key(),
                                nickname=svc.nickname(d))
@@ -327,8 +328,9 @@ def state(token: str) -> Any:
         ctx = _ctx(token)
     except OrderingError as err:
         return json_error(err)
-    return _etag_response(svc, ctx.table.id, "j", lambda: json.dumps(svc.table_view(ctx.table.id),
-                                                                      ensure_ascii=False), "application/json")
+    d = diner_id()
+    return _etag_response(svc, ctx.table.id, f"j-{d}", lambda: json.dumps(svc.table_view_for(ctx.table.id, d),
+                                                                           ensure_ascii=False), "application/json")
 
 
 class LiveSlots:

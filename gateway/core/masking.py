@@ -1,6 +1,7 @@
 """Mask personal and cardholder data before it is shown, logged or forwarded.
 
-The masked forms follow the conventions people in a store recognise: a payment PAN keeps the
+One masking module for the whole product (devices, pages, tickets, the KDS, logs and what goes to HQ):
+the masked forms follow the conventions people in a store recognise: a payment PAN keeps the
 BIN (first 6) and last 4 digits (PCI DSS 3.4.1), a resident ID number keeps the region code and
 the last 4 characters (``110105********002X``), a name keeps its first character (``张*``).
 Masks never reveal more than the rule allows, even for short or malformed input.
@@ -68,3 +69,39 @@ def mask_document_number(number: str) -> str:
     if len(number) <= 4:
         return MASK * len(number)
     return mask_middle(number, 0, 3)
+
+
+def mask_phone(number: str) -> str:
+    """Mask a mobile number to its first 3 and last 4 digits (``138****5678``); a +86/0086 prefix is dropped."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    elif len(digits) == 15 and digits.startswith("0086"):
+        digits = digits[4:]
+    if len(digits) == 11:
+        return mask_middle(digits, 3, 4)
+    return mask_middle(digits, 0, 4) if len(digits) > 8 else MASK * len(digits)
+
+
+def mask_card(pan: str) -> str:
+    """Mask a card number to its last 4 digits (``****1111``): what staff, pages and logs may show."""
+    digits = "".join(ch for ch in pan if ch.isdigit())
+    if len(digits) < 8:
+        return MASK * 4
+    return MASK * 4 + digits[-4:]
+
+
+def mask_passport(number: str) -> str:
+    """Mask a passport (travel-document) number to its last 3 characters (``******2C3``)."""
+    return mask_document_number(number)
+
+
+def mask_mrz(line: str) -> str:
+    """Mask a whole machine-readable-zone line: names, numbers and dates are all personal (``<MRZ>``)."""
+    return "<MRZ>" if line else ""
+
+
+def mask_tag(tag_id: str) -> str:
+    """Mask an RFID tag id or a member card number to its last 2 characters (``********05``)."""
+    tag_id = tag_id.strip()
+    return mask_middle(tag_id, 0, 2) if len(tag_id) > 4 else MASK * len(tag_id)

@@ -1,0 +1,168 @@
+"""The upstream filter: what may go to HQ, member by member, and free text through the recognisers.
+
+Applied to every message as it is put in the outbox (``gateway.store.outbox.enqueue`` calls the
+filter ``Gateway`` installs with ``install()``), so a redacted value is what the outbox table, the
+backups and HQ hold; the uplink then sends rows as stored. It is the spine's, not the store's: the
+store knows no topics, while the spine owns HQ's contract (C4) like the uplink does.
+
+Per topic (``SHAPES``, one entry per JSON Schema in docs/schemas; ``tests/privacy`` checks they
+agree), each member is one of:
+
+- ``ID``: an idempotency key or episode (``STORE:DEVICE:...``): kept, but any recogniser hit inside
+  is replaced by its keyed pseudonym, so two ids stay distinct and a retry keeps its id;
+- ``NAME``: a device id or metric name: replaced whole by its pseudonym when it holds a hit
+  (the ingest already does this; here for names from anywhere else);
+- ``TEXT``: free text (alert ``text``, rule names, item names, version): hits masked (``138****5678``);
+- ``ENUM``, ``TS``, ``VALUE``: enums, timestamps, numbers and booleans: kept as they are;
+- a nested shape: a list of, an object of, or a map from ``NAME`` keys to a shape.
+
+A member the shape does not list is dropped (HQ's schemas forbid additional properties), logged
+once per topic and member, and counted in health (``privacy.dropped_members``). A topic with no
+shape has every string (keys too) passed through the recognisers and is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from typing import Any
+
+from gateway.core import pii
+from gateway.store import outbox
+
+_LOGGER = logging.getLogger(__name__)
+
+ID, NAME, TEXT, ENUM, TS, VALUE = "id", "name", "text", "enum", "ts", "value"
+
+
+class Obj(dict):
+    """An object shape: member name → its kind or shape."""
+
+
+class ListOf:
+    """A list whose items all have one shape."""
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+
+class MapOf:
+    """An object with free member names (each a ``NAME``) and one value shape."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+_SUMMARY = Obj(id=ID, rev=VALUE, ts=TS, device=NAME, metric=NAME, window_start=TS, window_s=VALUE, count=VALUE,
+               type=ENUM, true_count=VALUE, min=VALUE, max=VALUE, mean=VALUE, last=VALUE, coarsened=VALUE)
+_RAW = Obj(id=ID, device=NAME, ts=TS, metrics=MapOf(VALUE))
+_ORDER_ITEM = Obj(item=NAME, name_zh=TEXT, name_en=TEXT, qty=VALUE, revenue_cents=VALUE)
+
+# Topic suffix (after ``{prefix}/{store}``) → shape; one per file in docs/schemas.
+SHAPES: dict[str, Any] = {
+    "/status": Obj(id=ID, state=ENUM, ts=TS, version=TEXT, started_at=TS),
+    "/telemetry/summary": ListOf(_SUMMARY),
+    "/telemetry/raw": ListOf(_RAW),
+    "/alerts": Obj(id=ID, episode=ID, device=NAME, rule=TEXT, kind=ENUM, state=ENUM, severity=ENUM, value=VALUE,
+                   ts=TS, text=TEXT),
+    "/devices": Obj(id=ID, ts=TS, devices=ListOf(Obj(id=NAME, kind=ENUM, available=VALUE, last_event_at=TS,
+                                                      events=VALUE))),
+    "/orders/summary": Obj(id=ID, ts=TS, kind=ENUM, store=ID, table=NAME, opened_at=TS, window_start=TS,
+                           window_s=VALUE, covers=VALUE, rounds=VALUE, currency=ENUM, items=ListOf(_ORDER_ITEM),
+                           subtotal_cents=VALUE, service_cents=VALUE, revenue_cents=VALUE, payment=ENUM,
+                           ticket_times=Obj(count=VALUE, p50_s=VALUE, p90_s=VALUE, max_s=VALUE)),
+}
+
+_lock = threading.Lock()
+dropped: Counter[str] = Counter()  # "topic-suffix:member" → members dropped (health shows the total)
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    with _lock:
+        if key in _warned or len(_warned) > 1000:
+            return
+        _warned.add(key)
+    _LOGGER.warning(message, *args)
+
+
+def _id(value: str) -> str:
+    hits = pii.find(value)
+    if not hits:
+        return value
+    pii.count(dict(Counter(h.kind for h in hits)))
+    out, pos = [], 0
+    for h in hits:
+        out.append(value[pos:h.start])
+        out.append(pii.pseudonym(value[h.start:h.end]))
+        pos = h.end
+    out.append(value[pos:])
+    return "".join(out)
+
+
+def _apply(shape: Any, value: Any, where: str) -> Any:
+    if isinstance(shape, str):
+        if not isinstance(value, str) or shape in (ENUM, TS, VALUE):
+            return value
+        if shape == TEXT:
+            return pii.redact(value)[0]
+        if shape == NAME:
+            return pii.pseudonymize(value)
+        return _id(value)
+    if isinstance(shape, ListOf):
+        return [_apply(shape.item, v, where) for v in value] if isinstance(value, list) else value
+    if isinstance(shape, MapOf):
+        if not isinstance(value, dict):
+            return value
+        return {pii.pseudonymize(k): _apply(shape.value, v, where) for k, v in value.items()}
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, member in value.items():
+        sub = shape.get(key)
+        if sub is None:
+            with _lock:
+                dropped[f"{where}:{key[:40]}"] += 1
+            _warn_once(f"{where}:{key}", "Upstream %s: member %r is not in HQ's schema; dropped",
+                       where, pii.pseudonymize(str(key))[:40])
+            continue
+        out[key] = _apply(sub, member, where)
+    return out
+
+
+def shape_of(topic: str) -> tuple[str, Any]:
+    """Return (suffix, shape) for a full upstream topic, or ("", None) when no schema covers it."""
+    for suffix, shape in SHAPES.items():
+        if topic.endswith(suffix):
+            return suffix, shape
+    return "", None
+
+
+def filter_payload(topic: str, payload: Any) -> Any:
+    """Return the payload as it may go to HQ: allowlisted per its topic's schema, free text redacted."""
+    if isinstance(payload, (bytes, bytearray)):
+        return payload  # pre-serialised by its producer (none today); kept as is
+    suffix, shape = shape_of(topic)
+    if shape is None:
+        _warn_once(f"topic:{topic}", "Upstream topic %s has no schema shape (gateway/spine/upstream.py); "
+                   "every string passes the recognisers", topic)
+        return pii.redact_strings(payload)
+    return _apply(shape, payload, suffix)
+
+
+def filter_id(msg_id: str) -> str:
+    """Return an outbox message id with any recogniser hit replaced by its pseudonym (as ``ID`` members are)."""
+    return _id(msg_id)
+
+
+def dropped_total() -> int:
+    """Return how many members were dropped for not being in HQ's schema."""
+    with _lock:
+        return sum(dropped.values())
+
+
+def install() -> None:
+    """Make this the filter of every message put in the outbox."""
+    outbox.upstream_filter = filter_payload
+    outbox.upstream_id_filter = filter_id
