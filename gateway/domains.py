@@ -25,8 +25,8 @@ from gateway.store import inventory as store_inventory
 SCHEMAS = (privacy_schema, printing_schema, ordering_schema, guests_schema)
 
 # The data inventory: the store's own tables, then each domain's (gateway/core/inventory.py).
-INVENTORY = Inventory((store_inventory.DECLARATION, printing_schema.INVENTORY, ordering_schema.INVENTORY,
-                       guests_schema.INVENTORY))
+INVENTORY = Inventory((store_inventory.DECLARATION, privacy_schema.INVENTORY, printing_schema.INVENTORY,
+                       ordering_schema.INVENTORY, guests_schema.INVENTORY))
 
 # Built and started in this order; a later service may use an earlier one.
 SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (

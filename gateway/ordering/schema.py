@@ -296,6 +296,45 @@ def _audit_to_chain(conn: Connection) -> None:
         act = action if audit.valid_action(action) else "legacy"
         audit.append(conn, accounts.audit_who(conn, who), act, subject, reason, {"legacy_id": row_id}, ts_ms=ts_ms)
     conn.execute("DROP TABLE ord_audit")
+
+
+@migration("0295_ordering_staff_ids_never_reused")
+def _staff_ids_never_reused(conn: Connection) -> None:
+    """Staff ids are never given again (AUTOINCREMENT), and start above every ``staff:N`` the audit
+    chain names.
+
+    The chain names members by id (``staff:7/manager``) and keeps those entries after the member is
+    erased. A plain INTEGER PRIMARY KEY gives the next account max(id) + 1, so erasing the newest
+    member and adding another would hand the erased member's entries to the new one: in the chain, in
+    a data-subject export and in the unmask counts.
+    """
+    run_script(conn, """
+        CREATE TABLE ord_staff_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            pin_hash TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_ms INTEGER NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            failed_ms INTEGER,
+            locked_ms INTEGER
+        );
+        INSERT INTO ord_staff_new (id, name, role, pin_hash, active, created_ms, failures, failed_ms, locked_ms)
+            SELECT id, name, role, pin_hash, active, created_ms, failures, failed_ms, locked_ms FROM ord_staff;
+        DROP TABLE ord_staff;
+        ALTER TABLE ord_staff_new RENAME TO ord_staff
+    """)
+    top = conn.execute("SELECT coalesce(max(id), 0) FROM ord_staff").fetchone()[0]
+    for (ref,) in conn.execute("SELECT who FROM audit_log WHERE who GLOB 'staff:[0-9]*' UNION "
+                               "SELECT subject FROM audit_log WHERE subject GLOB 'staff:[0-9]*'"):
+        number = ref[6:].split("/", 1)[0]
+        if number.isdigit():
+            top = max(top, int(number))
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'ord_staff'")
+    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('ord_staff', ?)", (top,))
+
+
 # ------------------------------------------------------------------------------------ inventory
 # Every table and column above, for the data inventory (gateway/core/inventory.py). The retention
 # job applies each rule; docs/privacy.md is generated from these lines.
@@ -316,8 +355,6 @@ _TICKETS = after(subjects.SALES_KEEP_DAYS, _ROUND_CLOSED, _SALES.text, due=_ROUN
 _CART = after(1, _CLOSED, "1d after the table session closes", due=_IN_CLOSED)
 _TASKS = after(30, _CLOSED, "30d after the table session closes", due=_IN_CLOSED)
 _STAFF_NAME = "the staff member who did it (names in sales rows become 'erased' on erasure)"
-_AUDIT = after(subjects.AUDIT_KEEP_DAYS, "ts_ms", f"{subjects.AUDIT_KEEP_DAYS}d after the entry (Cybersecurity Law "
-               "Art. 21: logs kept at least 6 months)")
 _QUEUE = after(7, "created_ms", "7d after the number was taken")
 _STAFF_SESSION = after(30, "coalesce(ended_ms, seen_ms)", "30d after the session ended or was last seen")
 _ACCOUNT = until("while the staff account exists (storegw privacy erase --subject staff:NAME)")
@@ -388,14 +425,6 @@ INVENTORY = Declaration("ordering", (
               Column("reference", "user.financial", "the payment's reference (reconciliation, disputes)",
                      LEGAL_OBLIGATION, after(180, "ts_ms", "180d after the payment (disputes; blanked)",
                                              action="blank"), mask=REDACT)),
-          created="ts_ms"),
-    Table("ord_audit", "Staff actions (who did what, why)",
-          (Column("id", "system.operations", "order", NONE, _AUDIT),
-           Column("ts_ms", "system.operations", "when", NONE, _AUDIT),
-           Column("staff", "user.name", "who acted", LEGAL_OBLIGATION, _AUDIT),
-           Column("action", "system.operations", "what", NONE, _AUDIT),
-           Column("target", "user.name", "what it acted on (may name a staff member)", LEGAL_OBLIGATION, _AUDIT),
-           Column("reason", "user.content.free_text", "the reason typed", LEGAL_OBLIGATION, _AUDIT, mask=REDACT)),
           created="ts_ms"),
     Table("ord_queue", "Queue numbers (取号) and their pre-order sessions",
           ops("id number token party created_ms session_id seated_ms table_id prefix day called_ms calls skipped_ms "

@@ -15,9 +15,13 @@ from typing import Any
 
 from gateway.core.inventory import DAY_MS, LEGAL_OBLIGATION, Erasure
 from gateway.core.models import iso_ms, now_ms
+from gateway.privacy import audit
 from gateway.store.db import Connection
 
-AUDIT_KEEP_DAYS = 365        # ord_audit's rule (schema.py): Cybersecurity Law Art. 21 asks >= 6 months of logs
+# How long the legal obligation to keep the audit chain's entries about a member lasts, for the DSR
+# answer (Cybersecurity Law Art. 21 asks >= 6 months of logs; we keep a year). The chain itself is
+# never deleted (gateway/privacy/schema.py INVENTORY; docs/privacy.md).
+AUDIT_KEEP_DAYS = 365
 SALES_KEEP_DAYS = 400        # sales rows' rule (schema.py)
 ERASED = "erased"            # what a staff name becomes in sales and task rows
 
@@ -29,6 +33,22 @@ def _rows(conn: Connection, sql: str, args: tuple[Any, ...]) -> list[dict[str, A
 
 
 # ---------------------------------------------------------------------------------------- staff
+
+def _audit_about(conn: Connection, name: str) -> tuple[str, tuple[str, ...]]:
+    """The condition (and its arguments) that finds the audit chain's entries about a staff member.
+
+    The chain names people by reference (``gateway.staff.accounts.audit_who``/``audit_subject``):
+    the member who acted is ``staff:ID/ROLE`` (the role of the day), a member acted on is
+    ``staff:ID``, and a name that had no account then is its keyed pseudonym ``staff:p:<hex>``.
+    """
+    refs = [audit.pseudonym(conn, "staff", name)]
+    row = conn.execute("SELECT id FROM ord_staff WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return "who = ? OR subject = ?", (refs[0], refs[0])
+    ref = f"staff:{row[0]}"
+    return ("who = ? OR who LIKE ? OR subject = ? OR who = ? OR subject = ?",
+            (ref, ref + "/%", ref, refs[0], refs[0]))
+
 
 def staff_export(conn: Connection, name: str) -> dict[str, list[dict[str, Any]]]:
     """Everything ordering holds about a staff member (the PIN hash is named, never shown)."""
@@ -42,8 +62,9 @@ def staff_export(conn: Connection, name: str) -> dict[str, list[dict[str, Any]]]
         out["ord_staff_sessions"] = _rows(
             conn, "SELECT id, created_ms, seen_ms, ended_ms, ended_why, addr, agent FROM ord_staff_sessions "
                   "WHERE staff_id = ? ORDER BY id", (account[0]["id"],))
-    out["ord_audit"] = _rows(conn, "SELECT id, ts_ms, staff, action, target, reason FROM ord_audit "
-                                   "WHERE staff = ? OR target = ? ORDER BY id", (name, f"staff:{name}"))
+    cond, args = _audit_about(conn, name)
+    out["audit_log"] = _rows(conn, f"SELECT seq, ts_ms, who, action, subject, why, detail FROM audit_log "  # noqa: S608
+                                   f"WHERE {cond} ORDER BY seq", args)
     out["ord_payments"] = _rows(conn, "SELECT id, session_id, table_id, method, amount_cents, ts_ms FROM ord_payments "
                                       "WHERE staff = ? ORDER BY id", (name,))
     out["ord_sessions"] = _rows(conn, "SELECT id, table_id, opened_ms, closed_ms FROM ord_sessions "
@@ -54,9 +75,14 @@ def staff_export(conn: Connection, name: str) -> dict[str, list[dict[str, Any]]]
 
 
 def staff_erase(conn: Connection, name: str, now: int) -> Erasure:
-    """Delete the account and its sessions; take the name out of sales and task rows; keep the
-    audit entries that name the member until their rule ends (legal obligation), untouched."""
+    """Delete the account and its sessions; take the name out of sales and task rows. The audit
+    chain's entries about the member (references, never the name) are kept, untouched: retained by
+    legal obligation until a year after the newest; the chain is append-only and is not rewritten,
+    and once the account is gone its references lead to nobody the store can name."""
     erased: dict[str, int] = {}
+    cond, args = _audit_about(conn, name)  # before the account goes: its id finds the entries
+    count, newest = conn.execute(f"SELECT count(*), max(ts_ms) FROM audit_log WHERE {cond}",  # noqa: S608
+                                 args).fetchone()
     row = conn.execute("SELECT id FROM ord_staff WHERE name = ?", (name,)).fetchone()
     if row is not None:
         erased["ord_staff_sessions"] = conn.execute("DELETE FROM ord_staff_sessions WHERE staff_id = ?",
@@ -67,23 +93,22 @@ def staff_erase(conn: Connection, name: str, now: int) -> Erasure:
                                           (ERASED, name)).rowcount
     erased["ord_tasks"] = conn.execute("UPDATE ord_tasks SET ack_by = ? WHERE ack_by = ?", (ERASED, name)).rowcount
     retained = []
-    count, newest = conn.execute("SELECT count(*), max(ts_ms) FROM ord_audit WHERE staff = ? OR target = ?",
-                                 (name, f"staff:{name}")).fetchone()
     if count:
-        retained.append({"table": "ord_audit", "rows": int(count), "basis": LEGAL_OBLIGATION,
+        retained.append({"table": "audit_log", "rows": int(count), "basis": LEGAL_OBLIGATION,
                          "until": iso_ms(int(newest) + AUDIT_KEEP_DAYS * DAY_MS),
-                         "why": "staff action log: Cybersecurity Law Art. 21 (network logs kept at least 6 months); "
-                                "deleted by the retention job when its rule ends"})
+                         "why": "audit chain entries (staff:ID references and redacted reasons, never the name): "
+                                "Cybersecurity Law Art. 21 (network logs kept at least 6 months). The chain is "
+                                "append-only and is not rewritten (that would break it); the account the "
+                                "references point to is erased, so they no longer lead to the member"})
     return Erasure({k: v for k, v in erased.items() if v}, retained)
 
 
 def staff_values(conn: Connection) -> Iterable[str]:
-    """Every staff name ordering holds (to re-apply erasures from keyed hashes)."""
+    """Every staff name ordering holds (to re-apply erasures from keyed hashes; the audit chain
+    holds no names)."""
     seen: set[str] = set()
     for sql in ("SELECT name FROM ord_staff", "SELECT DISTINCT staff FROM ord_payments",
-                "SELECT DISTINCT opened_by FROM ord_sessions", "SELECT DISTINCT ack_by FROM ord_tasks",
-                "SELECT DISTINCT staff FROM ord_audit",
-                "SELECT DISTINCT substr(target, 7) FROM ord_audit WHERE target LIKE 'staff:%'"):
+                "SELECT DISTINCT opened_by FROM ord_sessions", "SELECT DISTINCT ack_by FROM ord_tasks"):
         seen.update(r[0] for r in conn.execute(sql) if r[0])
     return sorted(seen - {ERASED, "diner", "queue"})
 

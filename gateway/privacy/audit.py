@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.core import pii
 from gateway.core.models import iso_ms, now_ms
 from gateway.store import ensure_secret
 from gateway.store.db import Connection
@@ -53,25 +54,23 @@ _SUBJECT_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.:/+=-]{1,96}")
 _MAX_WHY = 200
 _MAX_DETAIL = 1024
 
-# Local redaction until the shared recognisers (issue 10 item 9) land: GB 11643 ID numbers,
-# mainland mobiles (optionally +86, spaces or dashes), and any run of 12+ digits (card numbers).
-_ID_RE = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
-_MOBILE_RE = re.compile(r"(?<![0-9])(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d){8}(?![0-9])")
-_LONG_DIGITS_RE = re.compile(r"(?<![0-9])\d(?:[ -]?\d){11,}(?![0-9])")
-
 
 # ---------------------------------------------------------------------------------------- text
 
 
 def redact(text: str) -> str:
-    """Replace ID numbers, mobile numbers and long digit runs (card numbers) by placeholders."""
-    text = _ID_RE.sub("[id-number]", text)
-    text = _MOBILE_RE.sub("[phone]", text)
-    return _LONG_DIGITS_RE.sub("[number]", text)
+    """Mask ID numbers, mobile numbers and MRZ lines (``110105********002X``, ``138****5678``,
+    ``<MRZ>``) and card numbers (``****4242``) with the shared recognisers (``gateway.core.pii``),
+    as every other tripwire does; each hit is counted in health (``privacy.redacted``)."""
+    return pii.redact(text)[0]
 
 
 def clean_reason(text: str, limit: int = _MAX_WHY) -> str:
-    """A reason as the chain keeps it: no control or format characters, one line, redacted, capped."""
+    """A reason as the chain keeps it: no control or format characters, one line, redacted, capped.
+
+    NFKC first, so full-width digits are ASCII digits before the recognisers look; the cap comes after
+    the masks, so a number is never cut in half before it is recognised.
+    """
     text = unicodedata.normalize("NFKC", str(text))
     text = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in text)
     return redact(" ".join(text.split()))[:limit]

@@ -34,15 +34,9 @@ def week_start_ms(tz: str, now_ms: int) -> int:
 
 
 def unmasks(conn: Connection, since_ms: int) -> dict[str, int]:
-    """Audit entries with action ``unmask`` since ``since_ms``, per staff member (by the reference the
-    log keeps: the audit chain's ``staff:ID/ROLE`` once it lands, ``ord_audit``'s name until then)."""
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "audit_log" in tables:
-        sql = "SELECT who, count(*) FROM audit_log WHERE action = 'unmask' AND ts_ms >= ? GROUP BY who"
-    elif "ord_audit" in tables:
-        sql = "SELECT staff, count(*) FROM ord_audit WHERE action = 'unmask' AND ts_ms >= ? GROUP BY staff"
-    else:
-        return {}
+    """Audit chain entries with action ``unmask`` since ``since_ms``, per staff member, by the
+    reference the chain keeps (``staff:ID/ROLE``; never a name)."""
+    sql = "SELECT who, count(*) FROM audit_log WHERE action = 'unmask' AND ts_ms >= ? GROUP BY who"
     return {str(who): int(n) for who, n in conn.execute(sql, (since_ms,))}
 
 

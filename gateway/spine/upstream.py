@@ -14,7 +14,17 @@ agree), each member is one of:
   (the ingest already does this; here for names from anywhere else);
 - ``TEXT``: free text (alert ``text``, rule names, item names, version): hits masked (``138****5678``);
 - ``ENUM``, ``TS``, ``VALUE``: enums, timestamps, numbers and booleans: kept as they are;
+- ``OPAQUE``: a hash, signature, public key, key id or random id the gateway made (base64 or hex):
+  kept as it is. Random bytes can look like a number to the recognisers (a hex digest may hold a
+  Luhn-valid run of digits), and changing one would break what it proves; HQ's schema constrains
+  its form;
 - a nested shape: a list of, an object of, or a map from ``NAME`` keys to a shape.
+
+A ``Signed`` object shape is a message HQ verifies with a signature (audit checkpoints, deletion
+receipts): every member of the real messages is a kind the filter keeps, so they pass unchanged. If
+the filter ever has to change one (a member not in the schema, a recogniser hit in its store id),
+privacy wins: the filtered message is what is stored and sent, and an error is logged saying its
+signature will not verify at HQ (where a failed receipt or checkpoint check raises the alarm).
 
 A member the shape does not list is dropped (HQ's schemas forbid additional properties), logged
 once per topic and member, and counted in health (``privacy.dropped_members``). A topic with no
@@ -33,11 +43,15 @@ from gateway.store import outbox
 
 _LOGGER = logging.getLogger(__name__)
 
-ID, NAME, TEXT, ENUM, TS, VALUE = "id", "name", "text", "enum", "ts", "value"
+ID, NAME, TEXT, ENUM, TS, VALUE, OPAQUE = "id", "name", "text", "enum", "ts", "value", "opaque"
 
 
 class Obj(dict):
     """An object shape: member name → its kind or shape."""
+
+
+class Signed(Obj):
+    """An object shape of a signed message: the filter must not change it (see the module doc)."""
 
 
 class ListOf:
@@ -72,10 +86,18 @@ SHAPES: dict[str, Any] = {
                            window_s=VALUE, covers=VALUE, rounds=VALUE, currency=ENUM, items=ListOf(_ORDER_ITEM),
                            subtotal_cents=VALUE, service_cents=VALUE, revenue_cents=VALUE, payment=ENUM,
                            ticket_times=Obj(count=VALUE, p50_s=VALUE, p90_s=VALUE, max_s=VALUE)),
+    # gateway/privacy/audit.py Checkpointer.write: the signature covers origin, length, head and ts
+    "/audit/checkpoint": Signed(id=ID, ts=TS, length=VALUE, head=OPAQUE, key_id=OPAQUE, sig=OPAQUE),
+    # gateway/privacy/retention.py receipt(): the signature covers every member but sig
+    "/privacy/receipt": Signed(id=OPAQUE, ts=TS, store=ID, deleted=MapOf(VALUE), rows=MapOf(VALUE),
+                               held=MapOf(VALUE), oldest=MapOf(TS), audit=Obj(length=VALUE, head=OPAQUE),
+                               scrub=Obj(wal_truncated=VALUE, free_pages=VALUE), next_run=TS, alg=ENUM,
+                               key_id=OPAQUE, public_key=OPAQUE, sig=OPAQUE),
 }
 
 _lock = threading.Lock()
 dropped: Counter[str] = Counter()  # "topic-suffix:member" → members dropped (health shows the total)
+altered_signed: Counter[str] = Counter()  # topic suffix → signed messages the filter had to change
 _warned: set[str] = set()
 
 
@@ -103,7 +125,7 @@ def _id(value: str) -> str:
 
 def _apply(shape: Any, value: Any, where: str) -> Any:
     if isinstance(shape, str):
-        if not isinstance(value, str) or shape in (ENUM, TS, VALUE):
+        if not isinstance(value, str) or shape in (ENUM, TS, VALUE, OPAQUE):
             return value
         if shape == TEXT:
             return pii.redact(value)[0]
@@ -148,7 +170,13 @@ def filter_payload(topic: str, payload: Any) -> Any:
         _warn_once(f"topic:{topic}", "Upstream topic %s has no schema shape (gateway/spine/upstream.py); "
                    "every string passes the recognisers", topic)
         return pii.redact_strings(payload)
-    return _apply(shape, payload, suffix)
+    out = _apply(shape, payload, suffix)
+    if isinstance(shape, Signed) and out != payload:
+        with _lock:
+            altered_signed[suffix] += 1
+        _LOGGER.error("Upstream %s: the filter changed a signed message (a member not in HQ's schema, or a "
+                      "recogniser hit); it is sent as filtered and its signature will not verify at HQ", suffix)
+    return out
 
 
 def filter_id(msg_id: str) -> str:

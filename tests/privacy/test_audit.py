@@ -20,6 +20,7 @@ from realparts import ROOT, config_text, free_port, validate_hq_message, wait_fo
 from gateway import domains
 from gateway.cli import main
 from gateway.config import parse
+from gateway.core.masking import mask_id_number, mask_phone
 from gateway.privacy import audit
 from gateway.store import Store, migrations, open_store
 from gateway.store.db import DB_NAME, DatabaseError, connect
@@ -393,15 +394,30 @@ def test_staff_actions_land_on_the_chain_without_personal_data(tmp_path, cfg_pat
         rows = gw.store.read().execute("SELECT * FROM audit_log").fetchall()
     finally:
         gw.stop()
-    dump = repr(rows)
     actions = [r[3] for r in rows]
     assert actions == ["open", "void"]
     assert rows[1][2].startswith("staff:") and rows[1][2].endswith("/manager")
-    assert rows[1][4] == f"line:{line}" and rows[1][5] == "guest [phone] ID [id-number] asked"
-    for planted in (PHONE, ID_NUMBER, "Wang Fang", "Wang"):
-        assert planted not in dump
+    # masked once, at input (free_text), with the one set of recognisers and masks the chain uses too
+    assert rows[1][4] == f"line:{line}"
+    assert rows[1][5] == f"guest {mask_phone(PHONE)} ID {mask_id_number(ID_NUMBER)} asked"
     shown = run_cli("audit", "show", "--config", str(tmp_path / "gw.toml"), "--limit", "5").output
-    assert "[phone]" in shown and "[id-number]" in shown and PHONE not in shown and "Wang" not in shown
+    assert mask_phone(PHONE) in shown and mask_id_number(ID_NUMBER) in shown
+    for where in (repr(rows), shown):
+        _assert_no_planted_value(where, ("Wang Fang", "Wang"))
+
+
+def _assert_no_planted_value(text: str, names: tuple[str, ...] = ()) -> None:
+    """No planted value in any form: as typed, without separators, spaced, UTF-16, hex, base64 or
+    JSON-escaped, nor the hidden middle of the masked number (the ID's birth date, the phone's digits 4-7)."""
+    import base64
+
+    flat = "".join(ch for ch in text if ch.isalnum())
+    for value in (PHONE, ID_NUMBER, f"{PHONE[:3]} {PHONE[3:7]} {PHONE[7:]}", *names):
+        forms = {value, value.encode("utf-16-le").decode("latin-1"), value.encode().hex(),
+                 base64.b64encode(value.encode()).decode(), json.dumps(value, ensure_ascii=True)[1:-1]}
+        assert not any(form in text for form in forms), value
+        assert "".join(ch for ch in value if ch.isalnum()) not in flat, value
+    assert ID_NUMBER[6:14] not in flat and PHONE[3:7] + PHONE[7:] not in flat
 
 
 # ------------------------------------------------------------------------------------------------ migration
@@ -433,7 +449,8 @@ def test_ord_audit_rows_are_carried_over_in_order(tmp_path, monkeypatch, cfg_pat
     assert [g[0] for g in got] == [1_700_000_000_000 + i for i in range(4)]
     assert got[0][1:4] == ("staff:1/cashier", "open", "table:A1")
     assert got[1][3] == "item:c01"
-    assert got[2][1].startswith("staff:p:") and got[2][4] == "call [phone]"
+    assert got[2][1].startswith("staff:p:") and got[2][4] == f"call {mask_phone(PHONE)}"  # gateway.core.pii
+    _assert_no_planted_value(repr(got))
     assert got[3][1] == "system" and got[3][5] == {"legacy_id": 4}
     assert verify(cfg_path).exit_code == 0
 

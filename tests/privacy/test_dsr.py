@@ -9,7 +9,9 @@ import shutil
 
 from privkit import DAY, cli, contains_anywhere, open_db, plant_session, write_config
 
-from gateway.core.models import now_ms
+from gateway.core.models import iso_ms, now_ms
+from gateway.privacy import audit
+from gateway.staff import accounts
 
 
 def _staff(conn, name: str, *, audit_ts: int | None = None) -> None:
@@ -19,8 +21,8 @@ def _staff(conn, name: str, *, audit_ts: int | None = None) -> None:
                        "'$argon2id$v=19$m=65536,t=3,p=4$PINHASH', ?)", (name, ts)).lastrowid
     conn.execute("INSERT INTO ord_staff_sessions (token_hash, staff_id, created_ms, seen_ms, addr, agent) "
                  "VALUES (?, ?, ?, ?, '10.1.2.3', 'Tablet-UA-77')", (f"tok-{name}", sid, ts, ts))
-    conn.execute("INSERT INTO ord_audit (ts_ms, staff, action, target, reason) VALUES (?, ?, 'void', 'table:A1', "
-                 "'wrong dish')", (audit_ts or ts, name))
+    # on the chain as the staff helper writes it (staff:ID/ROLE), at the time the test chooses
+    audit.append(conn, accounts.audit_who(conn, name), "void", "table:A1", "wrong dish", ts_ms=audit_ts or ts)
     conn.execute("COMMIT")
     plant_session(conn, closed_ms=ts - DAY, staff=name, note="n", nickname="x")
 
@@ -40,7 +42,7 @@ def test_export_and_erase_a_staff_member(tmp_path):
     assert tables["ord_staff"][0]["name"] == "wang" and "PINHASH" not in json.dumps(doc)
     assert tables["ord_staff_sessions"][0]["addr"] == "10.1.2.3"
     assert len(tables["ord_payments"]) == 1 and len(tables["ord_sessions"]) == 1 and len(tables["ord_tasks"]) == 1
-    assert [a["action"] for a in tables["ord_audit"]] == ["void"]
+    assert [(a["action"], a["who"]) for a in tables["audit_log"]] == [("void", "staff:1/waiter")]
     assert doc["subject"]["reference"].startswith("dsr:staff-") and doc["erased_before"] is False
     assert doc["inventory"]["ord_staff"]["personal_columns"] == ["name", "role", "pin_hash"]
     out = tmp_path / "wang.json"
@@ -51,22 +53,41 @@ def test_export_and_erase_a_staff_member(tmp_path):
     assert res["erased"] == {"ord_staff": 1, "ord_staff_sessions": 1, "ord_payments": 1, "ord_sessions": 1,
                              "ord_tasks": 1}
     [kept] = res["retained"]
-    assert kept["table"] == "ord_audit" and kept["rows"] == 1 and kept["basis"] == "legal obligation"
+    assert kept["table"] == "audit_log" and kept["rows"] == 1 and kept["basis"] == "legal obligation"
     assert res["answer"].startswith("retained by legal obligation until ") and "processing stopped" in res["answer"]
     assert res["answer"][35:45] == kept["until"][:10]
+    assert kept["until"][:10] == iso_ms(now_ms() - 10 * DAY + 365 * DAY)[:10]  # a year after the newest entry
     assert conn.execute("SELECT count(*) FROM ord_staff WHERE name = 'wang'").fetchone() == (0,)
     assert conn.execute("SELECT DISTINCT staff FROM ord_payments ORDER BY 1").fetchall() == [("erased",), ("li",)]
     assert conn.execute("SELECT count(*) FROM ord_staff WHERE name = 'li'").fetchone() == (1,)  # nobody else
-    # audited by reference, never by value
-    entries = conn.execute("SELECT staff, action, target, reason FROM ord_audit WHERE action LIKE 'privacy.%' "
-                           "ORDER BY id").fetchall()
+    # audited by reference, never by value; the chain keeps its entry about wang, untouched and intact
+    entries = conn.execute("SELECT who, action, subject, why FROM audit_log WHERE action LIKE 'privacy.%' "
+                           "ORDER BY seq").fetchall()
     assert [e[1] for e in entries] == ["privacy.export", "privacy.export", "privacy.erase"]
     assert all(e[2] == res["subject"]["reference"] and "wang" not in " ".join(e) for e in entries)
+    assert conn.execute("SELECT who, action FROM audit_log WHERE seq = 1").fetchone() == ("staff:1/waiter", "void")
+    assert "wang" not in repr(conn.execute("SELECT * FROM audit_log").fetchall())
+    assert audit.verify(conn, "storegw/v1/sh-001/audit").ok
     # the session's user agent and address are gone from the files, even decrypted
     conn.close()
     assert contains_anywhere(tmp_path / "data", "Tablet-UA-77") == ["storegw.db"]  # li's session is still there
     again = _json(cli("privacy", "export", "--subject", "staff:wang", "--config", cfg))
     assert "ord_staff" not in again["tables"] and again["erased_before"] is True
+
+
+def test_an_erased_members_id_is_never_given_again(tmp_path):
+    """The chain keeps staff:ID after the account is erased: a new account must not inherit it (nor
+    the erased member's entries in its export)."""
+    cfg = str(write_config(tmp_path))
+    conn = open_db(tmp_path / "data")
+    _staff(conn, "li")    # staff:1
+    _staff(conn, "wang")  # staff:2, the newest
+    assert cli("privacy", "erase", "--subject", "staff:wang", "--reason", "left", "--config", cfg).exit_code == 0
+    conn.execute("BEGIN IMMEDIATE")
+    new_id = accounts.add_staff(conn, "zhou", "waiter", "135790")
+    conn.execute("COMMIT")
+    assert new_id == 3
+    assert "audit_log" not in _json(cli("privacy", "export", "--subject", "staff:zhou", "--config", cfg))["tables"]
 
 
 def test_export_and_erase_a_queue_number(tmp_path):
@@ -152,26 +173,26 @@ def test_erasure_survives_restore_of_an_older_backup(tmp_path):
 def test_report(tmp_path):
     cfg = str(write_config(tmp_path))
     conn = open_db(tmp_path / "data")
-    _staff(conn, "wang")
+    _staff(conn, "wang")  # staff:1/waiter
+    _staff(conn, "li")    # staff:2/waiter
     week_ago = now_ms() - 8 * DAY
     conn.execute("BEGIN IMMEDIATE")
-    conn.executemany("INSERT INTO ord_audit (ts_ms, staff, action, target, reason) VALUES (?, ?, 'unmask', "
-                     "'guest:p:1', 'check-in')", [(now_ms(), "li"), (now_ms(), "li"), (now_ms(), "wang"),
-                                                  (week_ago, "wang")])
+    for ts, name in [(now_ms(), "li"), (now_ms(), "li"), (now_ms(), "wang"), (week_ago, "wang")]:
+        audit.append(conn, accounts.audit_who(conn, name), "unmask", "guest:p:1", "check-in", ts_ms=ts)
     conn.execute("COMMIT")
     before = _json(cli("privacy", "report", "--config", cfg, "--json"))
     assert before["last_receipt"] is None
     assert cli("privacy", "retention", "--config", cfg).exit_code == 0
     doc = _json(cli("privacy", "report", "--config", cfg, "--json"))
-    assert doc["unmask_this_week"] == {"li": 2, "wang": 1}
+    assert doc["unmask_this_week"] == {"staff:2/waiter": 2, "staff:1/waiter": 1}  # references, never names
     assert doc["last_receipt"]["id"].startswith("receipt:")
     assert doc["categories"]["user.name"]["held"] >= 4 and doc["categories"]["user.name"]["oldest"]
-    assert doc["categories"]["user.device.ip_address"] == {"held": 1, "oldest": doc["categories"]["user.device"]
+    assert doc["categories"]["user.device.ip_address"] == {"held": 2, "oldest": doc["categories"]["user.device"]
                                                            ["oldest"]}
     assert doc["next_retention_run"].endswith(":15:00.000Z")  # 04:15 Shanghai is 20:15 UTC
     assert doc["key_versions"]["fields"].startswith("v1 primary")
     text = cli("privacy", "report", "--config", cfg).output
-    for line in ("user.content.free_text", "next retention run", "last receipt        ", "unmasks this week   li 2",
-                 "key versions"):
+    for line in ("user.content.free_text", "next retention run", "last receipt        ",
+                 "unmasks this week   staff:1/waiter 1, staff:2/waiter 2", "key versions"):
         assert line in text, line
-    assert "10.1.2.3" not in text and "wang" not in text.replace("wang 1", "")
+    assert "10.1.2.3" not in text and "wang" not in text

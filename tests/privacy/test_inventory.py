@@ -34,8 +34,10 @@ def test_every_table_and_column_after_all_migrations_is_declared(tmp_path):
     assert not missing_tables, f"declared tables that no migration creates: {missing_tables}"
     # the tables the issue names are all there
     for name in ("readings", "devices", "windows", "alerts_active", "outbox", "meta", "print_jobs", "ord_lines",
-                 "ord_queue", "ord_payments", "ord_audit", "ord_staff", "ord_staff_sessions", "ord_diners"):
+                 "ord_queue", "ord_payments", "ord_staff", "ord_staff_sessions", "ord_diners", "audit_log",
+                 "audit_checkpoints", "audit_keys"):
         assert name in domains.INVENTORY.tables
+    assert "ord_audit" not in domains.INVENTORY.tables  # carried onto the chain and dropped (0290)
 
 
 def test_a_migration_adding_an_undeclared_column_fails_the_check(tmp_path):
@@ -73,8 +75,25 @@ def test_every_column_is_well_formed():
         if col.personal:
             assert col.basis != NONE, where
             assert col.mask != SHOW or col.category in ("user.name", "user.device", "user.device.ip_address",
-                                                        "user.job_title"), where
+                                                        "user.job_title") \
+                or where in ("audit_log.who", "audit_log.subject"), where  # references, shown to the auditor
             assert not col.leaves_store, f"{where}: personal data does not leave the store yet"
+
+
+def test_the_audit_chain_is_declared_and_the_job_never_deletes_it():
+    """Append-only (a deleted entry breaks every later hash): declared under a legal obligation with a
+    rule the retention job does not run; its personal columns hold references and redacted reasons."""
+    from gateway.privacy.retention import plan
+
+    chain = [domains.INVENTORY.table(t) for t in ("audit_log", "audit_checkpoints", "audit_keys")]
+    assert all(t.owner == "privacy" for t in chain)
+    assert not [s for s in plan(domains.INVENTORY) if s.table.name.startswith("audit_")]
+    log = chain[0]
+    assert [c.name for c in log.personal] == ["who", "subject", "why"]
+    assert all(c.basis == "legal obligation" and not c.retention.executable and not c.leaves_store
+               for c in log.personal)
+    assert log.column("why").mask == REDACT
+    assert not chain[1].personal and not chain[2].personal
 
 
 def test_every_personal_column_of_ordering_and_printing_has_a_rule_the_job_applies():

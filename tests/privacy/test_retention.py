@@ -14,13 +14,17 @@ from realparts import wait_for
 
 from gateway import domains
 from gateway.privacy import audit, retention
+from gateway.staff import accounts
 
 NOW_ISO = "2026-03-01T04:15:00+08:00"
 NOW = int(dt.datetime.fromisoformat(NOW_ISO).timestamp() * 1000)
 EXPIRED = ("PLANTED-EXPIRED-NOTE-7f3a", "PLANTED-NICK-9b2c", "PLANTED-TICKET-DOC-55e1", "PLANTED-REF-0c4d",
-           "PLANTED-QUEUE-NICK-21aa", "PLANTED-AUDIT-WHY-e0e0", "PLANTED-AGENT-8d8d")
+           "PLANTED-QUEUE-NICK-21aa", "PLANTED-AGENT-8d8d")
 KEPT = ("KEEP-NOTE-EXACT-30D", "KEEP-NICK-EXACT-30D", "KEEP-TICKET-7D", "KEEP-REF-180D", "KEEP-QUEUE-7D",
-        "KEEP-AUDIT-365D", "KEEP-OPEN-TABLE-NOTE")
+        "KEEP-OPEN-TABLE-NOTE")
+# The audit chain is append-only and no rule of the job deletes it (gateway/privacy/schema.py): an
+# entry older than a year and one younger both stay, and the chain stays intact.
+CHAIN = ("CHAIN-WHY-OLDER-THAN-365D", "CHAIN-WHY-365D")
 
 
 def _plant(conn) -> dict[str, int]:
@@ -33,7 +37,7 @@ def _plant(conn) -> dict[str, int]:
         "edge_ref": plant_session(conn, closed_ms=NOW - 180 * DAY, note="n", nickname="x", reference="REF-AT-EDGE"),
         "sales_gone": plant_session(conn, closed_ms=NOW - 400 * DAY - 1, note="n", nickname="x"),
         "sales_kept": plant_session(conn, closed_ms=NOW - 400 * DAY, note="n", nickname="x"),
-        "open": plant_session(conn, closed_ms=None, paid=False, note=KEPT[6], nickname="open"),
+        "open": plant_session(conn, closed_ms=None, paid=False, note=KEPT[5], nickname="open"),
     }
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany("INSERT INTO ord_diners (id, nickname, created_ms) VALUES (?, ?, ?)",
@@ -46,12 +50,12 @@ def _plant(conn) -> dict[str, int]:
     conn.executemany("INSERT INTO ord_queue (number, token, created_ms, prefix, day, phone, nickname, origin) "
                      "VALUES (?, ?, ?, 'A', '20260201', 'mac-phone', ?, 'mac-origin')",
                      [(1, "t1", NOW - 7 * DAY - 1, EXPIRED[4]), (2, "t2", NOW - 7 * DAY, KEPT[4])])
-    conn.executemany("INSERT INTO ord_audit (ts_ms, staff, action, target, reason) VALUES (?, 'wang', 'void', "
-                     "'table:A1', ?)", [(NOW - 365 * DAY - 1, EXPIRED[5]), (NOW - 365 * DAY, KEPT[5])])
     conn.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms) VALUES ('wang', 'waiter', 'h', 0)")
+    for ts, why in ((NOW - 365 * DAY - 1, CHAIN[0]), (NOW - 365 * DAY, CHAIN[1])):
+        audit.append(conn, accounts.audit_who(conn, "wang"), "void", "table:A1", why, ts_ms=ts)
     conn.executemany("INSERT INTO ord_staff_sessions (token_hash, staff_id, created_ms, seen_ms, ended_ms, addr, "
                      "agent) VALUES (?, 1, 0, 0, ?, '10.0.0.7', ?)",
-                     [("th1", NOW - 30 * DAY - 1, EXPIRED[6]), ("th2", NOW - 30 * DAY, "agent-kept")])
+                     [("th1", NOW - 30 * DAY - 1, EXPIRED[5]), ("th2", NOW - 30 * DAY, "agent-kept")])
     conn.execute("COMMIT")
     return ids
 
@@ -72,7 +76,7 @@ def test_rows_past_their_rule_go_rows_inside_stay_exactly(tmp_path):
     assert _one(conn, "SELECT note, diner, qty, unit_cents FROM ord_lines WHERE session_id = ?",
                 (ids["blanked"],)) == ("", "", 1, 1800)
     assert _one(conn, "SELECT diner, total_cents FROM ord_rounds WHERE session_id = ?", (ids["blanked"],)) == ("", 1800)
-    assert _one(conn, "SELECT note FROM ord_lines WHERE session_id = ?", (ids["open"],)) == (KEPT[6],)
+    assert _one(conn, "SELECT note FROM ord_lines WHERE session_id = ?", (ids["open"],)) == (KEPT[5],)
     # payment references: 180 days
     assert _one(conn, "SELECT reference FROM ord_payments WHERE session_id = ?", (ids["old_ref"],)) == ("",)
     assert _one(conn, "SELECT reference FROM ord_payments WHERE session_id = ?", (ids["edge_ref"],)) == ("REF-AT-EDGE",)
@@ -92,19 +96,21 @@ def test_rows_past_their_rule_go_rows_inside_stay_exactly(tmp_path):
     assert [r[0] for r in conn.execute("SELECT id FROM ord_diners")] == ["d-edge"]
     assert sorted(r[0] for r in conn.execute("SELECT id FROM print_jobs")) == ["j-edge", "j-stuck"]
     assert [r[0] for r in conn.execute("SELECT nickname FROM ord_queue")] == [KEPT[4]]
-    assert [r[0] for r in conn.execute("SELECT reason FROM ord_audit")] == [KEPT[5]]
+    assert conn.execute("SELECT who, why FROM audit_log ORDER BY seq").fetchall() == [("staff:1/waiter", w)
+                                                                                        for w in CHAIN]
+    assert audit.verify(conn, "storegw/v1/sh-001/audit").ok
     assert [r[0] for r in conn.execute("SELECT agent FROM ord_staff_sessions")] == ["agent-kept"]
     assert _one(conn, "SELECT count(*) FROM ord_staff") == (1,)  # accounts are not time-limited
     # the counts the receipt reports: five sessions closed more than 30 days ago (blanked: round and
     # line nicknames, line notes), their five tasks (ack_by) deleted, one old payment reference, the
     # 400-day-old session's payment and opened_by, one diner, one print job, one queue number (nickname,
-    # two MACs), one audit entry (staff, target, reason), one staff session (token hash, address, agent)
-    assert out["deleted"] == {"user.name": 5 + 5 + 5 + 1 + 1 + 1 + 1 + 2, "user.content.free_text": 5 + 1 + 1,
+    # two MACs), one staff session (token hash, address, agent); nothing of the audit chain
+    assert out["deleted"] == {"user.name": 5 + 5 + 5 + 1 + 1 + 1 + 1, "user.content.free_text": 5 + 1,
                               "user.financial": 1, "user.unique_id.pseudonymous": 1 + 2,
                               "user.authorization.credentials": 1, "user.device.ip_address": 1, "user.device": 1}
     assert out["rows"] == {"ord_rounds": 5 + 1, "ord_lines": 5 + 1, "ord_payments": 1 + 1, "ord_tasks": 5,
                            "ord_tickets": 1, "ord_sessions": 1, "ord_diners": 1, "print_jobs": 1, "ord_queue": 1,
-                           "ord_audit": 1, "ord_staff_sessions": 1}
+                           "ord_staff_sessions": 1}
     second = json.loads(cli("privacy", "retention", "--config", str(cfg), "--now", NOW_ISO).output.splitlines()[-1])
     assert second["rows"] == {} and second["deleted"] == {}  # idempotent: nothing left to do
 
@@ -115,13 +121,13 @@ def test_planted_expired_values_are_not_in_the_files_even_with_the_key(tmp_path)
     conn = open_db(data)
     _plant(conn)
     # a reader holding a snapshot must not keep the WAL alive either: retention waits for it briefly
-    for value in (*EXPIRED, *KEPT):  # positive control: the decryptor finds what is there
+    for value in (*EXPIRED, *KEPT, *CHAIN):  # positive control: the decryptor finds what is there
         assert contains_anywhere(data, value), value
     assert cli("privacy", "retention", "--config", str(cfg), "--now", NOW_ISO).exit_code == 0
     conn.close()
     for value in EXPIRED:
         assert contains_anywhere(data, value) == [], value
-    for value in KEPT:
+    for value in (*KEPT, *CHAIN):
         assert contains_anywhere(data, value) == ["storegw.db"], value
     assert (data / "storegw.db-wal").stat().st_size == 0 if (data / "storegw.db-wal").exists() else True
 
@@ -191,14 +197,15 @@ def test_receipt_reaches_hq_signed_with_the_right_counts_and_no_personal_data(
     doc = receipts[0]
     assert doc["id"] == ran["receipt"] and doc["store"] == "sh-001"
     assert doc["deleted"] == ran["deleted"] and doc["rows"] == ran["rows"]
-    assert doc["deleted"]["user.content.free_text"] == 7 and doc["deleted"]["user.financial"] == 1
+    assert doc["deleted"]["user.content.free_text"] == 6 and doc["deleted"]["user.financial"] == 1
     assert doc["rows"]["print_jobs"] == 1 and doc["rows"]["ord_queue"] == 1 and doc["rows"]["ord_diners"] == 1
     assert doc["oldest"]["user.content.free_text"] is not None
     assert doc["scrub"]["wal_truncated"] in (True, False)
     assert retention.signature_ok(doc)
+    assert doc["audit"]["length"] >= 2  # the chain's head, the two planted entries and what the run appended
     forged = dict(doc, deleted={**doc["deleted"], "user.name": 0})
     assert not retention.signature_ok(forged)
     text = json.dumps(doc, ensure_ascii=False)
-    for value in (*EXPIRED, *KEPT, "wang", "10.0.0.7", "DINER-EDGE", "mac-phone"):
+    for value in (*EXPIRED, *KEPT, *CHAIN, "wang", "10.0.0.7", "DINER-EDGE", "mac-phone"):
         assert value not in text
     gw.stop()
