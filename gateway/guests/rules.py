@@ -30,7 +30,7 @@ from typing import Any
 from gateway.core import gb11643
 from gateway.core.errors import GuestError
 from gateway.core.masking import mask_address, mask_document_number, mask_id_number, mask_name
-from gateway.core.text import clean
+from gateway.core.text import free_text
 
 DOC_TYPES: dict[str, tuple[str, str]] = {
     "resident_id": ("Resident ID card", "居民身份证"),
@@ -202,9 +202,14 @@ def overseas(doc_type: str, nationality: str) -> bool:
     return doc_type in OVERSEAS_TYPES
 
 
+# The recognisers (gateway.core.pii) mask ID and mobile numbers in free text; these fields hold them.
+ALLOW: dict[str, frozenset[str]] = {"doc_number": frozenset({"id_number"}),
+                                    "guardian_contact": frozenset({"mobile"})}
+
+
 def _text(values: Mapping[str, Any], name: str) -> str:
     raw = values.get(name, "")
-    return clean(raw, MAX_LEN.get(name, 40)) if isinstance(raw, str) else ""
+    return free_text(raw, MAX_LEN.get(name, 40), allow=ALLOW.get(name, frozenset())) if isinstance(raw, str) else ""
 
 
 def check_guest(values: Mapping[str, Any], *, check_in: dt.date, minor_age: int,
