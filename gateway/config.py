@@ -180,6 +180,16 @@ class OrderingConfig:
 
 
 @dataclass(frozen=True)
+class StaffConfig:
+    """[staff]: staff sign-in (PINs for floor staff; password + TOTP for managers, technicians, auditors)."""
+
+    clock_sync_files: tuple[str, ...] = opt("list[str]", ("/run/systemd/timesync/synchronized",),
+                                            help="Files whose presence proves the clock is synchronised; TOTP "
+                                            "is refused while none exists, unless a technician ran `storegw staff "
+                                            "trust-clock` since boot.")
+
+
+@dataclass(frozen=True)
 class BackupConfig:
     """[backup]: a daily backup of the database made by storegw itself (off until ``at`` is set)."""
 
@@ -268,6 +278,7 @@ class Config:
     guests: GuestsConfig = field(default_factory=GuestsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    staff: StaffConfig = field(default_factory=StaffConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
 
@@ -316,6 +327,7 @@ SECTIONS: dict[str, type] = {
     "guests": GuestsConfig,
     "audit": AuditConfig,
     "privacy": PrivacyConfig,
+    "staff": StaffConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.

@@ -18,15 +18,16 @@ from gateway.ordering import service as ordering
 from gateway.printing import schema as printing_schema
 from gateway.printing import service as printing
 from gateway.privacy import schema as privacy_schema
+from gateway.staff import schema as staff_schema
 from gateway.staff import service as staff
 from gateway.store import inventory as store_inventory
 
 # Migrations after the store's own, in this order (gateway.store.migrations).
-SCHEMAS = (privacy_schema, printing_schema, ordering_schema, guests_schema)
+SCHEMAS = (privacy_schema, printing_schema, ordering_schema, staff_schema, guests_schema)
 
 # The data inventory: the store's own tables, then each domain's (gateway/core/inventory.py).
 INVENTORY = Inventory((store_inventory.DECLARATION, privacy_schema.INVENTORY, printing_schema.INVENTORY,
-                       ordering_schema.INVENTORY, guests_schema.INVENTORY))
+                       ordering_schema.INVENTORY, staff_schema.INVENTORY, guests_schema.INVENTORY))
 
 # Built and started in this order; a later service may use an earlier one.
 SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (

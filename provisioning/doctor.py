@@ -360,6 +360,48 @@ def check_clock() -> list[Finding]:
     return [Finding("clock", OK, time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))]
 
 
+def check_staff(cfg: Config) -> list[Finding]:
+    """Staff sign-in: managers, technicians and auditors still on a PIN; whether TOTP can be checked now."""
+    from gateway import domains
+    from gateway.clikit import db_key
+    from gateway.core.errors import GatewayError
+    from gateway.staff import accounts, clock
+    from gateway.store import migrations
+    from gateway.store.db import DB_NAME, connect, key_matches
+
+    db = cfg.data_path / DB_NAME
+    if not db.exists():
+        return []
+    try:
+        key = db_key(cfg)
+    except GatewayError:
+        return []  # the database check says what is wrong
+    if key_matches(db, key) is False:
+        return []
+    conn = connect(db, key, readonly=True)
+    try:
+        if "0400_staff_totp_unmask" in migrations.pending(conn, domains.SCHEMAS):
+            return [Finding("staff sign-in", WARN, "managers, technicians and auditors will need a password and an "
+                            "authenticator app after the next start (until then: floor work only)",
+                            "storegw staff add NAME --role manager --config CFG for each (docs/operations.md)")]
+        out = []
+        pending = accounts.pending_enrolment(conn)
+        if pending:
+            names = ", ".join(f"{n} ({r})" for n, r in pending)
+            out.append(Finding("staff sign-in", WARN, f"not enrolled for password + TOTP, floor work only: {names}",
+                               "storegw staff add NAME --role ROLE --config CFG, or Reset sign-in on the Staff page"))
+        state = clock.assess(conn, clock.ClockPolicy(sync_files=tuple(cfg.staff.clock_sync_files)))
+    finally:
+        conn.close()
+    if state.trusted:
+        out.append(Finding("staff clock", OK, f"TOTP sign-in possible: {state.why}"))
+    else:
+        out.append(Finding("staff clock", WARN, f"manager sign-in (TOTP) refused: {state.why}",
+                           "enable time sync (timedatectl set-ntp true), or set the time and run "
+                           "storegw staff trust-clock --config CFG"))
+    return out
+
+
 def check_unit() -> list[Finding]:
     """Whether systemd starts storegw at boot (after a power cut nobody is there to start it)."""
     if not shutil.which("systemctl") or not SYSTEMD_RUN.is_dir():
@@ -397,6 +439,7 @@ def run_checks(cfg: Config, timeout: float = 5.0) -> list[Finding]:
         ("devices", lambda: check_devices(cfg, timeout)),
         ("backups", lambda: check_backups(cfg)),
         ("clock", check_clock),
+        ("staff sign-in", lambda: check_staff(cfg)),
         ("boot", check_unit),
         ("service", lambda: check_running(cfg)),
     ]

@@ -22,15 +22,15 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "ordering"))
 
-from ordhelpers import TABLES, gateway_config  # noqa: E402
+from ordhelpers import PASSWORD, TABLES, add_privileged, gateway_config  # noqa: E402
 
 from gateway.ordering import queue  # noqa: E402
-from gateway.staff import accounts as staffops  # noqa: E402
 
 PIN = "246813"
 FORM_KEYS = ("csrf", "csrf_token", "d", "lang", "item", "qty", "note", "idem", "kind", "line", "nickname", "party",
              "remove", "back", "covers", "to", "into", "action", "reason", "method", "reference", "code", "stock",
-             "price", "unlimited", "sold_out", "json", "table", "name", "pin", "opt_spice", "opt_size")
+             "price", "unlimited", "sold_out", "json", "table", "name", "pin", "opt_spice", "opt_size",
+             "password", "field", "ref")
 QUERY_KEYS = ("d", "lang", "v", "sent", "added", "taken", "hide", "next", "ch", "left")
 HEADER_KEYS = ("Accept", "X-Requested-With", "If-None-Match", "Last-Event-ID", "Accept-Language", "Host",
                "X-CSRF-Token", "Content-Type", "Cookie", "User-Agent")
@@ -59,7 +59,7 @@ def world(tmp_path_factory: Any) -> Any:
     svc.import_menu(sample_document())
     for t in TABLES:
         svc.add_table(t)
-    svc.writer.call(lambda c: staffops.add_staff(c, "wang", "manager", PIN))
+    add_privileged(svc, "wang", "manager")
     app = create_app(gw, {"TESTING": True})
     yield {"gw": gw, "svc": svc, "app": app, "anon": app.test_client(), "staff": app.test_client(), "logins": 0}
     gw.stop()
@@ -74,10 +74,11 @@ def _signed_in(w: dict[str, Any]) -> str:
         return m.group(1)
     w["logins"] += 1
     addr = {"REMOTE_ADDR": f"10.99.{w['logins'] // 250}.{w['logins'] % 250 + 1}"}
-    w["svc"].writer.call(lambda conn: staffops.add_staff(conn, "wang", "manager", PIN))  # undo fuzzed changes
+    auth = add_privileged(w["svc"], "wang", "manager")  # undo fuzzed changes (a new TOTP secret: fresh codes)
     page = c.get("/staff/login", environ_base=addr).get_data(as_text=True)
     tok = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    r = c.post("/staff/login", data={"name": "wang", "pin": PIN, "csrf_token": tok}, environ_base=addr)
+    r = c.post("/staff/login", data={"name": "wang", "pin": PASSWORD, "code": auth.code(), "csrf_token": tok},
+               environ_base=addr)
     assert r.status_code == 303, r.get_data(as_text=True)[:300]
     html = c.get("/staff/accounts").get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)

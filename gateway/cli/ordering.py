@@ -21,6 +21,7 @@ from gateway.clikit import CONFIG
 from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
 from gateway.core.errors import OrderingError
+from gateway.staff.matrix import ROLES
 
 
 @contextmanager
@@ -297,28 +298,92 @@ def staff() -> None:
 
 @staff.command("add")
 @click.argument("name")
-@click.option("--role", required=True, type=click.Choice(["waiter", "kitchen", "cashier", "manager", "technician"]))
-@click.option("--pin-stdin", is_flag=True, help="Read the PIN from stdin instead of prompting.")
+@click.option("--role", required=True, type=click.Choice(list(ROLES)))
+@click.option("--pin-stdin", is_flag=True, help="Floor staff: read the PIN from stdin instead of prompting.")
+@click.option("--password-file", type=click.Path(dir_okay=False, exists=True),
+              help="Managers, technicians, auditors: read the password from this file (first line) instead of "
+                   "prompting.")
 @CONFIG
 @_handle_errors
-def staff_add(name: str, role: str, pin_stdin: bool, config_path: str) -> None:
-    """Add a staff member (or reset their PIN and role); the PIN is stored as an argon2 hash.
+def staff_add(name: str, role: str, pin_stdin: bool, password_file: str | None, config_path: str) -> None:
+    """Add a staff member, or reset their sign-in and role (ends their sessions, clears a lock).
 
-    A new or reset PIN is 6-12 digits. Resetting ends the member's signed-in sessions and clears a lock.
+    Floor staff (waiter, kitchen, cashier) sign in with a 6-12 digit PIN. Managers, technicians
+    and auditors sign in with a password (12-128 characters) and an authenticator app: this
+    prints the otpauth:// URI and a QR code once, for them to scan now; run it again for a lost
+    phone or a forgotten password (docs/operations.md, "Staff sign-in").
 
     \b
     Examples:
       storegw staff add wang --role manager --config /etc/storegw/storegw.toml
+      storegw staff add wang --role manager --password-file /root/wang.pw --config /etc/storegw/storegw.toml
       echo 246813 | storegw staff add li --role kitchen --pin-stdin --config /etc/storegw/storegw.toml
     """
-    from gateway.staff.accounts import add_staff
+    from gateway.staff import matrix
+    from gateway.staff import totp as totp_mod
+    from gateway.staff.accounts import add_staff, enrol
 
+    cfg = _load(config_path)
+    if matrix.needs_totp(role):
+        if pin_stdin:
+            raise click.UsageError(f"{role} accounts sign in with a password and TOTP: use --password-file or the "
+                                   "prompt")
+        if password_file:
+            lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+            password = lines[0] if lines else ""
+        else:
+            password = click.prompt("Password (12-128 characters)", hide_input=True, confirmation_prompt=True)
+        secret = write(cfg, lambda c: enrol(c, name, role, password, "cli"))
+        uri = totp_mod.uri(secret, name, f"storegw {cfg.store.id}")
+        import segno
+
+        click.echo(f"staff {name} ({role}) saved: password + TOTP. Scan this with an authenticator app now; "
+                   "it is not shown again.")
+        click.echo(uri)
+        segno.make(uri, error="m").terminal(compact=True)
+        return
+    if password_file:
+        raise click.UsageError("floor staff sign in with a PIN: use --pin-stdin or the prompt")
     if pin_stdin:
         pin = sys.stdin.readline().strip()
     else:
         pin = click.prompt("PIN (6-12 digits)", hide_input=True, confirmation_prompt=True)
-    write(_load(config_path), lambda c: add_staff(c, name, role, pin))
+    write(cfg, lambda c: add_staff(c, name, role, pin))
     click.echo(f"staff {name} ({role}) saved")
+
+
+@staff.command("trust-clock")
+@click.option("--by", "who", default="cli", show_default=True, help="Who checked the time (for the audit log).")
+@CONFIG
+@_handle_errors
+def staff_trust_clock(who: str, config_path: str) -> None:
+    """Trust the board's clock for TOTP until the next reboot, after setting the time by hand.
+
+    Password + TOTP sign-in is refused while the clock is not known to be right (no time sync
+    since boot, no battery clock). Check the time against a phone, set it if needed
+    (timedatectl set-time 'YYYY-MM-DD HH:MM:SS'), then run this. Refused when the clock reads
+    earlier than this release or than the last time the gateway saw. Audited.
+
+    \b
+    Example:
+      storegw staff trust-clock --by zhao --config /etc/storegw/storegw.toml
+    """
+    from gateway.staff import clock
+    from gateway.staff.accounts import audit
+
+    cfg = _load(config_path)
+    policy = clock.ClockPolicy(sync_files=tuple(cfg.staff.clock_sync_files))
+
+    def fn(c: Any) -> str:
+        when = clock.trust(c, policy, who)
+        audit(c, who, "trust-clock", "clock:board", f"clock trusted at {when} until reboot (storegw staff trust-clock)")
+        return when
+
+    try:
+        when = write(cfg, fn)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"clock trusted at {when} until the next reboot; managers can sign in with their codes")
 
 
 @staff.command("unlock")

@@ -441,9 +441,13 @@ INVENTORY = Declaration("ordering", (
           (Column("id", "system.operations", "account id", NONE, _ACCOUNT),
            Column("name", "user.name", "sign-in name shown to colleagues", EMPLOYMENT, _ACCOUNT),
            Column("role", "user.job_title", "what the member may do", EMPLOYMENT, _ACCOUNT),
-           Column("pin_hash", "user.authorization.credentials", "Argon2 hash of the PIN", EMPLOYMENT, _ACCOUNT,
-                  mask=HIDDEN),
-           *ops("active created_ms failures failed_ms locked_ms", _ACCOUNT, "sign-in state")),
+           Column("pin_hash", "user.authorization.credentials", "Argon2 hash of the PIN (or of the password, "
+                  "auth = 'totp')", EMPLOYMENT, _ACCOUNT, mask=HIDDEN),
+           # the staff package's columns (gateway/staff/schema.py, 0400_staff_totp_unmask)
+           Column("totp_sealed", "user.authorization.credentials", "TOTP secret of a manager, technician or auditor "
+                  "(AES-GCM sealed: gateway/staff/sealed.py, a stopgap until field encryption takes it)", EMPLOYMENT,
+                  _ACCOUNT, mask=HIDDEN),
+           *ops("active created_ms failures failed_ms locked_ms auth totp_step", _ACCOUNT, "sign-in state")),
           created="created_ms",
           subjects=(SubjectHook("staff", "staff:NAME (the sign-in name)", subjects.staff_export, subjects.staff_erase,
                                 subjects.staff_values),)),

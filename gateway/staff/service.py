@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.privacy import audit as audit_chain
 from gateway.spine.context import Periodic, ServiceContext
-from gateway.staff import accounts
+from gateway.staff import accounts, clock, totp, unmask
 from gateway.staff.accounts import StaffMember
+from gateway.staff.clock import ClockPolicy, ClockState
 from gateway.store.db import Connection
+
+CLOCK_REMEMBER_S = 300.0  # how often the latest trusted time is written (the clock's floor after a reboot)
 
 
 def build(ctx: ServiceContext) -> StaffService:
@@ -26,6 +30,8 @@ class StaffService:
         self._store = ctx.store
         self._idle_ms = int(ctx.cfg.ordering.staff_session * 1000)
         self._max_ms = int(ctx.cfg.ordering.staff_session_max * 1000)
+        self.clock_policy = ClockPolicy(sync_files=tuple(ctx.cfg.staff.clock_sync_files))
+        self.issuer = f"storegw {ctx.cfg.store.id}"
 
     # -- lifecycle (nothing runs in the background)
     def start(self) -> None:
@@ -38,11 +44,16 @@ class StaffService:
         """Counts for /api/v1/health (no names)."""
         row = self._read().execute("SELECT count(*), coalesce(sum(locked_ms IS NOT NULL), 0) FROM ord_staff "
                                    "WHERE active = 1").fetchone()
-        return {"accounts": row[0], "locked": row[1]}
+        return {"accounts": row[0], "locked": row[1], "clock_trusted": self.clock_state().trusted}
 
     def periodic(self) -> tuple[Periodic, ...]:
-        """No periodic work (ended sessions are pruned at the next sign-in)."""
-        return ()
+        """Remember the latest trusted time (ended sessions are pruned at the next sign-in)."""
+        return (Periodic("staff-clock", CLOCK_REMEMBER_S, self.remember_clock),)
+
+    def remember_clock(self) -> None:
+        """Write now as the latest trusted time, when the clock is trusted."""
+        if self.clock_state().trusted:
+            self._write(clock.remember)
 
     def _read(self) -> Connection:
         return self._store.read()
@@ -51,9 +62,22 @@ class StaffService:
         return self._store.writer.call(fn)
 
     # -- sign-in and sessions
-    def check_login(self, name: str, pin: str) -> tuple[StaffMember | None, str]:
-        """Check a name and PIN with the account's back-off and lock: (member, "") or (None, why)."""
-        return accounts.check_login(self._read(), self._write, name, pin)
+    def check_login(self, name: str, secret: str, code: str = "") -> tuple[StaffMember | None, str]:
+        """Check a name and PIN (or password and TOTP code) with the account's back-off and lock:
+        (member, "") or (None, why) (``accounts.check_login``)."""
+        return accounts.check_login(self._read(), self._write, name, secret, code, clock=self.clock_state)
+
+    def clock_state(self) -> ClockState:
+        """Whether the board's clock is trusted for TOTP, and why (``gateway/staff/clock.py``)."""
+        return clock.assess(self._read(), self.clock_policy)
+
+    def trust_clock(self, who: str) -> str:
+        """A technician's override until reboot (``storegw staff trust-clock``); audited."""
+        def write(c: Connection) -> str:
+            when = clock.trust(c, self.clock_policy, who)
+            accounts.audit(c, who, "trust-clock", "clock:board", f"clock trusted at {when} until reboot")
+            return when
+        return self._write(write)
 
     def start_session(self, staff_id: int, token_hash: str, addr: str, agent: str) -> int:
         """Record a signed-in session under the hash of its cookie; return its id."""
@@ -102,5 +126,30 @@ class StaffService:
         return self._write(lambda c: accounts.set_role(c, name, role, who))
 
     def add(self, name: str, role: str, pin: str) -> int:
-        """Create or reset an account (a reset ends its sessions)."""
+        """Create or reset a floor account with a PIN (a reset ends its sessions)."""
         return self._write(lambda c: accounts.try_add_staff(c, name, role, pin))
+
+    def enrol(self, name: str, role: str, password: str, who: str) -> tuple[str, str]:
+        """Create or reset a manager, technician or auditor: (TOTP secret, otpauth URI), shown once."""
+        secret = self._write(lambda c: accounts.enrol(c, name, role, password, who))
+        return secret, totp.uri(secret, name, self.issuer)
+
+    def pending_enrolment(self) -> list[tuple[str, str]]:
+        """Managers, technicians and auditors still on a PIN (floor actions only until they enrol)."""
+        return accounts.pending_enrolment(self._read())
+
+    # -- audit log and unmask
+    def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest audit chain entries (references and redacted reasons; never a sensitive value)."""
+        return audit_chain.recent(self._read(), limit)
+
+    def unmaskable(self, kind: str) -> list[str]:
+        """The fields of ``kind`` that can be unmasked (``table.column``)."""
+        return [u.key for u in unmask.UNMASKABLE if u.kind == kind]
+
+    def unmask(self, member: StaffMember, kind: str, field: str, ref: str, reason: str,
+               code: str = "") -> unmask.Outcome:
+        """Reveal one masked value, or refuse; every attempt is recorded and audited (``gateway/staff/unmask.py``)."""
+        def write(c: Connection) -> unmask.Outcome:
+            return unmask.attempt(c, member, kind, field, ref, reason, code, clock.assess(c, self.clock_policy))
+        return self._write(write)

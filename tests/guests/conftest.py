@@ -16,8 +16,9 @@ PIN = "246813"
 
 @pytest.fixture
 def make_gw(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Build and start in-process gateways with guests on; staff lin (cashier) and boss (manager)."""
-    from guestkit import guests_config
+    """Build and start in-process gateways with guests on; staff lin (cashier), wang (waiter) and boss
+    (manager, password + TOTP: ``gw.boss.code()``)."""
+    from guestkit import PASSWORD, Authenticator, guests_config
 
     started: list[Any] = []
 
@@ -26,8 +27,9 @@ def make_gw(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         gw = build(cfg)
         gw.start(web=web, devices=devices)
         started.append(gw)
-        for name, role in (("lin", "cashier"), ("boss", "manager"), ("wang", "waiter")):
+        for name, role in (("lin", "cashier"), ("wang", "waiter")):
             gw.store.writer.call(lambda c, n=name, r=role: accounts.add_staff(c, n, r, PIN))
+        gw.boss = Authenticator(gw.store.writer.call(lambda c: accounts.enrol(c, "boss", "manager", PASSWORD)))
         return gw
 
     yield make

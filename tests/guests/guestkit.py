@@ -62,7 +62,11 @@ def encodings(secret: str | bytes) -> list[bytes]:
 
 def guests_config(tmp_path: Path, extra: str = "", *, uplink: str = "enabled = false", local_port: int = 0,
                   hq_port: int = 0) -> Any:
-    """A config for an in-process gateway with guest registration on."""
+    """A config for an in-process gateway with guest registration on (the board's clock counts as
+    synchronised, so managers can sign in with password + TOTP)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    synced = tmp_path / "synchronized"
+    synced.touch()
     text = f"""
 [store]
 id = "sh-001"
@@ -83,6 +87,9 @@ reconnect_max = "2s"
 [web]
 listen = "127.0.0.1:{free_port()}"
 public_host = "order.test"
+
+[staff]
+clock_sync_files = ["{synced.as_posix()}"]
 
 [guests]
 enabled = true
@@ -160,3 +167,29 @@ def scan(svc, event: DeviceEvent) -> str:
 def stay_form(**kw: str) -> dict[str, str]:
     return {"room": "0801", "check_in": "2026-11-30T14:00", "expected_out": "2026-12-02T12:00", "photo_match": "1",
             **kw}
+
+
+PASSWORD = "correct horse battery"  # the test manager's password (managers sign in with password + TOTP)
+
+
+class Authenticator:
+    """A manager's authenticator app: each ``code()`` is of a newer time step (codes work once)."""
+
+    def __init__(self, secret: str) -> None:
+        import pyotp
+
+        self.totp = pyotp.TOTP(secret)
+        self.step: int | None = None
+
+    def code(self) -> str:
+        import time
+
+        if time.time() % 30 > 28.5:  # not at the edge of a step
+            time.sleep(1.6)
+        now = int(time.time() // 30)
+        step = now - 1 if self.step is None else self.step + 1
+        if step > now + 1:
+            time.sleep((step - 1) * 30 - time.time() + 0.2)
+            return self.code()
+        self.step = step
+        return self.totp.generate_otp(step)

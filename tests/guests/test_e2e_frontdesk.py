@@ -14,7 +14,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from guestkit import ADULT, MINOR, PASSPORT, id_card, mrz_zone
+from guestkit import ADULT, MINOR, PASSPORT, PASSWORD, id_card, mrz_zone
 from realparts import wait_for
 
 from devices.idcard.simulator import IdCardSimulator
@@ -36,7 +36,7 @@ def chromium():
         browser.close()
 
 
-def phone_staff(browser, origin: str, path: str, name: str, locale: str, requests: list[str]):
+def phone_staff(browser, origin: str, path: str, name: str, locale: str, requests: list[str], code: str = ""):
     ctx = browser.new_context(viewport={"width": 360, "height": 740}, locale=locale, is_mobile=True,
                               has_touch=True)
     ctx.on("request", lambda r: requests.append(r.url))
@@ -44,7 +44,9 @@ def phone_staff(browser, origin: str, path: str, name: str, locale: str, request
     page = ctx.new_page()
     page.goto(origin + path)
     page.get_by_role("textbox", name="Name 姓名").fill(name)
-    page.get_by_label("PIN").fill("246813")
+    page.get_by_label("PIN").fill(PASSWORD if code else "246813")
+    if code:
+        page.get_by_label("Authenticator code").fill(code)
     page.get_by_role("button", name="Sign in 登录").click()
     page.wait_for_url(re.compile(r"/staff/frontdesk"))
     return page
@@ -131,7 +133,8 @@ def test_register_from_sam_and_mrz_readers_in_chromium(make_gw, mosquitto_factor
         assert fits(zh)
 
         # -- the manager's report outbox, in Chinese and English, on the phone
-        boss = phone_staff(chromium, origin, "/staff/frontdesk/reports?lang=zh", "boss", "zh-CN", requests)
+        boss = phone_staff(chromium, origin, "/staff/frontdesk/reports?lang=zh", "boss", "zh-CN", requests,
+                           code=gw.boss.code())
         boss.get_by_role("heading", name="治安上报").wait_for()
         assert boss.get_by_text("待发送").count() == 2
         assert fits(boss)

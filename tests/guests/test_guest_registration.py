@@ -266,7 +266,10 @@ def _client(gw, name: str = "lin"):
     client = create_app(gw, {"TESTING": True}).test_client()
     page = client.get("/staff/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    resp = client.post("/staff/login", data={"name": name, "pin": "246813", "csrf_token": token})
+    from guestkit import PASSWORD
+
+    secret, code = (PASSWORD, gw.boss.code()) if name == "boss" else ("246813", "")
+    resp = client.post("/staff/login", data={"name": name, "pin": secret, "code": code, "csrf_token": token})
     assert resp.status_code == 303
     return client
 

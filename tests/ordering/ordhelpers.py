@@ -15,7 +15,16 @@ TABLES = ("A1", "A2", "B1")
 
 
 def gateway_config(tmp_path: Path, extra: str = "", store_id: str = "sh-001") -> Any:
-    """Return a config for an in-process gateway (no brokers needed: uplink off)."""
+    """Return a config for an in-process gateway (no brokers needed: uplink off).
+
+    The board's clock counts as synchronised through ``tmp_path/synchronized`` (delete it to test an
+    untrusted clock), unless ``extra`` has a ``[staff]`` section of its own.
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    synced = tmp_path / "synchronized"
+    synced.touch()
+    if "[staff]" not in extra:
+        extra = f'{extra}\n[staff]\nclock_sync_files = ["{synced.as_posix()}"]\n'
     text = f"""
 [store]
 id = "{store_id}"
@@ -33,6 +42,47 @@ public_host = "order.test"
 {extra}
 """
     return parse(tomllib.loads(text))
+
+
+PASSWORD = "correct horse battery"  # test password of managers, technicians and auditors
+
+
+class Authenticator:
+    """A staff member's authenticator app: each ``code()`` is of a newer time step (codes work once)."""
+
+    def __init__(self, secret: str) -> None:
+        import pyotp
+
+        self.totp = pyotp.TOTP(secret)
+        self.step: int | None = None
+
+    def code(self) -> str:
+        import time
+
+        if time.time() % 30 > 28.5:  # not at the edge of a step: the server may already be in the next one
+            time.sleep(1.6)
+        now = int(time.time() // 30)
+        step = now - 1 if self.step is None else self.step + 1
+        if step > now + 1:  # used up the window: wait for the next step
+            time.sleep((step - 1) * 30 - time.time() + 0.2)
+            return self.code()
+        self.step = step
+        return self.totp.generate_otp(step)
+
+
+def add_privileged(svc: Any, name: str, role: str = "manager", password: str = PASSWORD) -> Authenticator:
+    """Enrol a manager/technician/auditor (password + TOTP) through the store; return their authenticator."""
+    from gateway.staff import accounts
+
+    return Authenticator(svc.writer.call(lambda c: accounts.enrol(c, name, role, password, "test")))
+
+
+def staff_login(c: Any, name: str, secret: str, code: str = "", addr: str = "10.20.0.1") -> Any:
+    """Sign ``c`` in through the form (PIN, or password and code)."""
+    page = c.get("/staff/login", environ_base={"REMOTE_ADDR": addr}).get_data(as_text=True)
+    tok = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return c.post("/staff/login", data={"name": name, "pin": secret, "code": code, "csrf_token": tok},
+                  environ_base={"REMOTE_ADDR": addr})
 
 
 def phone_address(d: str) -> str:

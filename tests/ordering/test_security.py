@@ -9,7 +9,6 @@ import threading
 from ordhelpers import Diner
 
 from gateway.ordering import tables as tbl
-from gateway.staff import accounts as staffops
 
 
 def test_forged_and_foreign_tokens_are_refused(client, svc):
@@ -78,13 +77,11 @@ def test_script_in_notes_and_nicknames_is_inert_everywhere(gw, svc, client):
     page = d.page().get_data(as_text=True)
     assert "<script>alert" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
     d.send()
-    svc.writer.call(lambda c: staffops.add_staff(c, "boss", "manager", "246813"))
-    staff = create_app(gw, {"TESTING": True}).test_client()
-    import re
+    from ordhelpers import PASSWORD, add_privileged, staff_login
 
-    html = staff.get("/staff/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    staff.post("/staff/login", data={"name": "boss", "pin": "246813", "csrf_token": token})
+    auth = add_privileged(svc, "boss", "manager")
+    staff = create_app(gw, {"TESTING": True}).test_client()
+    assert staff_login(staff, "boss", PASSWORD, auth.code()).status_code == 303
     for path in ("/staff/tables/A1", "/staff/kds/hot", "/staff/kds/hot/live", "/staff/"):
         html = staff.get(path).get_data(as_text=True)
         assert "<script>alert" not in html and "<img src=x" not in html, path

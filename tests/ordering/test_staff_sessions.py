@@ -6,18 +6,27 @@ from __future__ import annotations
 import re
 
 import pytest
+from ordhelpers import PASSWORD, add_privileged
 
 from gateway.staff import accounts as staffops
 
 PIN = "246813"
+AUTHENTICATORS = {}  # the managers' authenticator apps (managers sign in with a password and TOTP)
+
+
+def _add_manager(svc, name="wang"):
+    AUTHENTICATORS[name] = add_privileged(svc, name, "manager")
 
 
 # ---------------------------------------------------------------------------- 2. server-side staff sessions
 
 def _login(c, name, pin=PIN, addr="10.20.0.1"):
+    code = ""
+    if name in AUTHENTICATORS:
+        pin, code = PASSWORD, AUTHENTICATORS[name].code()
     page = c.get("/staff/login", environ_base={"REMOTE_ADDR": addr}).get_data(as_text=True)
     tok = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    return c.post("/staff/login", data={"name": name, "pin": pin, "csrf_token": tok},
+    return c.post("/staff/login", data={"name": name, "pin": pin, "code": code, "csrf_token": tok},
                   environ_base={"REMOTE_ADDR": addr})
 
 
@@ -36,7 +45,7 @@ def _copy(app, c):
 def staff_app(gw, svc):
     from web import create_app
 
-    svc.writer.call(lambda c: staffops.add_staff(c, "wang", "manager", PIN))
+    _add_manager(svc)
     return create_app(gw, {"TESTING": True})
 
 
@@ -87,7 +96,7 @@ def test_idle_and_absolute_expiry(make_gw):
 
     gw = make_gw('[ordering]\nstaff_session = "1s"\nstaff_session_max = "3s"\n')
     svc = gw.services["ordering"]
-    svc.writer.call(lambda c: staffops.add_staff(c, "wang", "manager", PIN))
+    _add_manager(svc)
     c = create_app(gw, {"TESTING": True}).test_client()
     assert _login(c, "wang").status_code == 303
     import time

@@ -380,7 +380,8 @@ def test_staff_actions_land_on_the_chain_without_personal_data(tmp_path, cfg_pat
         svc = gw.services["ordering"]
         svc.import_menu(sample_document())
         svc.add_table("A1")
-        gw.store.writer.call(lambda c: staff.add_staff(c, "Wang Fang", "manager", "246802"))
+        # managers enrol a password and TOTP (gateway/staff/matrix.py); the enrolment is audited too
+        gw.store.writer.call(lambda c: staff.enrol(c, "Wang Fang", "manager", "a long password 246802", "cli"))
         svc.open_table("A1", 2, "Wang Fang")
         client = create_app(gw, {"TESTING": True}).test_client()
         token = svc.token_for("A1")
@@ -395,11 +396,12 @@ def test_staff_actions_land_on_the_chain_without_personal_data(tmp_path, cfg_pat
     finally:
         gw.stop()
     actions = [r[3] for r in rows]
-    assert actions == ["open", "void"]
-    assert rows[1][2].startswith("staff:") and rows[1][2].endswith("/manager")
+    assert actions == ["enrol", "open", "void"]
+    assert rows[0][2] == "cli" and rows[0][4].startswith("staff:")
+    assert rows[2][2].startswith("staff:") and rows[2][2].endswith("/manager")
     # masked once, at input (free_text), with the one set of recognisers and masks the chain uses too
-    assert rows[1][4] == f"line:{line}"
-    assert rows[1][5] == f"guest {mask_phone(PHONE)} ID {mask_id_number(ID_NUMBER)} asked"
+    assert rows[2][4] == f"line:{line}"
+    assert rows[2][5] == f"guest {mask_phone(PHONE)} ID {mask_id_number(ID_NUMBER)} asked"
     shown = run_cli("audit", "show", "--config", str(tmp_path / "gw.toml"), "--limit", "5").output
     assert mask_phone(PHONE) in shown and mask_id_number(ID_NUMBER) in shown
     for where in (repr(rows), shown):

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from functools import wraps
 from typing import Any
 
+import segno
 from flask import (
     Blueprint,
     Response,
@@ -32,6 +33,7 @@ from flask import (
     request,
     url_for,
 )
+from markupsafe import Markup
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
@@ -39,6 +41,7 @@ from gateway.core.text import parse_uint_or
 from gateway.ordering.floor import PAY_METHODS
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.tables import qr_bytes
+from gateway.staff.matrix import ACTIONS
 from web.diner.views import CSP, lang_of, ordering, sse
 from web.kit import client_address, json_error, safe_path, services_of, url_int
 
@@ -164,18 +167,49 @@ def staff() -> Any:
     return services_of(current_app).services["staff"]
 
 
-def need(perm: str) -> Any:
-    """Require a signed-in staff member whose role allows ``perm``."""
+PUBLIC = "public"  # the declared permission of the sign-in and sign-out routes
+
+
+def public(fn: Any) -> Any:
+    """Mark a route as open to anyone (sign-in, sign-out); every other staff route uses ``need``."""
+    fn.storegw_perm = PUBLIC
+    return fn
+
+
+def need(perm: str, *, on_refused: Any = None) -> Any:
+    """Require a signed-in staff member whose role allows ``perm`` (``gateway/staff/matrix.py``).
+
+    ``on_refused()`` runs before the 403 (the unmask routes audit refused attempts). The
+    permission is recorded on the view (``storegw_perm``), where ``tests/staff/test_matrix.py``
+    finds it for every registered route.
+    """
+    if perm not in ACTIONS:
+        raise KeyError(f"need({perm!r}): not an action of gateway/staff/matrix.py")
+
     def deco(fn: Any) -> Any:
         @wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if g.get("staff") is None:
                 return redirect(url_for("staff.login", next=request.path))
             if not g.staff.can(perm):
+                if on_refused is not None:
+                    on_refused()
                 abort(403)
             return fn(*args, **kwargs)
+        wrapper.storegw_perm = perm  # type: ignore[attr-defined]
         return wrapper
     return deco
+
+
+def landing(member: Any) -> str:
+    """The first page a member's role may open: the table map, the KDS (first for the kitchen) or the audit log."""
+    pages = [("tasks", "staff.home"), ("kds", "staff.kds_index"), ("audit-read", "staff.audit_log")]
+    if member.role == "kitchen":
+        pages.reverse()
+    for perm, endpoint in pages:
+        if member.can(perm):
+            return url_for(endpoint)
+    return url_for("staff.login")
 
 
 def _back(default: str) -> str:
@@ -209,26 +243,43 @@ def _render(template: str, **kw: Any) -> str:
 
 # ---------------------------------------------------------------------------- login
 
+LOGIN_ERRORS = {
+    "locked": "This account is locked after too many wrong tries; ask a manager to unlock it. "
+              "账号已锁定，请联系经理解锁。",
+    "wait": "Too many wrong tries; wait a moment and try again. 错误次数过多，请稍候。",
+    "code": "This account signs in with a password and the 6-digit code from its authenticator app. "
+            "请输入密码和验证器中的6位验证码。",
+    "clock": "The board's clock is not trusted, so authenticator codes cannot be checked. A technician can fix it: "
+             "set the time, then run `storegw staff trust-clock`. PIN sign-in for floor staff still works. "
+             "系统时钟未校准，暂不能验证验证码，请联系技术员。",
+    "replay": "That code was already used; wait for the next code and try again. 验证码已使用过，请等下一个。",
+}
+ENROL_MESSAGE = ("Managers, technicians and auditors now sign in with a password and an authenticator app. Until "
+                 "you enrol you can do floor work only. Ask a technician to run `storegw staff add {name} --role "
+                 "{role}` or another manager to reset your sign-in on the Staff page. "
+                 "经理、技术员和审计员需改用密码加验证器登录；登记前只能做前厅操作。")
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@public
 def login() -> Any:
-    """Sign in with name and PIN."""
+    """Sign in with name and PIN (floor staff) or name, password and TOTP code (managers, technicians, auditors)."""
     error = ""
     if request.method == "POST":
         if not current_app.extensions["storegw_login_limit"].allow(client_address()):
             error = "Too many attempts; wait a minute."
         else:
-            member, why = staff().check_login(request.form.get("name", ""), request.form.get("pin", ""))
+            member, why = staff().check_login(request.form.get("name", ""), request.form.get("pin", ""),
+                                              request.form.get("code", ""))
             if member is None:
-                error = {"locked": "This account is locked after too many wrong PINs; ask a manager to unlock it. "
-                                   "账号已锁定，请联系经理解锁。",
-                         "wait": "Too many wrong PINs; wait a moment and try again. PIN错误次数过多，请稍候。",
-                         }.get(why, "Wrong name or PIN. 姓名或PIN错误。")
+                error = LOGIN_ERRORS.get(why, "Wrong name, PIN, password or code. 姓名、PIN、密码或验证码错误。")
             else:
                 _end_current("signed-in-again")
                 token = _new_cookie()  # a new id at sign-in: an id planted before it is worth nothing
                 staff().start_session(member.id, _hash(token), client_address(), request.headers.get("User-Agent", ""))
-                home = url_for("staff.home") if member.role != "kitchen" else url_for("staff.kds_index")
-                return redirect(safe_path(request.args.get("next"), home, prefix="/staff/"), code=303)
+                if member.must_enrol:
+                    flash(ENROL_MESSAGE.format(name=member.name, role=member.role), "error")
+                return redirect(safe_path(request.args.get("next"), landing(member), prefix="/staff/"), code=303)
     return Response(_render("staff/login.html", error=error), status=401 if error else 200)
 
 
@@ -239,6 +290,7 @@ def _end_current(why: str) -> None:
 
 
 @bp.post("/logout")
+@public
 def logout() -> Any:
     """Sign out: the session ends in the store (a saved copy of the cookie is refused), the browser gets a new id."""
     _end_current("signed-out")
@@ -574,7 +626,81 @@ def account_enable(staff_id: int) -> Any:
 
 
 @bp.post("/sessions/<int:session_id>/revoke")
-@need("staff")
+@need("sessions")
 def session_revoke(session_id: int) -> Any:
     """End a signed-in session (a lost tablet, a shared phone)."""
     return _account_action(staff().revoke, session_id, g.staff.name)
+
+
+@bp.post("/accounts/<int:staff_id>/reset")
+@need("staff")
+def account_reset(staff_id: int) -> Any:
+    """Reset a manager's, technician's or auditor's sign-in (a lost phone, a forgotten password, a PIN
+    account enrolling): a new password typed by the manager, a new TOTP secret shown once as a QR code."""
+    if staff_id == g.staff.id:
+        return _done(url_for("staff.accounts"), OrderingError("Another manager (or storegw staff add) resets your "
+                                                              "own sign-in."))
+    name = _name_of(staff_id)
+    role = next((p["role"] for p in staff().accounts()["staff"] if p["id"] == staff_id), "")
+    try:
+        secret, uri = staff().enrol(name, role, request.form.get("password", ""), g.staff.name)
+    except OrderingError as err:
+        return _done(url_for("staff.accounts"), err)
+    svg = segno.make(uri, error="m").svg_inline(scale=4)
+    return _render("staff/enrolled.html", name=name, role=role, secret=secret, uri=uri, qr=Markup(svg))
+
+
+# ---------------------------------------------------------------------------- audit log, audited unmask
+
+@bp.get("/audit")
+@need("audit-read")
+def audit_log() -> Any:
+    """The newest audit entries (who did what to what, and why; never a sensitive value)."""
+    return _render("staff/audit.html", rows=staff().audit_log(300))
+
+
+def _unmask(kind: str) -> Any:
+    """Run one unmask attempt of ``kind`` (refused or granted, the service records and audits it)."""
+    f = request.form
+    out = staff().unmask(g.staff, kind, f.get("field", ""), f.get("ref", ""), f.get("reason", ""), f.get("code", ""))
+    if request.headers.get("X-Requested-With") == "js" or request.accept_mimetypes.best == "application/json":
+        if out.cause:
+            return {"ok": False, "error": out.message, "code": out.cause}, out.status
+        return {"ok": True, "value": out.value}
+    return Response(_render("staff/unmask.html", kind=kind, fields=staff().unmaskable(kind), value=out.value,
+                            error=out.message, field=f.get("field", ""), ref=f.get("ref", "")),
+                    status=out.status)
+
+
+def _unmask_refused(kind: str) -> Any:
+    """For ``need``: a POST by a role that may not unmask is still recorded and audited."""
+    def hook() -> None:
+        if request.method == "POST":
+            _unmask(kind)
+    return hook
+
+
+def _unmask_form(kind: str) -> Any:
+    return _render("staff/unmask.html", kind=kind, fields=staff().unmaskable(kind), value=None, error="",
+                   field=request.args.get("field", ""), ref=request.args.get("ref", ""))
+
+
+@bp.route("/unmask/phone", methods=["GET", "POST"])
+@need("unmask-phone", on_refused=_unmask_refused("phone"))
+def unmask_phone() -> Any:
+    """Reveal one masked phone number: a reason; audited; at most 20 reveals an hour per member."""
+    return _unmask("phone") if request.method == "POST" else _unmask_form("phone")
+
+
+@bp.route("/unmask/id", methods=["GET", "POST"])
+@need("unmask-id", on_refused=_unmask_refused("id"))
+def unmask_id() -> Any:
+    """Reveal one masked ID-card number: a reason and a fresh authenticator code; audited."""
+    return _unmask("id") if request.method == "POST" else _unmask_form("id")
+
+
+@bp.route("/unmask/passport", methods=["GET", "POST"])
+@need("unmask-passport", on_refused=_unmask_refused("passport"))
+def unmask_passport() -> Any:
+    """Reveal one masked passport number: a reason and a fresh authenticator code; audited."""
+    return _unmask("passport") if request.method == "POST" else _unmask_form("passport")
