@@ -211,6 +211,7 @@ TOPIC_SCHEMAS = {
     "/devices": "devices.json",
     "/orders/summary": "orders-summary.json",
     "/guests/summary": "guests-summary.json",
+    "/members/summary": "members-summary.json",
     "/audit/checkpoint": "audit-checkpoint.json",
     "/privacy/receipt": "privacy-receipt.json",
 }
