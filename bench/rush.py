@@ -110,8 +110,10 @@ class Diner(threading.Thread):
     """One phone: page once, then poll state, add dishes, and (the table's sender) send rounds."""
 
     def __init__(self, port: int, url: str, table: str, idx: int, sender: bool, stats: Stats,
-                 stop: threading.Event, items: list[tuple[str, dict[str, str]]], seed: int) -> None:
+                 stop: threading.Event, items: list[tuple[str, dict[str, str]]], seed: int,
+                 source: str = "127.0.0.1") -> None:
         super().__init__(daemon=True, name=f"diner-{table}-{idx}")
+        self.source = source  # the phone's own address: on the store's Wi-Fi every phone has one
         self.port, self.table, self.sender, self.stats, self.stop = port, table, sender, stats, stop
         self.path = urllib.parse.urlsplit(url).path
         self.d = f"{table.lower()}d{idx}x"
@@ -136,7 +138,8 @@ class Diner(threading.Thread):
         t0 = time.monotonic()
         try:
             if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30,
+                                                       source_address=(self.source, 0))
             self.conn.request(method, path, body=data, headers=hdrs)
             resp = self.conn.getresponse()
             payload = resp.read()
@@ -328,8 +331,9 @@ def main() -> None:
         diners = []
         for i in range(args.diners):
             table = tables[i % len(tables)]
+            # each phone from its own loopback address, as on the store's Wi-Fi (limits are per address)
             diners.append(Diner(web_port, urls[table], table, i // len(tables), i < len(tables), stats, stop,
-                                items, seed=i))
+                                items, seed=i, source=f"127.1.{i // 250}.{i % 250 + 1}"))
         log(f"{len(diners)} diners at {len(tables)} tables; telemetry {args.telemetry:.0f}/s; "
             f"{args.duration:.0f} s of rush")
         t0 = time.monotonic()

@@ -126,21 +126,6 @@ class Client:
         return self.request(kind, "POST", "/staff/login", body, FORM, ok=ok)[0]
 
 
-class SoakDiner(Diner):
-    """bench/rush.py's diner, from its own address (on the store's Wi-Fi every phone has one)."""
-
-    def __init__(self, *args, source: str, **kw) -> None:  # noqa: ANN002,ANN003
-        super().__init__(*args, **kw)
-        self.source = source
-
-    def request(self, method: str, path: str, body: dict[str, str] | None = None,
-                headers: dict[str, str] | None = None, expected: tuple[int, ...] = ()) -> tuple[int, bytes, dict]:
-        """Diner.request on a connection from this phone's address."""
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30, source_address=(self.source, 0))
-        return super().request(method, path, body, headers, expected)
-
-
 def stream(port: int, path: str, cookies: str, hold: float, stop: threading.Event) -> tuple[int, int]:
     """Open an SSE stream, read it for up to ``hold`` seconds, then drop it; return (status, bytes read)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -393,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         actors: list[threading.Thread] = [Equipment(broker.port, args.telemetry, stop)]
         for i in range(args.diners):
             table = tables[i % len(tables)]
-            actors.append(SoakDiner(web_port, urls[table], table, i // len(tables), i < len(tables), stats, stop,
-                                    items, seed=i, source=f"127.1.{i // 250}.{i % 250 + 1}"))
+            actors.append(Diner(web_port, urls[table], table, i // len(tables), i < len(tables), stats, stop,
+                                items, seed=i, source=f"127.1.{i // 250}.{i % 250 + 1}"))
         rng = random.Random(7)
         actors.append(threading.Thread(target=staff_loop, args=(web_port, counter, stop, random.Random(1)),
                                        daemon=True, name="staff"))
