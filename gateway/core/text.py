@@ -16,6 +16,7 @@ direction-changing reaches a page or paper.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -55,6 +56,12 @@ def clean(value: Any, limit: int, *, max_marks: int = MAX_MARKS) -> str:
     return " ".join("".join(out).split())[:limit].rstrip()
 
 
+def _ascii_digits(text: str) -> str:
+    """Write every decimal digit of any script (full-width １, Arabic-Indic ١...) as its ASCII digit."""
+    return re.sub(r"\d", lambda m: str(unicodedata.digit(m.group())) if not m.group().isascii() else m.group(),
+                  text)
+
+
 def free_text(value: Any, limit: int, *, allow: frozenset[str] | set[str] = frozenset()) -> str:
     """Return typed free text (a nickname, note, reason, reference, name...) cleaned and tripwired.
 
@@ -68,6 +75,11 @@ def free_text(value: Any, limit: int, *, allow: frozenset[str] | set[str] = froz
     text = clean(value, limit)
     if not text:
         return text
+    if not text.isascii():
+        # Digits of any script (full-width １３８, Arabic-Indic ١٣٨...) are stored as ASCII digits, so a
+        # number typed in them is recognised, masked or refused like any other.
+        text = _ascii_digits(text)
+        value = _ascii_digits(clean(value, limit + 24))
     # Checked with some text past the limit, so a number cut in half by the limit is still seen whole.
     wide = clean(value, limit + 24) if len(text) >= limit - 24 else text
     if not pii.find(wide):

@@ -319,3 +319,17 @@ def test_upstream_filter_redacts_text_pseudonymizes_names_and_drops_unknown_memb
     assert "13912345678" not in json.dumps(out)
     assert out[0]["metrics"]["temp_c"] == 4.0 and len(out[0]["metrics"]) == 2
     assert upstream.dropped_total() >= 1
+
+
+@pytest.mark.parametrize("typed", ["call １３８１２３４５６７８ now", "call ١٣٨١٢٣٤٥٦٧٨ now", "call 138 1234 5678 now"])
+def test_a_mobile_typed_in_other_digits_is_masked_too(typed):
+    from gateway.core.text import free_text
+
+    assert free_text(typed, 60) == "call 138****5678 now"
+
+
+def test_a_card_typed_in_full_width_digits_is_refused():
+    from gateway.core.text import CardNumberRefused, free_text
+
+    with pytest.raises(CardNumberRefused):
+        free_text("card ４１１１ １１１１ １１１１ １１１１", 60)
