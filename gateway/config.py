@@ -220,6 +220,47 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class MembersConfig:
+    """[members]: membership (会员): consent, tiers, points, coupons, feedback (docs/members.md)."""
+
+    enabled: bool = opt("bool", True, help="Offer membership at the counter and on the diner pages.")
+    tier_names: tuple[str, ...] = opt("list[str]", ("普通", "银卡", "金卡", "白金"),
+                                      help="Tier names (Chinese), lowest first; 1-6 tiers.")
+    tier_names_en: tuple[str, ...] = opt("list[str]", ("Regular", "Silver", "Gold", "Platinum"),
+                                         help="Tier names (English), one per tier.")
+    tier_basis: str = opt("enum:points|spend", "points", help="What qualifies for a tier: points earned or money "
+                          "spent (yuan) within tier_period.")
+    tier_thresholds: tuple[int, ...] = opt("list[int]", (0, 1000, 5000, 20000),
+                                           help="Qualifying value per tier (points or yuan), ascending, first 0.")
+    tier_discount_pct: tuple[int, ...] = opt("list[int]", (0, 2, 5, 8),
+                                             help="Discount in percent of the bill's subtotal per tier (0-50).")
+    tier_period: float = opt("duration", "365d", help="Rolling window over which points or spend qualify.")
+    tier_hold: float = opt("duration", "365d", help="An upgrade holds at least this long (保级期) before a "
+                           "downgrade is considered.")
+    downgrade: str = opt("enum:none|one|recalc", "one", help="After the hold, a member who no longer qualifies: "
+                         "none = keeps the tier, one = drops one tier per hold period, recalc = drops to the tier "
+                         "qualified for.")
+    tier_perk_cents: tuple[int, ...] = opt("list[int]", (0, 0, 2000, 5000),
+                                           help="A coupon (cents off) issued once on reaching each tier (0: none).")
+    points_per_yuan: int = opt("int", 1, help="Points earned per whole yuan paid (after discounts).")
+    points_expiry: float = opt("duration", "365d", help="Each lot of earned points expires this long after it was "
+                               "earned; lots are spent first-expiring-first.")
+    redeem_points_per_yuan: int = opt("int", 100, help="Points worth one yuan off a bill.")
+    redeem_max_pct: int = opt("int", 50, help="At most this share (percent) of a bill may be paid with points.")
+    birthday_coupon_cents: int = opt("int", 3000, help="Birthday perk: cents off, usable in the birthday month, "
+                                     "once a year (0: none). Needs the birthday-perks consent.")
+    coupon_days: float = opt("duration", "90d", help="How long tier and campaign coupons stay valid.")
+    active_window: float = opt("duration", "90d", help="A member with a paid visit within this is active "
+                               "(P/members/summary).")
+    complaint_alert_per_day: int = opt("int", 5, help="Complaints of one category in one business day that raise "
+                                       "the complaint-surge alert (0: never).")
+    feedback_text_upstream: bool = opt("bool", False, help="Send feedback and complaint text to HQ in "
+                                       "P/members/summary (redacted: digit runs and ID-like strings masked). "
+                                       "Off: only counts leave the store.")
+    summary_every: float = opt("duration", "1h", help="How often P/members/summary is sent (one per window).")
+
+
+@dataclass(frozen=True)
 class PrivacyConfig:
     """[privacy]: the daily retention run (docs/privacy.md)."""
 
@@ -241,6 +282,7 @@ class Config:
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    members: MembersConfig = field(default_factory=MembersConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
@@ -281,6 +323,7 @@ SECTIONS: dict[str, type] = {
     "ordering": OrderingConfig,
     "backup": BackupConfig,
     "keys": KeysConfig,
+    "members": MembersConfig,
     "audit": AuditConfig,
     "privacy": PrivacyConfig,
     "staff": StaffConfig,
@@ -425,6 +468,7 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError("keys.rewrap_batch: must be at least 1", key="keys.rewrap_batch")
     if cfg.telemetry.summary_window < 1:
         raise ConfigError("telemetry.summary_window: must be at least \"1s\"", key="telemetry.summary_window")
+    _check_members(cfg)
     lm = cfg.local_mqtt
     local_id = lm.client_id or f"storegw-{cfg.store.id}-local"
     if (lm.host, lm.port) == (up.host, up.port) and local_id == (up.client_id or f"storegw-{cfg.store.id}"):
@@ -432,6 +476,30 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"local_mqtt.client_id: {local_id!r} is also the uplink's client id on the same broker "
                           f"{up.host}:{up.port}; the broker would keep disconnecting one for the other. "
                           "Give them different ids (or leave both unset)", key="local_mqtt.client_id")
+
+
+def _check_members(cfg: Config) -> None:
+    m = cfg.members
+    n = len(m.tier_names)
+    if not 1 <= n <= 6:
+        raise ConfigError(f"members.tier_names: 1-6 tiers, found {n}", key="members.tier_names")
+    for key in ("tier_names_en", "tier_thresholds", "tier_discount_pct", "tier_perk_cents"):
+        if len(getattr(m, key)) != n:
+            raise ConfigError(f"members.{key}: one value per tier ({n}, as members.tier_names), "
+                              f"found {len(getattr(m, key))}", key=f"members.{key}")
+    t = m.tier_thresholds
+    if t[0] != 0 or any(b <= a for a, b in zip(t, t[1:], strict=False)):
+        raise ConfigError(f"members.tier_thresholds: must start at 0 and rise, found {list(t)}",
+                          key="members.tier_thresholds")
+    if any(not 0 <= p <= 50 for p in m.tier_discount_pct):
+        raise ConfigError("members.tier_discount_pct: each 0-50", key="members.tier_discount_pct")
+    for key in ("points_per_yuan", "redeem_points_per_yuan"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"members.{key}: must be at least 1", key=f"members.{key}")
+    if not 0 <= m.redeem_max_pct <= 100:
+        raise ConfigError("members.redeem_max_pct: 0-100", key="members.redeem_max_pct")
+    if m.summary_every < 60:
+        raise ConfigError('members.summary_every: at least "1m"', key="members.summary_every")
 
 
 def load(path: str | Path) -> Config:

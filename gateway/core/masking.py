@@ -101,6 +101,14 @@ def mask_mrz(line: str) -> str:
     return "<MRZ>" if line else ""
 
 
+def mask_member_no(number: str) -> str:
+    """Mask a member number to its store code, last 3 digits and check character (``SH001-****042-7``)."""
+    parts = number.strip().split("-")
+    if len(parts) != 3 or len(parts[1]) < 4:
+        return MASK * len(number.strip())
+    return f"{parts[0]}-{MASK * (len(parts[1]) - 3)}{parts[1][-3:]}-{parts[2]}"
+
+
 def mask_tag(tag_id: str) -> str:
     """Mask an RFID tag id or a member card number to its last 2 characters (``********05``)."""
     tag_id = tag_id.strip()

@@ -120,6 +120,12 @@ def _check_str_list(value: Any, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _check_int_list(value: Any, key: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{key}: expected a list of whole numbers such as [0, 1000, 5000], found {value!r}", key=key)
+    return tuple(value)
+
+
 def _check_enum(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
     def check(value: Any, key: str) -> str:
         text = check_str(value, key)
@@ -154,6 +160,7 @@ VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "store_id": _check_store_id,
     "listen": _check_listen,
     "list[str]": _check_str_list,
+    "list[int]": _check_int_list,
     "clock": _check_clock,
 }
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from gateway.config import Config, OrderingConfig
+    from gateway.ordering.hooks import BillHook
     from gateway.ordering.menu import Menu
     from gateway.ordering.tables import Table
     from gateway.printing.service import PrintService
@@ -26,3 +27,4 @@ class OrderingContext(Protocol):
     tables: dict[str, Table]
     sold_out: set[str]
     printing: PrintService
+    bill_hooks: list[BillHook]

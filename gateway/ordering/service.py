@@ -20,6 +20,7 @@ from gateway.core.models import now_ms
 from gateway.core.text import clean, free_text
 from gateway.ordering import floor, kitchen, queue, summary
 from gateway.ordering import tables as tbl
+from gateway.ordering.hooks import BillHook
 from gateway.ordering.live import Notifier, RateLimiter
 from gateway.ordering.menu import Menu, load_menu, parse_menu, price_line, stock_of, write_menu
 from gateway.printing.service import PrintService
@@ -72,6 +73,7 @@ class OrderingService:
         self.counters = {"rounds": 0, "duplicates": 0, "refused": 0, "tickets": 0}
         self._views: dict[str, tuple[int, dict[str, Any]]] = {}
         self._seen_rev = ""
+        self.bill_hooks: list[BillHook] = []  # added by services above ordering (members)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -606,6 +608,31 @@ class OrderingService:
     def pay(self, table_id: str, method: str, reference: str, who: str) -> int:
         """Mark the table's bill paid; audited; the bill summary goes to HQ."""
         return self._run(floor.pay, table_id, method, reference, who)
+
+    def refund(self, table_id: str, reason: str, who: str) -> int:
+        """Refund the paid bill of an open table (every line voided, a negative payment); audited."""
+        return self._run(floor.refund, table_id, reason, who)
+
+    def print_receipt(self, table_id: str, who: str) -> str:
+        """Print the table's bill as a receipt (with its member lines) on the receipt printer."""
+        return self._run(floor.print_receipt, table_id, who)
+
+    def add_bill_hook(self, hook: BillHook) -> None:
+        """Let a service above ordering adjust bills and follow payments (members); called at its build."""
+        self.bill_hooks.append(hook)
+
+    def bill_on(self, conn: Connection, table_id: str) -> dict[str, Any]:
+        """The table's bill read on the caller's connection (a hook's service inside its own write)."""
+        return floor.bill(self, conn, table_id)
+
+    def after_write(self, table_id: str) -> None:
+        """Tell the table's pages and the staff pages that something on the bill changed."""
+        self.notifier.bump(f"table:{table_id}", "staff")
+
+    def table_paid(self, table_id: str) -> dict[str, Any]:
+        """The open session of a table and whether it is paid (for pages of other domains)."""
+        b = self.bill(table_id)
+        return {"session": b["session"], "paid": b["paid"] > 0}
 
     def table_map(self) -> list[dict[str, Any]]:
         """Every table with its session state, for the staff home page."""

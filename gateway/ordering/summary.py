@@ -49,6 +49,7 @@ def bill_summary(svc: OrderingContext, c: Connection, sid: int, table_id: str, m
            "table": table_id, "opened_at": iso_ms(opened), "covers": covers, "rounds": rounds,
            "currency": svc.menu.currency, "items": _items(c, "session_id = ?", (sid,)),
            "subtotal_cents": bill["subtotal"], "service_cents": bill["service"], "revenue_cents": bill["total"],
+           "discount_cents": bill.get("discount", 0),
            "payment": method, "ticket_times": _ticket_times(c, "session_id = ?", (sid,))}
     enqueue(c, Lane.ORDERS, f"{svc.cfg.prefix}/orders/summary", msg["id"], "orders", msg)
 

@@ -75,6 +75,8 @@ class EncryptedField:
 # Every field-encrypted column, one line each, e.g.
 #   EncryptedField("members", "phone_ct", ref="member_id", index="phone_bidx", kind="phone"),
 FIELDS: list[EncryptedField] = [
+    EncryptedField("mem_members", "phone_ct", ref="member_no", index="phone_bidx", kind="phone"),
+    EncryptedField("mem_members", "allergies_ct", ref="member_no"),
 ]
 
 

@@ -84,8 +84,15 @@ SHAPES: dict[str, Any] = {
                                                       events=VALUE))),
     "/orders/summary": Obj(id=ID, ts=TS, kind=ENUM, store=ID, table=NAME, opened_at=TS, window_start=TS,
                            window_s=VALUE, covers=VALUE, rounds=VALUE, currency=ENUM, items=ListOf(_ORDER_ITEM),
-                           subtotal_cents=VALUE, service_cents=VALUE, revenue_cents=VALUE, payment=ENUM,
-                           ticket_times=Obj(count=VALUE, p50_s=VALUE, p90_s=VALUE, max_s=VALUE)),
+                           subtotal_cents=VALUE, service_cents=VALUE, discount_cents=VALUE, revenue_cents=VALUE,
+                           payment=ENUM, ticket_times=Obj(count=VALUE, p50_s=VALUE, p90_s=VALUE, max_s=VALUE)),
+    "/members/summary": Obj(id=ID, ts=TS, kind=ENUM, store=ID, window_start=TS, window_s=VALUE,
+                            tiers=ListOf(Obj(tier=VALUE, name_zh=TEXT, name_en=TEXT, registered=VALUE, active=VALUE)),
+                            new_members=VALUE,
+                            points=Obj(issued=VALUE, redeemed=VALUE, expired=VALUE, reversed=VALUE, restored=VALUE),
+                            coupons_redeemed=MapOf(VALUE), complaints=MapOf(VALUE),
+                            feedback=Obj(count=VALUE, avg_rating=VALUE),
+                            comments=ListOf(Obj(source=ENUM, rating=VALUE, category=NAME, text=TEXT))),
     # gateway/privacy/audit.py Checkpointer.write: the signature covers origin, length, head and ts
     "/audit/checkpoint": Signed(id=ID, ts=TS, length=VALUE, head=OPAQUE, key_id=OPAQUE, sig=OPAQUE),
     # gateway/privacy/retention.py receipt(): the signature covers every member but sig

@@ -33,19 +33,21 @@ ACTIONS: dict[str, str] = {
     "unmask-phone": "reveal one masked phone number (reason; audited)",
     "unmask-id": "reveal one masked ID-card number (reason and a fresh TOTP; audited)",
     "unmask-passport": "reveal one masked passport number (reason and a fresh TOTP; audited)",
+    "members": "find and register members; the member panel of a bill; complaints",
+    "members-admin": "credit points, issue campaign coupons, complete export and erasure requests",
 }
 
 # The actions floor staff have (the union of the floor roles'): what a privileged account that has
 # not enrolled its password and TOTP keeps.
-_FLOOR_ACTIONS = frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint"})
+_FLOOR_ACTIONS = frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "members"})
 
 MATRIX: dict[str, frozenset[str]] = {
-    "waiter": frozenset({"tables", "tasks", "orders", "kds"}),
+    "waiter": frozenset({"tables", "tasks", "orders", "kds", "members"}),
     "kitchen": frozenset({"kds", "tasks"}),
-    "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks"}),
+    "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks", "members"}),
     "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff",
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
-                          "unmask-passport"}),
+                          "unmask-passport", "members", "members-admin"}),
     "technician": frozenset({"reprint", "kds"}),
     "auditor": frozenset({"audit-read", "privacy-report"}),  # sees no unmasked data
 }

@@ -16,7 +16,8 @@ from web.staff.views import PUBLIC
 PIN = "246813"
 # a value for each path parameter: real enough to reach the view, never a real row (no side effects)
 PARAMS = {"table_id": "ZZ9", "station": "hot", "task_id": 999999, "entry_id": 999999, "line_id": 999999,
-          "ticket_id": 999999, "staff_id": 999999, "session_id": 999999, "item_id": "nope"}
+          "ticket_id": 999999, "staff_id": 999999, "session_id": 999999, "item_id": "nope", "member_id": 999999,
+          "request_id": 999999, "benefit_id": 999999}
 
 
 def _staff_rules(app):

@@ -406,8 +406,19 @@ def table_detail(table_id: str) -> Any:
     if table_id not in svc.tables:
         abort(404)
     b = svc.bill(table_id)
+    mem = services_of(current_app).services.get("members")
+    on = mem is not None and mem.mcfg.enabled
     return _render("staff/table.html", table=svc.tables[table_id], bill=b, tickets=svc.tickets_of(b["session"]),
-                   url=svc.url_for(table_id), methods=PAY_METHODS)
+                   url=svc.url_for(table_id), methods=PAY_METHODS, members_on=on,
+                   panel=mem.bill_panel(table_id) if on and b["session"] else None,
+                   card=on and mem.last_card() is not None, idem=secrets.token_urlsafe(12),
+                   complaint_categories=_complaint_categories() if on else {})
+
+
+def _complaint_categories() -> dict[str, tuple[str, str]]:
+    from gateway.members.feedback import CATEGORIES
+
+    return CATEGORIES
 
 
 @bp.post("/lines/<int:line_id>/adjust")
