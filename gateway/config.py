@@ -220,6 +220,40 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class GuestsConfig:
+    """[guests]: hotel guest registration at the front desk (off unless enabled); docs/guests.md."""
+
+    enabled: bool = opt("bool", False, help="Turn on guest registration (front-desk page, ID/MRZ readers, "
+                        "authority reports).")
+    minor_age: int = opt("int", 18, help="Guests younger than this (from the date of birth) are minors and need a "
+                         "guardian's name, contact and relationship to the adults in the room.")
+    keep_identity: float = opt("duration", "365d", help="Names, document numbers and document details are deleted "
+                               "this long after checkout (the guest-record practice: 1 year; set longer where "
+                               "provincial rules say so, e.g. \"1095d\").")
+    keep_photo: float = opt("duration", "365d", help="The chip photo is deleted this long after checkout.")
+    keep_contact: float = opt("duration", "365d", help="A minor's guardian name, contact and relationships are "
+                              "deleted this long after checkout.")
+    keep_room: float = opt("duration", "24h", help="The room number of a stay is deleted this long after checkout.")
+    report_all: bool = opt("bool", True, help="Report every stay to the police system (false: only stays with an "
+                           "overseas guest).")
+    report_within: float = opt("duration", "24h", help="Deadline of the authority report of a stay with an overseas "
+                               "guest (passport or HK/Macau/Taiwan document), from check-in.")
+    report_alert_before: float = opt("duration", "2h", help="Raise an alert this long before an unsent report's "
+                                     "deadline lapses.")
+    adapter: str = opt("enum:file", "file", help="How reports reach the local police system: \"file\" drops one "
+                       "file per report into drop_dir (0600).")
+    drop_dir: str = opt("path", "", help="Directory the police system's uploader reads; default a sibling of the "
+                        "data dir, DATA_DIR-authority (0700). Never inside the data dir.")
+    ack_dir: str = opt("path", "", help="Where the uploader writes REPORT_ID.ack or REPORT_ID.err; default "
+                       "DROP_DIR/ack.")
+    auto_send: bool = opt("bool", True, help="Hand due reports to the adapter automatically (false: a manager "
+                          "sends each from the reports page).")
+    retry_every: float = opt("duration", "5m", help="How often a failed report is handed to the adapter again.")
+    scan_ttl: float = opt("duration", "10m", help="How long a document read at the desk stays available to "
+                          "pre-fill the form (in memory only; never stored unless saved).")
+
+
+@dataclass(frozen=True)
 class MembersConfig:
     """[members]: membership (会员): consent, tiers, points, coupons, feedback (docs/members.md)."""
 
@@ -282,6 +316,7 @@ class Config:
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    guests: GuestsConfig = field(default_factory=GuestsConfig)
     members: MembersConfig = field(default_factory=MembersConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -308,6 +343,14 @@ class Config:
         return data.with_name(f"{data.name}-keys")
 
     @property
+    def authority_path(self) -> Path:
+        """Return where authority reports are dropped: guests.drop_dir, else DATA_DIR-authority."""
+        if self.guests.drop_dir:
+            return Path(self.guests.drop_dir)
+        data = Path(os.path.abspath(self.data_path))
+        return data.with_name(f"{data.name}-authority")
+
+    @property
     def prefix(self) -> str:
         """Return the upstream topic prefix ``P`` = {topic_prefix}/{store.id}."""
         return f"{self.uplink.topic_prefix.rstrip('/')}/{self.store.id}"
@@ -323,6 +366,7 @@ SECTIONS: dict[str, type] = {
     "ordering": OrderingConfig,
     "backup": BackupConfig,
     "keys": KeysConfig,
+    "guests": GuestsConfig,
     "members": MembersConfig,
     "audit": AuditConfig,
     "privacy": PrivacyConfig,
@@ -464,6 +508,13 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"keys.dir: {keys} is inside store.data_dir ({data}); a copy of the data dir would "
                           "take the keys with it. Put it beside the data dir (the default, DATA_DIR-keys)",
                           key="keys.dir")
+    drop, data = cfg.authority_path.absolute(), cfg.data_path.absolute()
+    if drop == data or data in drop.parents:
+        raise ConfigError(f"guests.drop_dir: {drop} is inside store.data_dir ({data}); backups of the data dir "
+                          "would copy reports. Put it beside the data dir (the default, DATA_DIR-authority)",
+                          key="guests.drop_dir")
+    if not 1 <= cfg.guests.minor_age <= 21:
+        raise ConfigError("guests.minor_age: must be between 1 and 21", key="guests.minor_age")
     if cfg.keys.rewrap_batch < 1:
         raise ConfigError("keys.rewrap_batch: must be at least 1", key="keys.rewrap_batch")
     if cfg.telemetry.summary_window < 1:

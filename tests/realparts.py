@@ -210,6 +210,7 @@ TOPIC_SCHEMAS = {
     "/alerts": "alerts.json",
     "/devices": "devices.json",
     "/orders/summary": "orders-summary.json",
+    "/guests/summary": "guests-summary.json",
     "/members/summary": "members-summary.json",
     "/audit/checkpoint": "audit-checkpoint.json",
     "/privacy/receipt": "privacy-receipt.json",

@@ -105,6 +105,25 @@ def test_receipt_stamped_readings_alike_stay_apart_and_a_redelivery_counts_once(
     assert store.writer.call(lambda c: t.write_batch(c, fresh)) == 1  # not a redelivery: a new reading
 
 
+def test_a_reading_whose_ts_equals_its_receipt_time_is_stored_once_when_redelivered(tel):
+    """A device's own ts can equal the receipt time to the millisecond. It used to be taken for a
+    reading without ts (stamped on receipt, digest over payload + packet id); the broker's
+    redelivery after a gateway crash, received later, got the plain digest: two rows, and HQ
+    counted the reading twice (bench/crash.py)."""
+    from gateway.spine.ingest import reading
+
+    t, store = tel
+    ts = now_ms() - 5_000
+    payload = json.dumps({"ts": ts, "temp_c": 4.2}).encode()
+    first = reading("fridge-6", payload, ts, 41, 1, False)  # received in the millisecond it was stamped
+    assert store.writer.call(lambda c: t.write_batch(c, [first])) == 1
+    again = reading("fridge-6", payload, ts + 1_100, 41, 1, True)  # redelivered after the crash
+    assert store.writer.call(lambda c: t.write_batch(c, [again])) == 0
+    assert store.read().execute("SELECT count(*) FROM readings").fetchone()[0] == 1
+    stamped = reading("fridge-6", b'{"temp_c": 4.2}', ts, 41, 1, False)  # no ts: stamped on receipt
+    assert stamped.stamped and stamped.digest != reading("fridge-6", b'{"temp_c": 4.2}', ts, 42, 1, False).digest
+
+
 def test_window_summaries_and_late_data_revs(tel):
     t, store = tel
     start = (now_ms() // 60000 - 10) * 60000  # an aligned window 10 minutes ago

@@ -4,7 +4,8 @@ The reader only answers commands, so the driver is the master: every ``poll_inte
 find (20 01); on "card found" it sends select (20 02), then read (30 01), and decodes the text block.
 A card is reported once per placement (again only after the reader reported no card). The event's
 ``data`` holds only masked fields (no address); the decoded fields are in ``sensitive`` for the
-guest-registration service. The photo (WLT) is never decoded or kept.
+guest-registration service, with the chip photo as read (``photo_wlt``, the reader's WLT bytes:
+never decoded here; the guest service stores it field-encrypted or drops it).
 
 The reader counts as available once it answers; ``max_failures`` unanswered commands in a row make
 it unavailable (a powered USB adapter with no reader behind it is not an available device).
@@ -25,6 +26,12 @@ FIND = build_command(0x20, 0x01)
 SELECT = build_command(0x20, 0x02)
 READ = build_command(0x30, 0x01)
 SW_CARD_FOUND, SW_OK, SW_NO_CARD = 0x9F, 0x90, 0x80
+
+
+def photo_of(resp: SamResponse) -> bytes:
+    """The WLT photo bytes of a read answer (after the two or three length fields and the text)."""
+    start = (6 if resp.fingerprint_len is not None else 4) + 256
+    return bytes(resp.data[start:start + resp.photo_len])
 
 
 class IdCardDriver(SerialDriver):
@@ -106,10 +113,10 @@ class IdCardDriver(SerialDriver):
         if step == "find" and resp.sw3 == SW_NO_CARD:
             self._present = None  # the card was taken away: the next one is new
         elif step == "read" and resp.sw3 == SW_OK and resp.card is not None:
-            self._card(resp.card)
+            self._card(resp.card, photo_of(resp))
         self._end_cycle(now)
 
-    def _card(self, info: IdCardInfo) -> None:
+    def _card(self, info: IdCardInfo, photo: bytes = b"") -> None:
         digest = hashlib.sha256(info.id_number.encode("utf-8")).hexdigest()
         if digest == self._present:
             self.stats.suppressed += 1
@@ -119,5 +126,6 @@ class IdCardDriver(SerialDriver):
                 "gender": info.gender, "nation": info.nation, "card_type": info.card_type}
         sensitive = {"name": info.name, "gender": info.gender, "nation": info.nation, "birth": info.birth,
                      "address": info.address, "id_number": info.id_number, "authority": info.authority,
-                     "valid_from": info.valid_from, "valid_to": info.valid_to, "card_type": info.card_type}
+                     "valid_from": info.valid_from, "valid_to": info.valid_to, "card_type": info.card_type,
+                     "photo_wlt": photo}
         self.emit(DeviceEvent(self.device_id, "idcard", now_ms(), data, sensitive))

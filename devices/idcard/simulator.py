@@ -38,8 +38,14 @@ def text_block(fields: Mapping[str, str]) -> bytes:
 
 
 def read_response(fields: Mapping[str, str]) -> bytes:
-    """Return the reader's answer to read (30 01): status 90, text and photo lengths, text, photo."""
-    data = (256).to_bytes(2, "big") + PHOTO_LEN.to_bytes(2, "big") + text_block(fields) + bytes(PHOTO_LEN)
+    """Return the reader's answer to read (30 01): status 90, text and photo lengths, text, photo.
+
+    The photo is all zeros (the vectors' constructed frames) unless ``fields["photo_hex"]`` gives
+    its bytes (a test planting a recognisable photo), padded or cut to 1,024 bytes.
+    """
+    photo = bytes.fromhex(fields["photo_hex"])[:PHOTO_LEN] if "photo_hex" in fields else b""
+    photo += bytes(PHOTO_LEN - len(photo))
+    data = (256).to_bytes(2, "big") + PHOTO_LEN.to_bytes(2, "big") + text_block(fields) + photo
     return SamResponse(0, 0, 0x90, data).to_bytes()
 
 

@@ -68,6 +68,15 @@ class OrderingError(GatewayError):
         self.status = status
 
 
+class GuestError(OrderingError):
+    """A guest registration that cannot be saved; ``fields`` names what is missing or wrong."""
+
+    def __init__(self, message: str, *, code: str = "invalid", status: int = 400,
+                 fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message, code=code, status=status)
+        self.fields = fields
+
+
 class CardNumberRefused(OrderingError):
     """A payment card number typed into a free-text field: never stored, printed or shown (PCI DSS)."""
 

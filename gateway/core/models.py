@@ -41,6 +41,9 @@ class Reading:
     # A reading without its own ts (stamped on receipt) that the broker marked as a redelivery
     # (MQTT DUP): it may be stored already under an earlier stamp (see Telemetry.seen_before).
     dup: bool = False
+    # The payload had no ts: ts_ms is the receipt time (never inferred from ts_ms == receipt time:
+    # a device's own ts can equal it to the millisecond, and its redelivery then got another digest).
+    stamped: bool = False
 
 
 @dataclass(frozen=True, slots=True)

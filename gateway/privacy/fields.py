@@ -77,6 +77,12 @@ class EncryptedField:
 FIELDS: list[EncryptedField] = [
     EncryptedField("mem_members", "phone_ct", ref="member_no", index="phone_bidx", kind="phone"),
     EncryptedField("mem_members", "allergies_ct", ref="member_no"),
+    EncryptedField("guest_people", "name_ct", ref="ref"),
+    EncryptedField("guest_people", "doc_number_ct", ref="ref", index="doc_bidx", kind="id_number"),
+    EncryptedField("guest_people", "details_ct", ref="ref"),
+    EncryptedField("guest_people", "photo_ct", ref="ref"),
+    EncryptedField("guest_people", "guardian_ct", ref="ref"),
+    EncryptedField("guest_reports", "payload_ct", ref="id"),
 ]
 
 

@@ -86,7 +86,21 @@ def _receipt_stamped(r: Reading, payload: bytes, mid: int, dup: bool) -> Reading
     its new stamp (``Telemetry.seen_before``).
     """
     digest = hashlib.blake2b(payload + mid.to_bytes(2, "big"), digest_size=8).hexdigest()
-    return Reading(r.device, r.ts_ms, r.metrics, digest, dup)
+    return Reading(r.device, r.ts_ms, r.metrics, digest, dup, stamped=True)
+
+
+def reading(device: str, payload: bytes, received: int, mid: int, qos: int, dup: bool,
+            max_payload: int = 65536) -> Reading:
+    """Parse one telemetry message as received; a QoS 1+ payload without ``ts`` is stamped on receipt.
+
+    Whether it has a ts is the payload's business, never ``ts == received``: a device's own ts can
+    equal the receipt time to the millisecond, and its redelivery after a crash (received later)
+    then got another digest and was counted twice at HQ (bench/crash.py found it).
+    """
+    r = parse(device, payload, received, max_payload)
+    if r.stamped and qos:
+        r = _receipt_stamped(r, payload, mid, dup)
+    return r
 
 
 def _probe_write(conn: Any) -> None:
@@ -335,11 +349,9 @@ class Ingest:
                     if parts[2:] == ["status"]:
                         items.append((device, parse_status(device, payload), mid, qos))
                         continue
-                    r = parse(device, payload, received, self.max_payload)
+                    r = reading(device, payload, received, mid, qos, dup, self.max_payload)
                     if not safe_metrics.issuperset(r.metrics):
                         r = self._rename_metrics(r)
-                    if r.ts_ms == received and qos:
-                        r = _receipt_stamped(r, payload, mid, dup)
                     items.append((device, r, mid, qos))
                 except InvalidPayload as err:
                     note(device or INVALID_ID, err.reason)
@@ -370,7 +382,7 @@ class Ingest:
             elif name != key:
                 pii.count(pii.scan(key))  # every occurrence counts
             renamed[name] = value
-        return Reading(r.device, r.ts_ms, renamed, r.digest, r.dup)
+        return Reading(r.device, r.ts_ms, renamed, r.digest, r.dup, stamped=r.stamped)
 
     def _submit(self, items: list[_Item], group: _Retry | object | None,
                  write: Callable[[Any], object] | None = None) -> bool:

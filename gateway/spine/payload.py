@@ -91,7 +91,7 @@ def parse(device: str, payload: bytes, received_ms: int, max_payload: int = 6553
     if not metrics:
         raise InvalidPayload("no_metrics")
     digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
-    return Reading(device, ts, metrics, digest)
+    return Reading(device, ts, metrics, digest, stamped="ts" not in obj)
 
 
 def parse_status(device: str, payload: bytes) -> str:

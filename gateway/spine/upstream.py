@@ -86,6 +86,12 @@ SHAPES: dict[str, Any] = {
                            window_s=VALUE, covers=VALUE, rounds=VALUE, currency=ENUM, items=ListOf(_ORDER_ITEM),
                            subtotal_cents=VALUE, service_cents=VALUE, discount_cents=VALUE, revenue_cents=VALUE,
                            payment=ENUM, ticket_times=Obj(count=VALUE, p50_s=VALUE, p90_s=VALUE, max_s=VALUE)),
+    # gateway/guests/summary.py (kind hour) and gateway/guests/retention.py (kind purge): counts only
+    "/guests/summary": Obj(id=ID, ts=TS, kind=ENUM, store=ID, window_start=TS, window_s=VALUE,
+                           guests_checked_in=VALUE, guests_checked_out=VALUE, stays_opened=VALUE, stays_closed=VALUE,
+                           reports=Obj(sent_on_time=VALUE, sent_late=VALUE, acknowledged=VALUE, failed=VALUE,
+                                       overdue=VALUE),
+                           deleted=MapOf(VALUE), oldest_checkout=TS),
     "/members/summary": Obj(id=ID, ts=TS, kind=ENUM, store=ID, window_start=TS, window_s=VALUE,
                             tiers=ListOf(Obj(tier=VALUE, name_zh=TEXT, name_en=TEXT, registered=VALUE, active=VALUE)),
                             new_members=VALUE,

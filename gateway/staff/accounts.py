@@ -8,6 +8,7 @@ staff pages began; they belong to this package now.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,9 @@ ROLES = matrix.ROLES
 # Passwords (managers, technicians, auditors) use the same hasher: they are >= 12 characters and
 # come with a TOTP, so the work factor is not what protects them.
 _HASHER = PasswordHasher(time_cost=3, memory_cost=8 * 1024, parallelism=1)
+# One PIN hash at a time: each takes 8 MiB, and 16 web threads checking PINs at once took RSS from
+# 57 to 237 MB (docs/architecture.md, Memory). Sign-ins are rare; a burst of guesses waits its turn.
+_HASH_SLOT = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,8 @@ def enrol(conn: Connection, name: str, role: str, password: str, who: str = "cli
         raise OrderingError(f"{role} accounts sign in with a PIN: use a PIN for floor staff")
     if not valid_password(password):
         raise OrderingError(f"the password must be {PASSWORD_MIN}-{PASSWORD_MAX} printable characters")
-    digest = _HASHER.hash(password)
+    with _HASH_SLOT:
+        digest = _HASHER.hash(password)
     secret = totp.new_secret()
     known = conn.execute("SELECT id FROM ord_staff WHERE name = ?", (name,)).fetchone()
     conn.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms, auth) VALUES (?, ?, ?, ?, 'totp') "
@@ -147,7 +152,8 @@ def add_staff(conn: Connection, name: str, role: str, pin: str) -> int:
                             f"storegw staff add {name} --role {role} (asks for the password)")
     if not valid_pin(pin):
         raise OrderingError(f"PIN must be {PIN_MIN}-{PIN_MAX} digits")
-    digest = _HASHER.hash(pin)
+    with _HASH_SLOT:
+        digest = _HASHER.hash(pin)
     known = conn.execute("SELECT id FROM ord_staff WHERE name = ?", (name,)).fetchone()
     conn.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms) VALUES (?, ?, ?, ?) "
                  "ON CONFLICT (name) DO UPDATE SET role = excluded.role, pin_hash = excluded.pin_hash, active = 1, "
@@ -169,7 +175,8 @@ def verify(conn: Connection, name: str, pin: str) -> StaffMember | None:
                        (name,)).fetchone()
     digest = row[3] if row else _DUMMY
     try:
-        _HASHER.verify(digest, pin)
+        with _HASH_SLOT:
+            _HASHER.verify(digest, pin)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     return StaffMember(row[0], row[1], row[2]) if row else None
@@ -226,7 +233,8 @@ def check_login(conn: Connection, write: Any, name: str, secret: str, code: str 
         n = write(lambda c: _failed(c, staff_id))
         return None, "locked" if n >= LOCK_AFTER else "wait"
     try:
-        _HASHER.verify(digest, secret)
+        with _HASH_SLOT:
+            _HASHER.verify(digest, secret)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         n = write(lambda c: _failed(c, staff_id))
         return None, "locked" if n >= LOCK_AFTER else "wrong"

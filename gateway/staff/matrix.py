@@ -35,19 +35,22 @@ ACTIONS: dict[str, str] = {
     "unmask-passport": "reveal one masked passport number (reason and a fresh TOTP; audited)",
     "members": "find and register members; the member panel of a bill; complaints",
     "members-admin": "credit points, issue campaign coupons, complete export and erasure requests",
+    "guests": "hotel front desk: register guests from the ID or MRZ reader, stays, checkout (docs/guests.md)",
+    "authority": "the police-report outbox: send, resend, mark acknowledged or refused (audited)",
 }
 
 # The actions floor staff have (the union of the floor roles'): what a privileged account that has
 # not enrolled its password and TOTP keeps.
-_FLOOR_ACTIONS = frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "members"})
+_FLOOR_ACTIONS = frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "members", "guests"})
 
 MATRIX: dict[str, frozenset[str]] = {
     "waiter": frozenset({"tables", "tasks", "orders", "kds", "members"}),
     "kitchen": frozenset({"kds", "tasks"}),
-    "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks", "members"}),
+    "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks", "members",
+                         "guests"}),  # guests: the hotel front desk
     "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff",
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
-                          "unmask-passport", "members", "members-admin"}),
+                          "unmask-passport", "members", "members-admin", "guests", "authority"}),
     "technician": frozenset({"reprint", "kds"}),
     "auditor": frozenset({"audit-read", "privacy-report"}),  # sees no unmasked data
 }

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hmac
 import time
 
-import pyotp
-
 STEP_S = 30
 WINDOW = 1  # steps either side of now (RFC 6238 §5.2: at most one step of delay)
 DIGITS = 6
@@ -21,11 +19,15 @@ DIGITS = 6
 
 def new_secret() -> str:
     """A fresh random base32 secret (160 bits)."""
+    import pyotp  # only at enrolment and sign-in: pyotp and what it pulls in stay out of the idle daemon
+
     return pyotp.random_base32(32)
 
 
 def uri(secret: str, name: str, issuer: str) -> str:
     """The otpauth:// URI an authenticator app scans."""
+    import pyotp
+
     return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_S).provisioning_uri(name=name, issuer_name=issuer)
 
 
@@ -45,6 +47,8 @@ def match(secret: str, code: str, ts: float | None = None) -> int | None:
     code = code.strip().replace(" ", "")
     if len(code) != DIGITS or not code.isascii() or not code.isdigit():
         return None
+    import pyotp
+
     totp = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_S)
     now = step_of(ts)
     found = None

@@ -18,6 +18,11 @@ _LOGGER = logging.getLogger(__name__)
 
 __all__ = ["ReadConnection", "Store", "ensure_secret", "open_store"]
 
+# Each thread that reads gets its own connection with its own page cache: 16 web threads, the print
+# workers, the uplink and the scheduler's threads. 256 KiB each (the writer keeps 2 MB): their
+# caches filling with 2 MB each was the slow climb of RSS in bench/soak.py.
+READ_CACHE_KIB = 256
+
 
 def ensure_secret(conn: Connection, key: str, *, table: str = "meta") -> bytes:
     """Return the random 32-byte secret stored under ``key``, creating it on first use.
@@ -134,7 +139,7 @@ class ReadConnection:
         old, self._conn = self._conn, None
         if old is not None:
             store._forget(old)
-        conn = connect(store.path, store._key)
+        conn = connect(store.path, store._key, cache_kib=READ_CACHE_KIB)
         conn.execute("PRAGMA query_only = ON")
         with store._lock:
             store._readers.append(conn)

@@ -121,6 +121,11 @@ def key_matches(path: Path, key: Key) -> bool | None:
     return hmac.compare_digest(blob[16:], _keycheck(key, blob[:16]))
 
 
+# SQLite's heap in this process (every connection's page cache, schema, statements) stays about this
+# size: past it, page caches reuse their pages instead of growing (docs/architecture.md, Memory).
+SOFT_HEAP_LIMIT = 8 * 1024 * 1024
+
+
 def private_files(path: Path) -> None:
     """Make the database file (created empty if missing) and any -wal/-shm/key check beside it 0600.
 
@@ -147,8 +152,11 @@ def private_files(path: Path) -> None:
             pass
 
 
-def connect(path: str | Path, key: Key, *, readonly: bool = False) -> Connection:
-    """Open the database with its key, WAL, foreign keys and a busy timeout; verify the key."""
+def connect(path: str | Path, key: Key, *, readonly: bool = False, cache_kib: int = 2000) -> Connection:
+    """Open the database with its key, WAL, foreign keys and a busy timeout; verify the key.
+
+    ``cache_kib`` bounds this connection's page cache (each connection has its own).
+    """
     path = Path(path)
     uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
     if not readonly:
@@ -172,7 +180,8 @@ def connect(path: str | Path, key: Key, *, readonly: bool = False) -> Connection
         # Deleted content is overwritten with zeros (cells and freed pages), so what retention or an
         # erasure deletes is not left in free space (gateway/privacy/retention.py).
         conn.execute("PRAGMA secure_delete = ON")
-        conn.execute("PRAGMA cache_size = -2000")
+        conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
+        conn.execute(f"PRAGMA soft_heap_limit = {SOFT_HEAP_LIMIT}")
     except sqlcipher3.DatabaseError as err:
         conn.close()
         if key_matches(path, key) is False:
