@@ -53,12 +53,18 @@ def _audit_about(conn: Connection, name: str) -> tuple[str, tuple[str, ...]]:
 def staff_export(conn: Connection, name: str) -> dict[str, list[dict[str, Any]]]:
     """Everything ordering holds about a staff member (the PIN hash is named, never shown)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    account = _rows(conn, "SELECT id, name, role, active, created_ms, failures, failed_ms, locked_ms FROM ord_staff "
-                          "WHERE name = ?", (name,))
+    account = _rows(conn, "SELECT id, name, role, active, created_ms, failures, failed_ms, locked_ms, auth "
+                          "FROM ord_staff WHERE name = ?", (name,))
     if account:
         for row in account:
-            row["pin_hash"] = "(held: an Argon2 hash of the PIN; not exported)"
+            if row.pop("auth") == "totp":  # managers, technicians, auditors (gateway/staff)
+                row["pin_hash"] = "(held: an Argon2 hash of the password; not exported)"
+                row["totp_sealed"] = "(held: the authenticator secret, encrypted; not exported)"
+            else:
+                row["pin_hash"] = "(held: an Argon2 hash of the PIN; not exported)"
         out["ord_staff"] = account
+        out["staff_unmasks"] = _rows(conn, "SELECT id, ts_ms, field, ref, granted, cause FROM staff_unmasks "
+                                           "WHERE staff_id = ? ORDER BY id", (account[0]["id"],))
         out["ord_staff_sessions"] = _rows(
             conn, "SELECT id, created_ms, seen_ms, ended_ms, ended_why, addr, agent FROM ord_staff_sessions "
                   "WHERE staff_id = ? ORDER BY id", (account[0]["id"],))
@@ -87,6 +93,7 @@ def staff_erase(conn: Connection, name: str, now: int) -> Erasure:
     if row is not None:
         erased["ord_staff_sessions"] = conn.execute("DELETE FROM ord_staff_sessions WHERE staff_id = ?",
                                                     (row[0],)).rowcount
+        erased["staff_unmasks"] = conn.execute("DELETE FROM staff_unmasks WHERE staff_id = ?", (row[0],)).rowcount
         erased["ord_staff"] = conn.execute("DELETE FROM ord_staff WHERE id = ?", (row[0],)).rowcount
     erased["ord_payments"] = conn.execute("UPDATE ord_payments SET staff = ? WHERE staff = ?", (ERASED, name)).rowcount
     erased["ord_sessions"] = conn.execute("UPDATE ord_sessions SET opened_by = ? WHERE opened_by = ?",

@@ -3,7 +3,7 @@ made by the ordering migrations, where the staff pages began)."""
 
 from __future__ import annotations
 
-from gateway.core.inventory import EMPLOYMENT, LEGAL_OBLIGATION, Column, Declaration, Table, after, ops
+from gateway.core.inventory import HIDDEN, LEGAL_OBLIGATION, Column, Declaration, Table, after, ops
 from gateway.store.db import Connection
 from gateway.store.migrations import migration, run_script
 
@@ -46,9 +46,8 @@ _UNMASKS = after(30, "ts_ms", "30d after the attempt (the rate limit needs 1 h, 
 INVENTORY = Declaration("staff", (
     Table("staff_unmasks", "Every unmask attempt: who, which field of which record, granted or why refused; "
           "never the value",
-          ops("id ts_ms field granted cause", _UNMASKS, "unmask rate limit and report") + (
-              Column("staff_id", "user.unique_id", "the staff account that tried", EMPLOYMENT, _UNMASKS),
+          ops("id ts_ms staff_id field granted cause", _UNMASKS, "unmask rate limit and report") + (
               Column("ref", "user.unique_id", "which record was asked for (a row reference, never the value)",
-                     LEGAL_OBLIGATION, _UNMASKS)),
+                     LEGAL_OBLIGATION, _UNMASKS, mask=HIDDEN),),
           created="ts_ms"),
 ))

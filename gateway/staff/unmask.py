@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 
 from gateway.core.errors import CardNumberRefused
-from gateway.core.text import clean as clean_text
 from gateway.core.text import free_text
 from gateway.staff import matrix, sealed, totp
 from gateway.staff.accounts import StaffMember, accept_step, audit, totp_secret
@@ -139,7 +138,7 @@ def attempt(conn: Connection, member: StaffMember, kind: str, key: str, ref: str
             clock: ClockState, now_ms: int | None = None) -> Outcome:
     """Check, record and audit one unmask attempt (inside a write, so the record always commits)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    key, ref = clean_text(str(key), 80), clean_text(str(ref), 40)
+    key, ref = _typed(key, 80), _typed(ref, 40)
     try:
         why = free_text(str(reason), 200).strip()  # cleaned and tripwired like every typed reason
     except CardNumberRefused:
@@ -179,6 +178,14 @@ def attempt(conn: Connection, member: StaffMember, kind: str, key: str, ref: str
           f"{kind}; {cause or 'granted'}; {why}",
           {"kind": kind if kind in KINDS else "other", "outcome": cause or "granted"})
     return Outcome(None if cause else value, cause)
+
+
+def _typed(value: object, limit: int) -> str:
+    """A typed field name or record reference, through the tripwires ("" when it was a card number)."""
+    try:
+        return free_text(str(value), limit)
+    except CardNumberRefused:
+        return ""
 
 
 def subject_of(key: str, ref: str) -> str:

@@ -8,7 +8,7 @@ import re
 import time
 
 import pytest
-from ordhelpers import Diner
+from ordhelpers import PASSWORD, Diner, add_privileged, staff_login
 
 from gateway.core.errors import CardNumberRefused
 from gateway.staff import accounts as staffops
@@ -28,8 +28,11 @@ def _csrf(client, path):
 def _staff(gw, svc, name="wang", role="manager"):
     from web import create_app
 
-    svc.writer.call(lambda c: staffops.add_staff(c, name, role, "246813"))
     c = create_app(gw, {"TESTING": True}).test_client()
+    if staffops.matrix.needs_totp(role):  # managers sign in with a password and TOTP
+        assert staff_login(c, name, PASSWORD, add_privileged(svc, name, role).code()).status_code == 303
+        return c
+    svc.writer.call(lambda c: staffops.add_staff(c, name, role, "246813"))
     page = c.get("/staff/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     assert c.post("/staff/login", data={"name": name, "pin": "246813", "csrf_token": token}).status_code == 303

@@ -44,7 +44,7 @@ def test_export_and_erase_a_staff_member(tmp_path):
     assert len(tables["ord_payments"]) == 1 and len(tables["ord_sessions"]) == 1 and len(tables["ord_tasks"]) == 1
     assert [(a["action"], a["who"]) for a in tables["audit_log"]] == [("void", "staff:1/waiter")]
     assert doc["subject"]["reference"].startswith("dsr:staff-") and doc["erased_before"] is False
-    assert doc["inventory"]["ord_staff"]["personal_columns"] == ["name", "role", "pin_hash"]
+    assert doc["inventory"]["ord_staff"]["personal_columns"] == ["name", "role", "pin_hash", "totp_sealed"]
     out = tmp_path / "wang.json"
     res = cli("privacy", "export", "--subject", "staff:wang", "--config", cfg, "-o", str(out))
     assert res.exit_code == 0 and (out.stat().st_mode & 0o777) == 0o600

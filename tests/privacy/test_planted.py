@@ -155,7 +155,7 @@ severity = "major"
     # Staff fields through the real CLI (which creates the database: see the file modes below).
     _cli("menu", "import", "--sample", "--config", str(cfg))
     _cli("tables", "add", "A1", "--config", str(cfg))
-    _cli("staff", "add", f"Zhao {MOBILE}", "--role", "manager", "--pin-stdin", "--config", str(cfg),
+    _cli("staff", "add", f"Zhao {MOBILE}", "--role", "cashier", "--pin-stdin", "--config", str(cfg),
          input="246813\n")
     url = _cli("tables", "url", "A1", "--config", str(cfg)).strip()
     url = re.sub(r"^https?://[^/]+", f"http://127.0.0.1:{web_port}", url)
