@@ -10,36 +10,18 @@ from __future__ import annotations
 import json
 import secrets
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from gateway.cli.db import database
 from gateway.clikit import CONFIG
 from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
 from gateway.core.errors import OrderingError
 from gateway.staff.matrix import ROLES
-
-
-@contextmanager
-def database(cfg: Any) -> Iterator[Any]:
-    """Open (create and migrate if needed) the gateway's database; yield a connection."""
-    from gateway import domains
-    from gateway.clikit import db_key
-    from gateway.store import migrations
-    from gateway.store.db import connect, open_database
-
-    key = db_key(cfg, create=True)
-    opened = open_database(cfg.data_path, key)
-    conn = connect(opened.path, key)
-    try:
-        migrations.apply(conn, domains.SCHEMAS)
-        yield conn
-    finally:
-        conn.close()
 
 
 def write(cfg: Any, fn: Callable[[Any], Any]) -> Any:

@@ -8,32 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import click
 
+from gateway.cli.db import database
 from gateway.clikit import CONFIG, handle_errors, load_config
 from gateway.core.errors import ConfigError
 from gateway.core.models import now_ms
-
-
-@contextmanager
-def _database(cfg: Any) -> Iterator[Any]:
-    from gateway import domains
-    from gateway.clikit import db_key
-    from gateway.store import migrations
-    from gateway.store.db import connect, open_database
-
-    key = db_key(cfg, create=True)
-    opened = open_database(cfg.data_path, key)
-    conn = connect(opened.path, key)
-    try:
-        migrations.apply(conn, domains.SCHEMAS)
-        yield conn
-    finally:
-        conn.close()
 
 
 def _writer(conn: Any) -> Callable[[Callable[[Any], Any]], Any]:
@@ -96,7 +79,7 @@ def after_restore(cfg: Any, now: int | None = None) -> dict[str, Any]:
     from gateway import domains
 
     now = now_ms() if now is None else now
-    with _database(cfg) as conn:
+    with database(cfg) as conn:
         tomb = tombstones_for(cfg)
         again = _writer(conn)(lambda c: tomb.reapply(c, domains.INVENTORY, now))
         result = run_retention(cfg, conn, now)
@@ -152,7 +135,7 @@ def retention_cmd(config_path: str, now_text: str | None) -> None:
     """
     cfg = load_config(config_path)
     now = _now(now_text)
-    with _database(cfg) as conn:
+    with database(cfg) as conn:
         result = run_retention(cfg, conn, now)
     click.echo(json.dumps({"rows": result.rows, "deleted": result.deleted, "batches": result.batches,
                            "scrub_s": round(result.scrub_s, 3), "receipt": result.receipt["id"] if result.receipt
@@ -184,7 +167,7 @@ def export_cmd(config_path: str, subject: str, output: str | None) -> None:
     from gateway.staff.accounts import audit
 
     cfg = load_config(config_path)
-    with _database(cfg) as conn:
+    with database(cfg) as conn:
         tomb = tombstones_for(cfg)
         doc = _writer(conn)(lambda c: dsr.export(c, domains.INVENTORY, tomb, subject, who="cli", now_ms=now_ms(),
                                                  audit=audit))
@@ -217,7 +200,7 @@ def erase_cmd(config_path: str, subject: str, reason: str) -> None:
     from gateway.staff.accounts import audit
 
     cfg = load_config(config_path)
-    with _database(cfg) as conn:
+    with database(cfg) as conn:
         tomb = tombstones_for(cfg)
         doc = _writer(conn)(lambda c: dsr.erase(c, domains.INVENTORY, tomb, subject, who="cli", reason=reason,
                                                 now_ms=now_ms(), audit=audit))
@@ -251,7 +234,7 @@ def report_cmd(config_path: str, as_json: bool) -> None:
                 "fields": ", ".join(f"v{v['version']} {v['status']} ({v['rows']} rows)"
                                     for v in fields.get("versions", [])) or "n/a",
                 "signing": (keys.get("signing") or {}).get("key_id", "n/a")}
-    with _database(cfg) as conn:
+    with database(cfg) as conn:
         doc = report.build(conn, domains.INVENTORY, now_ms=now_ms(), tz=cfg.store.timezone,
                            at=cfg.privacy.retention_at, key_versions=versions)
     click.echo(json.dumps(doc, ensure_ascii=False, indent=1) if as_json else report.text(doc))
