@@ -1,6 +1,6 @@
 """Issue 10 item 9: the recognisers, the one masking module, the input tripwire, the log and upstream filters.
 
-Sourced vectors (tests/devices/vectors, copies of /work/shared/vectors) are cited by their ``id``.
+Sourced vectors (tests/devices/vectors, each naming its source) are cited by their ``id``.
 """
 
 from __future__ import annotations
