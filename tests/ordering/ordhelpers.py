@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from realparts import free_port, wait_for  # noqa: F401 - re-exported to the ordering tests
 
 from gateway.config import parse
@@ -254,3 +256,44 @@ class HttpDiner:
         status, body, _ = self._open("GET", f"{self.path}/state.json?d={self.d}")
         assert status == 200, (status, body)
         return json.loads(body)
+
+
+# ---------------------------------------------------------------------------- fixtures
+# Shared by the ordering, members and staff tests (each conftest imports them).
+
+@pytest.fixture
+def make_gw(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build and start in-process gateways (web off) with the sample menu and tables A1, A2, B1."""
+    started: list[Any] = []
+
+    def make(extra: str = "", *, sample: bool = True, sub: str = "gw") -> Any:
+        cfg = gateway_config(tmp_path / sub, extra)
+        from gateway.app import build
+
+        gw = build(cfg)
+        gw.start(web=False, devices=False)
+        started.append(gw)
+        svc = gw.services["ordering"]
+        if sample:
+            from gateway.ordering.menu import sample_document
+
+            svc.import_menu(sample_document())
+            for t in TABLES:
+                svc.add_table(t)
+        return gw
+
+    yield make
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def gw(make_gw: Callable[..., Any]) -> Any:
+    """A running gateway with the sample menu (require_open_table = false)."""
+    return make_gw()
+
+
+@pytest.fixture
+def svc(gw: Any) -> Any:
+    """The ordering service."""
+    return gw.services["ordering"]
