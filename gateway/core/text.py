@@ -16,6 +16,7 @@ direction-changing reaches a page or paper.
 
 from __future__ import annotations
 
+import hmac
 import re
 import unicodedata
 from typing import Any
@@ -115,3 +116,14 @@ def parse_uint_or(text: Any, default: int | None = None, *, max_digits: int = _U
         return parse_uint(text, max_digits=max_digits)
     except ValueError:
         return default
+
+
+def same_secret(sent: Any, expected: str) -> bool:
+    """Compare what a client sent with the expected token or signature in constant time.
+
+    False for anything that is not a non-empty string. Compares bytes: ``compare_digest`` raises
+    TypeError on a str with non-ASCII characters, which a hostile client can always send.
+    """
+    if not isinstance(sent, str) or not sent:
+        return False
+    return hmac.compare_digest(sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))

@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from gateway.core import masking
-from gateway.core.text import free_text
+from gateway.core.text import free_text, same_secret
 from gateway.members.ledger import MembersError
 from gateway.privacy.fields import normalise_phone
 from gateway.staff.accounts import audit
@@ -175,7 +175,7 @@ def by_token(ctx: MembersContext, conn: Connection, token: str) -> int | None:
     if row is None:
         return None
     good = qr_token(ctx.secret, canon, row[1])
-    if not hmac.compare_digest(good.encode(), f"{canon}.{mac}".encode("utf-8", "surrogatepass")):
+    if not same_secret(f"{canon}.{mac}", good):
         return None
     return int(row[0])
 

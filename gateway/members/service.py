@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.core.models import now_ms
-from gateway.core.text import free_text
+from gateway.core.text import free_text, same_secret
 from gateway.members import benefits, bills, feedback, ledger, registry, summary, tiers
 from gateway.members.ledger import MembersError
 from gateway.privacy.fields import FieldCipher
@@ -373,8 +373,7 @@ class MembersService:
 
     def check_form(self, token: str, value: Any) -> None:
         """Refuse a member page form without its anti-forgery value."""
-        if not isinstance(value, str) or not value or not hmac.compare_digest(
-                value.encode("utf-8", "surrogatepass"), self.form_token(token).encode()):
+        if not same_secret(value, self.form_token(token)):
             raise MembersError("The form expired; please reload the page. 页面已过期，请刷新。", code="csrf")
 
     # ------------------------------------------------------------------ checks

@@ -17,14 +17,13 @@ the writer (``OrderingService.queue_take`` and the others).
 
 from __future__ import annotations
 
-import hmac
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
-from gateway.core.text import free_text
+from gateway.core.text import free_text, same_secret
 from gateway.ordering import tables as tbl
 from gateway.staff.accounts import audit
 from gateway.store.db import Connection
@@ -119,8 +118,7 @@ def store_token(secret: bytes, store: str) -> str:
 
 def check_store_token(secret: bytes, store: str, token: str) -> None:
     """Refuse a forged or foreign queue code (404)."""
-    sent = token.encode("utf-8", "surrogatepass")
-    if len(token) > 64 or not hmac.compare_digest(sent, store_token(secret, store).encode()):
+    if len(token) > 64 or not same_secret(token, store_token(secret, store)):
         raise OrderingError("This queue code is not valid. 排队码无效。", code="bad_token", status=404)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
-from gateway.core.text import clean, free_text
+from gateway.core.text import clean, free_text, same_secret
 from gateway.ordering import floor, kitchen, queue, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.hooks import BillHook
@@ -199,9 +199,7 @@ class OrderingService:
 
     def check_form(self, token: str, value: str) -> None:
         """Refuse a diner form without this table's anti-forgery value."""
-        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
-        if not isinstance(value, str) or not value or not secrets.compare_digest(
-                value.encode("utf-8", "surrogatepass"), self.form_token(token).encode()):
+        if not same_secret(value, self.form_token(token)):
             raise OrderingError("The form expired; please reload the page. 页面已过期，请刷新。",
                                 code="csrf", status=400)
 

@@ -18,6 +18,7 @@ import segno
 
 from gateway.core import text as textclean
 from gateway.core.errors import OrderingError
+from gateway.core.text import same_secret
 from gateway.store import ensure_secret as store_secret
 from gateway.store.db import Connection
 
@@ -58,7 +59,7 @@ def parse_token(secret: bytes, store: str, token: str) -> tuple[str, int]:
     if version is None or not TABLE_RE.fullmatch(parts[0]):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
     table = parts[0]
-    if not hmac.compare_digest(parts[2].encode("utf-8", "surrogatepass"), _sig(secret, store, table, version).encode()):
+    if not same_secret(parts[2], _sig(secret, store, table, version)):
         raise OrderingError("This table code is not valid. 桌码无效。", code="bad_token", status=404)
     return table, version
 

@@ -224,3 +224,11 @@ def test_one_phone_cannot_fill_the_shared_cart(make_gw):
     assert r.status_code == 303 and len(other.state()["rounds"][0]["lines"]) == 21
 
 
+
+
+@pytest.mark.parametrize("sent", ["é", "\udcff", "１２３", "", None, 12, "abc"])
+def test_secrets_from_clients_compare_without_raising(sent):
+    from gateway.core.text import same_secret
+
+    assert same_secret(sent, "abd") is False  # never a TypeError (a 500), whatever the client sends
+    assert same_secret("abd", "abd") is True

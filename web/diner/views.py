@@ -27,6 +27,7 @@ from flask import (
 )
 
 from gateway.core.errors import OrderingError
+from gateway.core.text import same_secret
 from gateway.ordering import tables as tbl
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.menu import ALLERGENS, allergen_name
@@ -109,7 +110,7 @@ def _behind_nat(addr: str) -> bool:
 
 def _device_from_cookie(svc: Any) -> str | None:
     device, _, sig = request.cookies.get(DEVICE_COOKIE, "").partition(".")
-    if len(device) == 16 and device.isascii() and device.isalnum() and secrets.compare_digest(
+    if len(device) == 16 and device.isascii() and device.isalnum() and same_secret(
             sig, tbl.sign(svc.secret, "device-cookie", device)):
         return device
     return None

@@ -37,7 +37,7 @@ from markupsafe import Markup
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
-from gateway.core.text import parse_uint_or
+from gateway.core.text import parse_uint_or, same_secret
 from gateway.ordering.floor import PAY_METHODS
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.tables import qr_bytes
@@ -149,7 +149,7 @@ def _guard() -> Any:
         token = _new_cookie()
     if request.method == "POST":
         sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
-        if not isinstance(sent, str) or not sent or not hmac.compare_digest(sent.encode(), csrf_token().encode()):
+        if not same_secret(sent, csrf_token()):
             return Response("CSRF token missing or wrong; reload the page and try again.", status=400,
                             mimetype="text/plain")
     if g.get("staff_new_cookie"):
