@@ -59,26 +59,26 @@ def provision() -> None:
 @click.option("--timezone", default="", help="IANA time zone of the store (default: the board's, else Asia/Shanghai).")
 @click.option("--hq-host", default="", help="HQ's MQTT broker host.")
 @click.option("--hq-port", type=int, default=None, help="HQ's MQTT broker port [8883].")
-@click.option("--hq-tls/--no-hq-tls", default=True, show_default=True, help="TLS to HQ (off only for tests).")
+@click.option("--hq-tls/--no-hq-tls", default=None, help="TLS to HQ [on; off only for tests].")
 @click.option("--hq-ca", type=click.Path(dir_okay=False, exists=True), help="HQ's CA certificate (PEM).")
-@click.option("--topic-prefix", default="storegw/v1", show_default=True, help="Upstream topic prefix.")
+@click.option("--topic-prefix", default="", help="Upstream topic prefix [storegw/v1].")
 @click.option("--claim", "claim_code", default="", help="Claim code from HQ (storegw hq claim): trade it for the "
               "certificate and the store's config.")
 @click.option("--cert", "cert_file", type=click.Path(dir_okay=False, exists=True),
               help="Import the certificate HQ signed from this board's CSR.")
 @click.option("--data-dir", default="", help="Data directory [/var/lib/storegw].")
-@click.option("--local-port", type=int, default=1883, show_default=True, help="Port of the store's Mosquitto.")
-@click.option("--web-listen", default="0.0.0.0:8080", show_default=True, help="HOST:PORT of the web pages.")
+@click.option("--local-port", type=int, default=None, help="Port of the store's Mosquitto [1883].")
+@click.option("--web-listen", default="", help="HOST:PORT of the web pages [0.0.0.0:8080].")
 @click.option("--public-host", default="", help="Host the table QR codes point at.")
-@click.option("--time-server", default="pool.ntp.org", show_default=True,
-              help="NTP server doctor compares the clock with (\"\" = none).")
+@click.option("--time-server", default=None, help="NTP server doctor compares the clock with [pool.ntp.org]; "
+              "\"\" = none.")
 @click.option("--claim-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for HQ.")
 @click.option("--force", is_flag=True, help="Make new keys (the old ones, and the data they open, are moved aside).")
 @handle_errors
 def init(config_path: str, root: str, store_id: str, store_name: str, timezone: str, hq_host: str,
-         hq_port: int | None, hq_tls: bool, hq_ca: str | None, topic_prefix: str, claim_code: str,
-         cert_file: str | None, data_dir: str, local_port: int, web_listen: str, public_host: str,
-         time_server: str, claim_timeout: float, force: bool) -> None:
+         hq_port: int | None, hq_tls: bool | None, hq_ca: str | None, topic_prefix: str, claim_code: str,
+         cert_file: str | None, data_dir: str, local_port: int | None, web_listen: str, public_host: str,
+         time_server: str | None, claim_timeout: float, force: bool) -> None:
     """Make this board's keys, identity and config (run as root, before `storegw install`).
 
     Generates, on the board, the keyring's key-encryption key, the database key, the field keys, the
@@ -101,14 +101,20 @@ def init(config_path: str, root: str, store_id: str, store_name: str, timezone: 
     data_dir = data_dir or old.get("store", {}).get("data_dir", "/var/lib/storegw")
     layout = identity.Layout(Path(config_path), Path(data_dir), rootp)
     ask = sys.stdin.isatty()
+    def given(value: Any, section: str, key: str, default: Any) -> Any:
+        """The flag, else what the config says already (running again changes only what is given)."""
+        return value if value not in (None, "") else old.get(section, {}).get(key, default)
+
     a = identity.Answers(
-        store_id=store_id or old.get("store", {}).get("id", ""),
-        store_name=store_name or old.get("store", {}).get("name", ""),
-        timezone=timezone or old.get("store", {}).get("timezone", ""),
-        hq_host=hq_host or old.get("uplink", {}).get("host", ""),
-        hq_port=hq_port or old.get("uplink", {}).get("port", 8883),
-        hq_tls=hq_tls, topic_prefix=topic_prefix, local_port=local_port, web_listen=web_listen,
-        public_host=public_host, time_server=time_server)
+        store_id=given(store_id, "store", "id", ""), store_name=given(store_name, "store", "name", ""),
+        timezone=given(timezone, "store", "timezone", ""), hq_host=given(hq_host, "uplink", "host", ""),
+        hq_port=given(hq_port, "uplink", "port", 8883), hq_tls=given(hq_tls, "uplink", "tls", True),
+        topic_prefix=given(topic_prefix, "uplink", "topic_prefix", "storegw/v1"),
+        local_port=given(local_port, "local_mqtt", "port", 1883),
+        web_listen=given(web_listen, "web", "listen", "0.0.0.0:8080"),
+        public_host=given(public_host, "web", "public_host", ""),
+        time_server=time_server if time_server is not None else old.get("store", {}).get("time_server",
+                                                                                         "pool.ntp.org"))
     if ask:
         a.store_id = a.store_id or click.prompt("Store id (e.g. sh-001)")
         a.hq_host = a.hq_host or click.prompt("HQ broker host")

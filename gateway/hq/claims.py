@@ -113,7 +113,7 @@ class Authority:
         """Return the CA key and certificate, making them on first use."""
         self._ensure_dir()
         key_path = self.dir / "ca.key"
-        with self._locked():
+        with contextlib.nullcontext() if key_path.exists() else self._locked():
             if not key_path.exists():
                 key = ec.generate_private_key(ec.SECP256R1())
                 name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "storegw HQ"),
@@ -136,8 +136,10 @@ class Authority:
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return key, x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
 
-    def sign(self, csr_pem: str, store_id: str, *, days: int = CERT_DAYS) -> str:
-        """Sign a board's CSR for ``store_id`` (its CN must be the store id); return the certificate PEM."""
+    def sign(self, csr_pem: str, store_id: str, *, days: float = CERT_DAYS,
+             not_before: dt.datetime | None = None) -> str:
+        """Sign a board's CSR for ``store_id`` (its CN must be the store id); return the certificate PEM.
+        Valid from ``not_before`` (default: five minutes ago) for ``days``."""
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode())
         except ValueError as err:
@@ -148,12 +150,13 @@ class Authority:
         if cns != [store_id]:
             raise ClaimError(f"the CSR is for {cns or 'no CN'}, not for store {store_id}")
         ca_key, ca_cert = self.ca()
+        start = not_before or _now() - dt.timedelta(minutes=5)
         cert = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, store_id)]))
                 .issuer_name(ca_cert.subject).public_key(csr.public_key())
                 .serial_number(x509.random_serial_number())
-                .not_valid_before(_now() - dt.timedelta(minutes=5))
-                .not_valid_after(_now() + dt.timedelta(days=days))
+                .not_valid_before(start)
+                .not_valid_after(start + dt.timedelta(days=days))
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
                 .sign(ca_key, hashes.SHA256()))
@@ -188,6 +191,7 @@ class Authority:
 
     def redeem(self, cid: str, nonce: str, given_proof: str, csr_pem: str) -> dict[str, Any]:
         """Check a request and, once only, answer it with the certificate, the CA and the config."""
+        self.ca()  # made outside the claims lock (flock is not re-entrant)
         with self._locked():
             claims = self._claims()
             claim = claims.get(cid)
@@ -207,7 +211,7 @@ class Authority:
 
 def serve(authority: Authority, client: Any, *, count: int = 0, stop: threading.Event | None = None,
           log: Callable[[str], None] = print) -> int:
-    """Answer claim requests on a connected paho ``client`` until ``count`` answers or ``stop``; return
+    """Answer claim requests on a paho ``client`` whose connect() was called until ``count`` answers or ``stop``; return
     the number answered. Each answer, refusal included, goes to the requester's response topic."""
     answered = 0
     done = stop or threading.Event()
@@ -229,14 +233,21 @@ def serve(authority: Authority, client: Any, *, count: int = 0, stop: threading.
         except ClaimError as err:
             answer = {"ok": False, "error": str(err)}
             log(f"claim {cid}: refused: {err}")
+        except Exception as err:  # noqa: BLE001 - paho would swallow it; the board must hear
+            answer = {"ok": False, "error": "HQ failed to answer; try again or ask HQ to check its log"}
+            log(f"claim {cid}: failed: {err!r}")
         c.publish(response_topic(cid, nonce), json.dumps(answer), qos=1)
         with lock:
             answered += 1
             if count and answered >= count:
                 done.set()
 
+    def on_connect(c: Any, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        if not getattr(rc, "is_failure", False):
+            c.subscribe(f"{PREFIX}/+/request", qos=1)  # again after each reconnect
+
     client.on_message = on_message
-    client.subscribe(f"{PREFIX}/+/request", qos=1)
+    client.on_connect = on_connect
     client.loop_start()
     try:
         while not done.wait(0.5):
