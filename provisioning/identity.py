@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
@@ -224,10 +225,14 @@ def make_keys(layout: Layout, *, force: bool, log: Callable[[str], None]) -> lis
 
 def mqtt_key(layout: Layout) -> ec.EllipticCurvePrivateKey:
     """The board's MQTT client key (made by :func:`make_keys`)."""
+    from provisioning.credentials import ENCRYPTED, read_credential
+
     path = layout.credentials / HQ_KEY
+    sealed = path.with_name(f"{HQ_KEY}.cred")  # after `storegw install` sealed it
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError) as err:
+        pem = path.read_bytes() if path.exists() or not sealed.exists() else read_credential(ENCRYPTED, HQ_KEY, sealed)
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (OSError, ValueError, subprocess.SubprocessError) as err:
         raise ProvisionError(f"cannot read the MQTT client key {path}: {err}; run `storegw provision init` "
                              "again (as root)") from err
     if not isinstance(key, ec.EllipticCurvePrivateKey):
