@@ -3,10 +3,13 @@ files beside it, and `storegw doctor` run on it as the service would see it (its
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +60,39 @@ class Board:
                     doc.setdefault(name, {})[key] = value
         self.config.write_text(tomli_w.dumps(doc))
 
+    def checks(self, timeout: float = 3.0) -> dict[tuple[str, str], Any]:
+        """Doctor's checks in this process, as the service sees the board: {(check, level): Finding}."""
+        from gateway import config
+        from provisioning.doctor import run_checks
+
+        old = os.environ.get("CREDENTIALS_DIRECTORY")
+        os.environ["CREDENTIALS_DIRECTORY"] = str(self.credentials)
+        try:
+            found = run_checks(config.load(self.config), timeout)
+        finally:
+            if old is None:
+                del os.environ["CREDENTIALS_DIRECTORY"]
+            else:
+                os.environ["CREDENTIALS_DIRECTORY"] = old
+        return {(f.check, f.level): f for f in found}
+
+    def accounts(self, *devices: str) -> dict[str, str]:
+        """`storegw provision mosquitto`, then `equipment add` for each device, in this process: passwords."""
+        from gateway import config
+        from provisioning import mosquitto
+
+        old = os.environ.get("CREDENTIALS_DIRECTORY")
+        os.environ["CREDENTIALS_DIRECTORY"] = str(self.credentials)
+        try:
+            cfg = config.load(self.config)
+            mosquitto.provision(cfg)
+            return {dev: mosquitto.add_account(cfg, dev) for dev in devices}
+        finally:
+            if old is None:
+                del os.environ["CREDENTIALS_DIRECTORY"]
+            else:
+                os.environ["CREDENTIALS_DIRECTORY"] = old
+
     def doctor(self, timeout: str = "3") -> tuple[int, dict[tuple[str, str], dict[str, str]], str]:
         """Run doctor --json; return (exit code, {(check, level): finding}, raw stdout)."""
         res = self.storegw("doctor", "--config", str(self.config), "--timeout", timeout, "--json", check=False)
@@ -67,9 +103,31 @@ class Board:
         return res.returncode, {(f["check"], f["level"]): f for f in doc["findings"]}, res.stdout
 
 
-def provision(dir_: Path, *, hq_port: int | None = None, local_port: int | None = None, extra: tuple[str, ...] = ()
-              ) -> Board:
-    """`storegw provision init` by flags into ``dir_`` (no TLS to HQ), broker files in ``dir_/mosquitto``."""
+_template: list[Path] = []
+
+
+def provision(dir_: Path, *, hq_port: int | None = None, local_port: int | None = None, extra: tuple[str, ...] = (),
+              fresh: bool = False) -> Board:
+    """A board provisioned by `storegw provision init` by flags in ``dir_`` (no TLS to HQ), broker files in
+    ``dir_/mosquitto``. Unless ``fresh``, a copy of one board provisioned once per session (same keys,
+    paths and ports rewritten): provisioning runs every migration, a copy takes milliseconds."""
+    if fresh or extra:
+        return _provision(dir_, hq_port=hq_port, local_port=local_port, extra=extra)
+    if not _template:
+        base = Path(tempfile.mkdtemp(prefix="storegw-board-"))
+        atexit.register(shutil.rmtree, base, True)
+        _provision(base / "board")
+        _template.append(base / "board")
+    shutil.copytree(_template[0], dir_, symlinks=True, dirs_exist_ok=True)
+    board = Board(dir_)
+    board.config.write_text(board.config.read_text().replace(str(_template[0]), str(dir_)))
+    board.edit(local_mqtt={"port": local_port or free_port()}, uplink={"port": hq_port or free_port()},
+               web={"listen": f"127.0.0.1:{free_port()}"})
+    return board
+
+
+def _provision(dir_: Path, *, hq_port: int | None = None, local_port: int | None = None,
+               extra: tuple[str, ...] = ()) -> Board:
     board = Board(dir_)
     board.storegw("provision", "init", "--config", str(board.config), "--data-dir", str(board.data),
                   "--store-id", "sh-001", "--hq-host", "127.0.0.1", "--hq-port", str(hq_port or free_port()),

@@ -20,7 +20,7 @@ def _snapshot(board: Board) -> dict[str, bytes]:
 
 
 def test_init_by_flags_makes_keys_and_a_valid_config(tmp_path):
-    board = provision(tmp_path)
+    board = provision(tmp_path, fresh=True)
     cfg = config.load(board.config)  # what `storegw run` accepts
     assert cfg.store.id == "sh-001" and cfg.store.timezone == "Asia/Shanghai"
     assert cfg.local_mqtt.password_file == "${CREDENTIALS_DIRECTORY}/mqtt-local"
@@ -71,8 +71,8 @@ def test_no_prompt_without_a_terminal_names_the_missing_flag(tmp_path):
 
 
 def test_a_certificate_is_imported_only_for_this_boards_key(tmp_path):
-    board = provision(tmp_path / "a")
-    other = provision(tmp_path / "b")
+    board = provision(tmp_path / "a", fresh=True)
+    other = provision(tmp_path / "b", fresh=True)
     hq = Authority(tmp_path / "hq")
     mine = hq.sign((tmp_path / "a" / "etc" / "hq.csr").read_text(), "sh-001")
     theirs = hq.sign((tmp_path / "b" / "etc" / "hq.csr").read_text(), "sh-001")
