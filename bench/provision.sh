@@ -82,6 +82,9 @@ sleep 0.5
 \$S equipment add fridge-1 --config /etc/storegw/storegw.toml
 \$S doctor --config /etc/storegw/storegw.toml
 t3=\$(date +%s.%N)
+rcv=0; systemd-analyze verify /etc/systemd/system/storegw.service >/run/bench-verify.txt 2>&1 || rcv=\$?
+cat /run/bench-verify.txt
+echo "VERIFY \$rcv \$(grep -c storegw.service /run/bench-verify.txt || true)"
 echo "TIMES \$t0 \$t1 \$t2 \$t3"
 EOF
 chmod +x "$R/opt/storegw/run.sh"
@@ -95,13 +98,14 @@ read -r _ T0 T1 T2 T3 < <(grep '^TIMES' "$WORK/run.log" || echo "TIMES 0 0 0 0")
 UNIT="$R/etc/systemd/system/storegw.service"
 SCORE=$(systemd-analyze security --offline=true "$UNIT" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
 ENC=$(grep -c '^LoadCredentialEncrypted=' "$UNIT" || true)
-python3 - "$RC" "$START" "$END" "$T0" "$T1" "$T2" "$T3" "${SCORE:-null}" "$ENC" <<'EOF'
+VERIFY=$(sed -n 's/^VERIFY \([0-9]*\) \([0-9]*\)$/\1,\2/p' "$WORK/run.log")  # exit code, lines naming the unit
+python3 - "$RC" "$START" "$END" "$T0" "$T1" "$T2" "$T3" "${SCORE:-null}" "$ENC" "${VERIFY:-failed}" <<'EOF'
 import json, sys
-rc, start, end, t0, t1, t2, t3, score, enc = sys.argv[1:]
+rc, start, end, t0, t1, t2, t3, score, enc, verify = sys.argv[1:]
 f = lambda a, b: round(float(b) - float(a), 1)
 print(json.dumps({"bench": "provision", "doctor_passed": rc == "0", "total_s": f(start, end),
                   "apt_s": f(t0, t1), "pip_s": f(t1, t2), "provision_install_doctor_s": f(t2, t3),
                   "under_10_min": float(end) - float(start) < 600, "unit_exposure": float(score) if score != "null" else None,
-                  "encrypted_credentials": int(enc)}))
+                  "encrypted_credentials": int(enc), "verify_clean": verify == "0,0"}))
 EOF
 exit "$RC"

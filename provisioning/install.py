@@ -156,18 +156,24 @@ class Installer:
 
     def unit(self, cred_lines: list[str]) -> None:
         """The hardened service unit, pointing at this storegw and this config, with its credentials."""
-        out = []
+        out: list[str] = []
+        placed = False
         for line in shipped("storegw.service").read_text().splitlines():
             if line.startswith("ExecStart="):
                 line = f"ExecStart={self.exe} run --config {self.config_path}"
-            elif line.startswith(("LoadCredential", "# Boards from before the keyring")):
+            elif line.startswith("# Boards from before the keyring"):
                 continue
+            elif line.startswith("LoadCredential"):  # the shipped example line: ours take its place
+                out += [] if placed else cred_lines
+                placed = True
+                continue
+            elif line.startswith("UMask=") and not placed:
+                out += cred_lines
+                placed = True
             elif line.startswith("ReadWritePaths="):
                 line = "ReadWritePaths=" + " ".join(str(d) for d in (self.cfg.data_path.absolute(),
                                                                         self.cfg.keys_path, self.cfg.authority_path))
             out.append(line)
-            if line.startswith("# The key-encryption key of the keyring"):
-                out += cred_lines
         self.write(f"/etc/systemd/system/{UNIT_NAME}", "\n".join(out) + "\n")
 
     def broker(self) -> None:
