@@ -93,3 +93,29 @@ def test_a_certificate_is_imported_only_for_this_boards_key(tmp_path):
     assert x509.load_pem_x509_csr(res.stdout.encode()).public_key() == x509.load_pem_x509_certificate(
         mine.encode()).public_key()
     assert os.environ.get("CREDENTIALS_DIRECTORY") is None  # the CLI's borrowing never leaks into this process
+
+
+def test_on_a_terminal_it_asks_for_what_is_missing(tmp_path):
+    """A real pseudo-terminal as stdin: the three questions, answered as a technician types them."""
+    import pty
+    import subprocess
+    import sys
+
+    from realparts import ROOT
+
+    master, slave = pty.openpty()
+    board = Board(tmp_path)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "provision", "init", "--config", str(board.config),
+                                 "--data-dir", str(board.data), "--time-server", ""], stdin=slave,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                env={**os.environ, "CREDENTIALS_DIRECTORY": ""})
+        os.write(master, b"sh-007\nhq.example.com\nEurope/Paris\n")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, out + err
+    assert "Store id" in out and "HQ broker host" in out and "Time zone" in out
+    cfg = config.load(board.config)
+    assert (cfg.store.id, cfg.uplink.host, cfg.store.timezone) == ("sh-007", "hq.example.com", "Europe/Paris")
