@@ -244,7 +244,7 @@ def check_local_broker(cfg: Config, timeout: float) -> list[Finding]:
     fixes = {
         "tcp": "start Mosquitto: systemctl enable --now mosquitto (docs/operations.md), or fix local_mqtt.host/port",
         "refused": "check local_mqtt.username and the password in local_mqtt.password_file against "
-                   "/etc/mosquitto/storegw.passwd",
+                   f"{lm.broker_passwd_file}: storegw provision mosquitto --config CFG re-hashes it",
         "denied": "the ACL must let the gateway's user read devices/+/telemetry and devices/+/status "
                   "(systemd/mosquitto/acl.example)",
         "timeout": "is something else listening on that port?",
@@ -404,7 +404,7 @@ def check_unit() -> list[Finding]:
     if state == "enabled":
         return [Finding("boot", OK, "storegw.service is enabled")]
     return [Finding("boot", FAIL, f"storegw.service is {state}: it will not start after a reboot or power cut",
-                    "cp systemd/storegw.service /etc/systemd/system/ && systemctl enable --now storegw")]
+                    "storegw install --config CFG (or, with the unit in place: systemctl enable --now storegw)")]
 
 
 def check_running(cfg: Config) -> list[Finding]:

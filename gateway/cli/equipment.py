@@ -39,7 +39,9 @@ def equipment_add(device_id: str, config_path: str, replace: bool) -> None:
   password       {password}
   publish to     devices/{device_id}/telemetry  (JSON readings, QoS 1)
                  devices/{device_id}/status     (retained online/offline, as its last will)
-It may publish nothing else. The password is not stored in clear anywhere: note it now.""")
+It may publish nothing else. The password is not stored in clear anywhere: note it now.
+Equipment on the store network needs the broker listening there: the `listener 1883 <LAN address>`
+line of /etc/mosquitto/conf.d/storegw.conf (docs/operations.md, "Mosquitto").""")
 
 
 @equipment.command("remove")
