@@ -33,8 +33,9 @@ cleanup() {
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
   done
   sleep 0.5
-  for m in dev/pts dev proc sys; do umount -l "$R/$m" 2>/dev/null; done
-  rm -rf "$WORK"
+  for m in sys proc dev; do umount -R -l "$R/$m" 2>/dev/null; done
+  # --one-file-system: never into a mount still attached; again while the chroot's last processes exit
+  for _ in 1 2 3 4 5; do rm -rf --one-file-system "$WORK" 2>/dev/null && [ ! -e "$WORK" ] && break; sleep 1; done
 }
 trap cleanup EXIT
 
