@@ -168,6 +168,21 @@ def _service_view(cred: Path) -> contextlib.AbstractContextManager[Any]:
     return borrowed()
 
 
+@contextlib.contextmanager
+def _keep_owner(*dirs: Path) -> Iterator[None]:
+    """Run as root on an installed board, leave every file of ``dirs`` to their owner (the storegw
+    user): a WAL or lock file left to root would keep the service from opening its database."""
+    owners = {d: (d.stat().st_uid, d.stat().st_gid) for d in dirs if d.exists()}
+    try:
+        yield
+    finally:
+        for d, (uid, gid) in owners.items():
+            if uid != os.geteuid():
+                for p in [d, *d.rglob("*")]:
+                    with contextlib.suppress(OSError):
+                        os.chown(p, uid, gid)
+
+
 def make_keys(layout: Layout, *, force: bool, log: Callable[[str], None]) -> list[str]:
     """Make every missing key of the board; with ``force`` move the old ones aside and make new ones.
     Return the names of what was made."""
@@ -199,7 +214,7 @@ def make_keys(layout: Layout, *, force: bool, log: Callable[[str], None]) -> lis
     if not _have(cred, MQTT_LOCAL):
         _write_private(cred / MQTT_LOCAL, (secrets.token_urlsafe(24) + "\n").encode())
         made.append("local broker password (credential mqtt-local)")
-    with _service_view(cred):
+    with _service_view(cred), _keep_owner(layout.data, layout.keys_dir):
         fresh = not (layout.keys_dir / "keyring.json").exists()
         ring = Keyring.open(layout.keys_dir, create=True)
         if ring.kek.kind != "credential":
