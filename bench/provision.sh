@@ -90,8 +90,9 @@ echo "VERIFY \$rcv \$(grep -c storegw.service /run/bench-verify.txt || true)"
 \$S provision init --store-name "Bench store, again" </dev/null
 echo "RERUN \$(find /var/lib/storegw /var/lib/storegw-keys ! -user storegw | wc -l)"
 \$S doctor --config /etc/storegw/storegw.toml >/dev/null && echo "DOCTOR_AGAIN ok"
+cp /etc/systemd/system/storegw.service /run/bench-unit.service   # as installed, for the score below
 \$S uninstall
-[ -f /var/lib/storegw/storegw.db ] && [ ! -f /etc/systemd/system/storegw.service ] && echo "UNINSTALL kept-data"
+if [ -f /var/lib/storegw/storegw.db ] && [ ! -f /etc/systemd/system/storegw.service ]; then echo "UNINSTALL kept-data"; fi
 echo "TIMES \$t0 \$t1 \$t2 \$t3"
 EOF
 chmod +x "$R/opt/storegw/run.sh"
@@ -102,9 +103,10 @@ RC=${PIPESTATUS[0]}
 set -e
 END=$(date +%s.%N)
 read -r _ T0 T1 T2 T3 < <(grep '^TIMES' "$WORK/run.log" || echo "TIMES 0 0 0 0")
-UNIT="$R/etc/systemd/system/storegw.service"
-SCORE=$(systemd-analyze security --offline=true "$UNIT" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
-ENC=$(grep -c '^LoadCredentialEncrypted=' "$UNIT" || true)
+UNIT="$R/run/bench-unit.service"
+SCORE=$( (systemd-analyze security --offline=true "$UNIT" 2>/dev/null || true) \
+  | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+ENC=$(grep -c '^LoadCredentialEncrypted=' "$UNIT" 2>/dev/null || true)
 NOT_STOREGW=$(sed -n 's/^RERUN \([0-9]*\)$/\1/p' "$WORK/run.log")  # files left to root by the re-run
 AGAIN=$(grep -c '^DOCTOR_AGAIN ok' "$WORK/run.log" || true)
 KEPT=$(grep -c '^UNINSTALL kept-data' "$WORK/run.log" || true)
@@ -116,7 +118,7 @@ f = lambda a, b: round(float(b) - float(a), 1)
 print(json.dumps({"bench": "provision", "doctor_passed": rc == "0", "total_s": f(start, end),
                   "apt_s": f(t0, t1), "pip_s": f(t1, t2), "provision_install_doctor_s": f(t2, t3),
                   "under_10_min": float(end) - float(start) < 600, "unit_exposure": float(score) if score != "null" else None,
-                  "encrypted_credentials": int(enc), "verify_clean": verify == "0,0",
+                  "encrypted_credentials": int(enc or 0), "verify_clean": verify == "0,0",
                   "rerun_safe": not_storegw == "0" and again == "1", "uninstall_kept_data": kept == "1"}))
 EOF
 exit "$RC"
