@@ -246,7 +246,7 @@ def check_local_broker(cfg: Config, timeout: float) -> list[Finding]:
         "refused": "check local_mqtt.username and the password in local_mqtt.password_file against "
                    f"{lm.broker_passwd_file}: storegw provision mosquitto --config CFG re-hashes it",
         "denied": "the ACL must let the gateway's user read devices/+/telemetry and devices/+/status "
-                  "(systemd/mosquitto/acl.example)",
+                  "(storegw provision mosquitto --config CFG writes it)",
         "timeout": "is something else listening on that port?",
     }
     if kind == OK:
