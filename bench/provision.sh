@@ -83,6 +83,15 @@ sleep 0.5
 \$S equipment add fridge-1 --config /etc/storegw/storegw.toml
 \$S doctor --config /etc/storegw/storegw.toml
 t3=\$(date +%s.%N)
+# The gateway as the unit would run it: the storegw user, its credentials decrypted into a private directory
+mkdir -m 0700 /run/creds
+for c in kek hq-key mqtt-local; do systemd-creds decrypt --name=\$c /etc/storegw/credentials/\$c.cred /run/creds/\$c; done
+chown -R storegw: /run/creds
+runuser -u storegw -- env CREDENTIALS_DIRECTORY=/run/creds \$S run --config /etc/storegw/storegw.toml \
+  >/run/bench-gw.log 2>&1 & echo \$! >/run/bench-gw.pid
+for _ in \$(seq 60); do \$S status --config /etc/storegw/storegw.toml >/dev/null 2>&1 && break; sleep 1; done
+\$S doctor --config /etc/storegw/storegw.toml | grep -E '^  (ok|warn|FAIL) +service' | sed 's/^/RUNNING /'
+kill \$(cat /run/bench-gw.pid); sleep 2
 rcv=0; systemd-analyze verify /etc/systemd/system/storegw.service >/run/bench-verify.txt 2>&1 || rcv=\$?
 cat /run/bench-verify.txt
 echo "VERIFY \$rcv \$(grep -c storegw.service /run/bench-verify.txt || true)"
@@ -108,17 +117,19 @@ SCORE=$( (systemd-analyze security --offline=true "$UNIT" 2>/dev/null || true) \
   | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
 ENC=$(grep -c '^LoadCredentialEncrypted=' "$UNIT" 2>/dev/null || true)
 NOT_STOREGW=$(sed -n 's/^RERUN \([0-9]*\)$/\1/p' "$WORK/run.log")  # files left to root by the re-run
+SERVICE=$(sed -n 's/^RUNNING  *\([a-zA-Z]*\) *service *\(.*\)$/\1: \2/p' "$WORK/run.log")  # doctor on the running gateway
 AGAIN=$(grep -c '^DOCTOR_AGAIN ok' "$WORK/run.log" || true)
 KEPT=$(grep -c '^UNINSTALL kept-data' "$WORK/run.log" || true)
 VERIFY=$(sed -n 's/^VERIFY \([0-9]*\) \([0-9]*\)$/\1,\2/p' "$WORK/run.log")  # exit code, lines naming the unit
-python3 - "$RC" "$START" "$END" "$T0" "$T1" "$T2" "$T3" "${SCORE:-null}" "$ENC" "${VERIFY:-failed}" "${NOT_STOREGW:-x}" "$AGAIN" "$KEPT" <<'EOF'
+python3 - "$RC" "$START" "$END" "$T0" "$T1" "$T2" "$T3" "${SCORE:-null}" "$ENC" "${VERIFY:-failed}" "${NOT_STOREGW:-x}" "$AGAIN" "$KEPT" "$SERVICE" <<'EOF'
 import json, sys
-rc, start, end, t0, t1, t2, t3, score, enc, verify, not_storegw, again, kept = sys.argv[1:]
+rc, start, end, t0, t1, t2, t3, score, enc, verify, not_storegw, again, kept, service = sys.argv[1:]
 f = lambda a, b: round(float(b) - float(a), 1)
 print(json.dumps({"bench": "provision", "doctor_passed": rc == "0", "total_s": f(start, end),
                   "apt_s": f(t0, t1), "pip_s": f(t1, t2), "provision_install_doctor_s": f(t2, t3),
                   "under_10_min": float(end) - float(start) < 600, "unit_exposure": float(score) if score != "null" else None,
                   "encrypted_credentials": int(enc or 0), "verify_clean": verify == "0,0",
-                  "rerun_safe": not_storegw == "0" and again == "1", "uninstall_kept_data": kept == "1"}))
+                  "rerun_safe": not_storegw == "0" and again == "1", "uninstall_kept_data": kept == "1",
+                  "gateway_running_as_storegw": service}))
 EOF
 exit "$RC"
