@@ -3,6 +3,8 @@
 # storegw): apt installs (Python, Mosquitto, systemd), pip install storegw from this checkout (as a
 # wheel), HQ issues a claim code, `storegw provision init` by flags trades it for the certificate and
 # config, `storegw install`, Mosquitto starts, `storegw equipment add`, then `storegw doctor` must pass.
+# Untimed after that: systemd-analyze security/verify of the installed unit, the gateway run as the unit
+# runs it (storegw user, credentials decrypted) and doctored, `provision init` again, `uninstall`.
 #
 #   sudo bench/provision.sh [BASE_ROOTFS]
 #
