@@ -74,13 +74,17 @@ def test_a_certificate_is_imported_only_for_this_boards_key(tmp_path):
     board = provision(tmp_path / "a", fresh=True)
     other = provision(tmp_path / "b", fresh=True)
     hq = Authority(tmp_path / "hq")
-    mine = hq.sign((tmp_path / "a" / "etc" / "hq.csr").read_text(), "sh-001")
+    board.storegw("hq", "sign", str(tmp_path / "a" / "etc" / "hq.csr"), "--store", "sh-001", "--dir",
+                  str(tmp_path / "hq"), "--out", str(tmp_path / "mine.crt"))  # what HQ runs
+    mine = (tmp_path / "mine.crt").read_text()
+    wrong = board.storegw("hq", "sign", str(tmp_path / "a" / "etc" / "hq.csr"), "--store", "sh-002", "--dir",
+                          str(tmp_path / "hq"), check=False)
+    assert wrong.returncode == 1 and "not for store sh-002" in wrong.stderr
     theirs = hq.sign((tmp_path / "b" / "etc" / "hq.csr").read_text(), "sh-001")
     (tmp_path / "theirs.crt").write_text(theirs)
     res = board.storegw("provision", "init", "--config", str(board.config), "--cert", str(tmp_path / "theirs.crt"),
                         "--hq-ca", str(hq.ca_cert_path), check=False)
     assert res.returncode == 1 and "not for this board's key" in res.stderr
-    (tmp_path / "mine.crt").write_text(mine)
     board.storegw("provision", "init", "--config", str(board.config), "--cert", str(tmp_path / "mine.crt"),
                   "--hq-ca", str(hq.ca_cert_path))
     cfg = config.load(board.config)
