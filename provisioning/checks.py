@@ -95,6 +95,58 @@ def check_broker_accounts(cfg: Any) -> list[Finding]:
                            "limited to its own topics")]
 
 
+def _can(uid: int, gids: set[int], path: Path, want: int) -> bool:
+    """Whether ``uid`` (in ``gids``) may search every directory to ``path`` and has ``want`` (4 r, 2 w) on it."""
+    import stat
+
+    def allowed(p: Path, bits: int) -> bool:
+        st = p.stat()
+        if st.st_uid == uid:
+            return bool(st.st_mode & (bits << 6))
+        if st.st_gid in gids:
+            return bool(st.st_mode & (bits << 3))
+        return bool(st.st_mode & bits)
+
+    path = path.absolute()
+    ok = all(allowed(d, 1) for d in reversed(path.parents)) and allowed(path, want)
+    if stat.S_ISDIR(path.stat().st_mode):
+        ok = ok and allowed(path, 1)
+    return ok
+
+
+def check_service_access(cfg: Any, user: str = "storegw") -> list[Finding]:
+    """What the service must read (config, certificates) and write (data, keys), as its own user:
+    doctor run as root would not notice a 0700 /etc/storegw."""
+    import grp
+    import os
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return []  # not installed as a service on this machine
+    if os.geteuid() == pw.pw_uid:
+        return []  # the other checks ran as that user already
+    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    need = [(Path(cfg.source), 4)] if cfg.source else []
+    need += [(Path(p), 4) for p in (cfg.uplink.cert_file, cfg.uplink.ca_file) if p]
+    need += [(d, 6) for d in (cfg.data_path, cfg.keys_path) if d.exists()]
+    out = []
+    for path, want in need:
+        try:
+            ok = _can(pw.pw_uid, gids, path, want)
+        except OSError as err:
+            out.append(Finding("service access", FAIL, f"{path}: {err.strerror}", "storegw install --config CFG"))
+            continue
+        if not ok:
+            what = "read" if want == 4 else "write"
+            out.append(Finding("service access", FAIL, f"the {user} user cannot {what} {path}: the service will "
+                               "not start", f"storegw install --config {cfg.source or 'CFG'} (sets the owners and "
+                               f"modes), or: chmod 755 {path.parent}; chown -R {user}: for data and keys"))
+    return out or [Finding("service access", OK, f"the {user} user reads its config and certificates and "
+                           "writes its data and keys")]
+
+
 def exposure(unit: Path) -> tuple[float, str]:
     """`systemd-analyze security --offline=true` of a unit file: (score, verdict)."""
     res = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
@@ -169,5 +221,6 @@ def checks(cfg: Any, timeout: float) -> list[tuple[str, Callable[[], list[Findin
         ("certificate", lambda: check_certificate(cfg)),
         ("broker ACL", lambda: check_broker_accounts(cfg)),
         ("hardening", check_unit_hardening),
+        ("service access", lambda: check_service_access(cfg)),
         ("clock skew", lambda: check_clock_skew(cfg, timeout)),
     ]

@@ -193,6 +193,9 @@ def make_keys(layout: Layout, *, force: bool, log: Callable[[str], None]) -> lis
     from gateway.store.db import DB_NAME, connect, open_database
 
     cred = layout.credentials
+    etc = layout.at(layout.etc)
+    etc.mkdir(parents=True, exist_ok=True)
+    os.chmod(etc, 0o755)  # the service (user storegw) reads the config and certificates; credentials stay 0700
     if force:
         for name in CREDENTIALS:
             backup(cred / name, log)

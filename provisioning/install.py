@@ -128,9 +128,14 @@ class Installer:
                 shutil.chown(p, GATEWAY_USER, GATEWAY_USER)
                 for sub in p.rglob("*"):
                     shutil.chown(sub, GATEWAY_USER, GATEWAY_USER)
-        cred = self.path(self.config_path.parent / "credentials")
+        etc = self.path(self.config_path.parent)
+        os.chmod(etc, 0o755)  # the service reads its config and certificates here ...
+        for name in (self.config_path.name, "hq.crt", "hq-ca.crt"):
+            if (etc / name).exists():
+                os.chmod(etc / name, 0o644)
+        cred = etc / "credentials"
         if cred.is_dir():
-            os.chmod(cred, 0o700)
+            os.chmod(cred, 0o700)  # ... and never its secrets: systemd hands them over
 
     def secrets(self) -> list[str]:
         """Seal each credential where systemd-creds can; return the unit's credential lines."""

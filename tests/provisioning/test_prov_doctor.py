@@ -169,3 +169,35 @@ def test_acl_missing_a_device(board, tmp_path):
     assert "fryer-1" in f.text and "storegw provision mosquitto" in f.fix
     board.storegw("provision", "mosquitto", "--config", str(board.config))  # the fix it names
     assert ("broker ACL", "ok") in board.checks()
+
+
+def test_config_the_service_user_cannot_read():
+    """Doctor as root would not notice: the service's own user must read its config and write its data.
+    `nobody` stands in for the storegw user (creating a user would change this machine)."""
+    import pwd
+    import tempfile
+    from pathlib import Path
+
+    from gateway import config
+    from provisioning.checks import check_service_access
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown to another user")
+    top = Path(tempfile.mkdtemp(prefix="storegw-access-"))  # under /tmp, which others may search
+    try:
+        top.chmod(0o755)
+        board = provision(top / "board")
+        (top / "board").chmod(0o755)
+        cfg = config.load(board.config)
+        (top / "board" / "etc").chmod(0o700)
+        fails = [f for f in check_service_access(cfg, user="nobody") if f.level == "FAIL"]
+        assert any(str(board.config) in f.text and "cannot read" in f.text for f in fails), fails
+        assert "storegw install" in fails[0].fix
+        (top / "board" / "etc").chmod(0o755)
+        nobody = pwd.getpwnam("nobody")
+        for d in (board.data, board.data.with_name("data-keys")):
+            for p in [d, *d.rglob("*")]:
+                os.chown(p, nobody.pw_uid, nobody.pw_gid)
+        assert [f.level for f in check_service_access(cfg, user="nobody")] == ["ok"]
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

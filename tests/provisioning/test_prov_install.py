@@ -53,6 +53,10 @@ def test_install_into_a_staging_root(tmp_path):
     assert (root / "etc/mosquitto/storegw.passwd").read_text().count("storegw:$7$") == 1
     assert "SystemMaxUse=" in (root / "etc/systemd/journald.conf.d/storegw.conf").read_text()
     assert (root / "etc/modules-load.d/storegw.conf").exists()
+    # the service user reads its config and certificates, never the credentials' directory
+    assert (root / "etc/storegw").stat().st_mode & 0o777 == 0o755
+    assert (root / "etc/storegw/storegw.toml").stat().st_mode & 0o777 == 0o644
+    assert (root / "etc/storegw/credentials").stat().st_mode & 0o777 == 0o700
     # install again: same result, nothing doubled
     board.storegw("install", "--root", str(root), "--exe", shutil.which("true"))
     assert unit.read_text() == text
