@@ -31,7 +31,7 @@ from typing import Any
 from gateway.config import Config
 from gateway.core.errors import GatewayError
 from gateway.privacy import control
-from gateway.privacy.fields import FIELDS, NORMALISERS, FieldCipher, rewrap_batch, rows_per_version
+from gateway.privacy.fields import FIELDS, NORMALISERS, FieldCipher, migrate_legacy, rewrap_batch, rows_per_version
 from gateway.privacy.keys import (
     ACTIVE,
     CONTROL_SOCKET,
@@ -113,7 +113,11 @@ class KeyService:
         self.rewrapped = 0
 
     def start(self) -> None:
-        """Serve the control socket in the keys directory."""
+        """Move values of the staff package's interim seal under the field keys; serve the control socket."""
+        moved = self.store.writer.call(lambda c: migrate_legacy(c, self.cipher))
+        if moved:
+            _LOGGER.info("%d interim-sealed value(s) moved under field key version %d", moved,
+                         self.cipher.primary_version)
         self._control = control.ControlServer(self.ring.dir / CONTROL_SOCKET, self.handle)
         try:
             self._control.start()
@@ -142,9 +146,12 @@ class KeyService:
 
     # -- work
     def rewrap_tick(self) -> int:
-        """Re-encrypt one batch of older ciphertexts; retire versions left with no rows."""
+        """Re-encrypt one batch of older ciphertexts (and any interim-sealed value); retire versions left
+        with no rows."""
         if not any(e.status == ACTIVE for e in self.ring.entries(FIELD)):
-            return 0
+            moved = self.store.writer.call(lambda c: migrate_legacy(c, self.cipher))
+            self.rewrapped += moved
+            return moved
         n = self.store.writer.call(lambda c: rewrap_batch(c, self.cipher, self.cfg.keys.rewrap_batch), timeout=120)
         self.rewrapped += n
         if n == 0:
