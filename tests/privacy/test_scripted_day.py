@@ -53,6 +53,7 @@ ADULT_ID, ADULT_NAME = "360426199101010071", "王小明"      # stdnum-jiangxi-d
 MINOR_ID, MINOR_NAME = "44011320141005001X", "王小宝"      # stdnum-guangzhou-panyu-x (a minor, under 14)
 PASSPORT_NO, PASSPORT_MRZ_NAME = "ZE000509", "MARTIN<<SARAH"  # td3-can (mrz.json)
 GUARDIAN, GUARDIAN_MOBILE = "王大明", "13800138000"
+ADDRESS = "示例省示例市示例路1号"                          # guestkit.id_card's address on both cards
 MEMBER_MOBILE, MEMBER_NAME, ALLERGY = "13700001234", "Chen Jingyi", "lychee-and-sesame-allergy"
 DINER_MOBILE, DINER_ALLERGY = "18600001234", "no-coriander-shellfish-allergy"  # joins from the table page
 MEMBER_CARD = "88001234567"                               # the magstripe simulator's member-t2 sample
@@ -66,7 +67,7 @@ TAG_40 = str(int(TAG_HEX, 16))
 EVERYWHERE = [ID, ID2, MOBILE, MOBILE2, CARD, MRZ1, MRZ2, ADULT_ID, MINOR_ID, PASSPORT_NO, GUARDIAN_MOBILE,
               MEMBER_MOBILE, MEMBER_CARD, DINER_MOBILE, DINER_ALLERGY, PAY_PAN, PAY_PAN2, PAY_TRACK2[1:-1], TAG_HEX,
               TAG_10, TAG_40, ALLERGY,
-              ADULT_NAME, MINOR_NAME, GUARDIAN, PASSPORT_MRZ_NAME, "MARTIN, SARAH", "L898902C3", "ZE184226B"]
+              ADULT_NAME, MINOR_NAME, GUARDIAN, ADDRESS, PASSPORT_MRZ_NAME, "MARTIN, SARAH", "L898902C3", "ZE184226B"]
 # Field-encrypted or never stored: not even in the pages decrypted with the SQLCipher key. (The
 # member's nickname is a chosen display name, kept in the clear by design: docs/members.md.)
 WITH_KEY = [v for v in EVERYWHERE if v not in (MRZ1, MRZ2)] + ["139 1234 5678"]
