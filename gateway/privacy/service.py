@@ -140,6 +140,16 @@ class KeyService:
         """The background re-wrap."""
         return [Job("privacy-rewrap", self.cfg.keys.rewrap_every, self.rewrap_tick)]
 
+    def versions(self, conn: Connection) -> dict[str, Any]:
+        """Key versions for the privacy report (``report.key_versions``): no key material."""
+        from gateway.privacy import report
+
+        counts = rows_per_version(conn)
+        primary = [e.version for e in self.ring.entries(DB) if e.status == PRIMARY]
+        fields = [{"version": e.version, "status": e.status, "rows": counts.get(e.version, 0)}
+                  for e in self.ring.entries(FIELD)]
+        return report.key_versions(primary[-1] if primary else None, fields, self.ring.signer().key_id)
+
     def health(self) -> dict[str, Any]:
         """Key versions for the health document (no key material)."""
         return {"field_key": self.cipher.primary_version, "rotations": self.rotations, "rewrapped": self.rewrapped}

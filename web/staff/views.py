@@ -671,6 +671,15 @@ def audit_log() -> Any:
     return _render("staff/audit.html", rows=staff().audit_log(300))
 
 
+@bp.get("/privacy")
+@need("privacy-report")
+def privacy_report() -> Any:
+    """The privacy report (``storegw privacy report``): what is held per category and since when, the next
+    retention run, the last deletion receipt, unmasks this week by staff reference, key versions. Counts,
+    dates and references only: the auditor's page shows no personal value."""
+    return _render("staff/privacy.html", doc=services_of(current_app).privacy_report())
+
+
 def _unmask(kind: str) -> Any:
     """Run one unmask attempt of ``kind`` (refused or granted, the service records and audits it)."""
     f = request.form
