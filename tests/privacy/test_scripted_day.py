@@ -355,6 +355,8 @@ def test_a_scripted_day_leaves_no_planted_value_anywhere(tmp_path, mosquitto_fac
     # the decryption is real: what is kept in the clear by design reads back, masked forms included
     assert MEMBER_NAME.encode() in pages and b"158****1111" in pages
     leaks = {where: h for where, h in found.items() if h}
+    print(json.dumps({"planted": len(EVERYWHERE + ONLY_RAW), "with_key": len(WITH_KEY), "places": len(found),
+                      "hq_messages": len(hq.messages), "hits": sum(len(h) for h in found.values())}))
     assert not leaks, json.dumps(leaks, ensure_ascii=False, indent=1)
     # the masked forms are where they should be (the day happened, masked)
     assert b"139****5678" in gw.log.read_bytes() or any(b"redacted-" in p for _, p in hq.messages)
