@@ -230,15 +230,19 @@ def test_a_scripted_day_leaves_no_planted_value_anywhere(tmp_path, mosquitto_fac
         sims["stripe"].swipe("%B5168755544412233^PKMMV/UNEMBOXXXX          ^1807111100000000000000111000000?"
                              ";5168755544412233=18071111000011100000?")
         sims["stripe"].swipe(f";{MEMBER_CARD}?")
-        wait_for(lambda: next(d for d in gw.health()["devices"] if d["id"] == "stripe-1")["events"] >= 2,
-                 timeout=10, what="the swipes read")
+        def events(device: str) -> int:
+            return next(d for d in gw.health()["devices"] if d["id"] == device)["events"]
+
+        wait_for(lambda: events("stripe-1") >= 3, timeout=15, what="the three swipes read")
+        time.sleep(0.3)  # counted on arrival; the hub hands them to the members service on its own thread
         status, body, _ = lin.post("/staff/members/register", nickname=MEMBER_NAME, phone=MEMBER_MOBILE,
                                    birthday="03-15", allergies=ALLERGY, consent_benefits="1", consent_marketing="1",
                                    consent_birthday="1", card="1", table="A1")
         assert status == 200, body
         member_id = json.loads(body)["id"]
         sims["tag"].present(TAG_HEX)
-        time.sleep(0.5)
+        wait_for(lambda: events("tag-1") >= 1, timeout=15, what="the tag read")
+        time.sleep(0.3)
         lin.do(f"/staff/members/{member_id}/card")
         member_page = lin.get(f"/staff/members/{member_id}")
         assert "137****1234" in member_page and MEMBER_MOBILE not in member_page
