@@ -18,11 +18,12 @@ PIN = "246813"
 PARAMS = {"table_id": "ZZ9", "station": "hot", "task_id": 999999, "entry_id": 999999, "line_id": 999999,
           "ticket_id": 999999, "staff_id": 999999, "session_id": 999999, "item_id": "nope", "member_id": 999999,
           "request_id": 999999, "benefit_id": 999999,
-          "stay_id": 999999, "report_id": 999999, "action": "send"}  # guests: the front desk (off: 404)
+          "stay_id": 999999, "report_id": 999999, "action": "send",
+          "device_id": "nope", "n": 999999}  # guests: the front desk (off: 404)
 
 
 def _staff_rules(app):
-    return sorted((r for r in app.url_map.iter_rules() if r.endpoint.startswith("staff.")),
+    return sorted((r for r in app.url_map.iter_rules() if r.endpoint.startswith(("staff.", "tech."))),
                   key=lambda r: (r.rule, sorted(r.methods)))
 
 
