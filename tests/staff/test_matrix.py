@@ -63,7 +63,7 @@ def _signed_in(app, svc, role):
         svc.writer.call(lambda conn: staffops.add_staff(conn, name, role, PIN))
         r = staff_login(c, name, PIN, addr=f"10.77.0.{matrix.ROLES.index(role) + 1}")
     assert r.status_code == 303, (role, r.get_data(as_text=True)[:300])
-    home = {"kitchen": "/staff/kds", "technician": "/staff/kds", "auditor": "/staff/audit"}.get(role, "/staff/")
+    home = {"kitchen": "/staff/kds", "technician": "/tech/", "auditor": "/staff/audit"}.get(role, "/staff/")
     assert r.headers["Location"].endswith(home), (role, r.headers["Location"])  # each role lands on a page it may open
     return c
 
