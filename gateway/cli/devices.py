@@ -13,7 +13,7 @@ import click
 from gateway.clikit import CONFIG, handle_errors, load_config
 from gateway.core.errors import ConfigError, GatewayError
 
-# Test roots (a fake /sys and /dev with ptys behind them, tests/devices/usbtree.py); hidden from --help.
+# Test roots (a fake /sys and /dev with ptys behind them, devices/usbsim.py); hidden from --help.
 SYS_ROOT = click.option("--sys-root", type=click.Path(file_okay=False), default=None, hidden=True,
                         help="Read sysfs under this directory instead of pyserial's /sys (tests).")
 DEV_ROOT = click.option("--dev-root", type=click.Path(file_okay=False), default=None, hidden=True,

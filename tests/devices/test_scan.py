@@ -1,7 +1,7 @@
 """``storegw devices scan`` / ``devices add`` over simulated USB serial devices.
 
 Each device is a real pty driven by its family's simulator (speaking the real protocol), behind a
-fake sysfs + /dev tree with udev's by-id and by-path links (tests/devices/usbtree.py). The scan runs
+fake sysfs + /dev tree with udev's by-id and by-path links (devices/usbsim.py). The scan runs
 as a real ``storegw`` subprocess with the hidden ``--sys-root``/``--dev-root`` options.
 """
 
@@ -15,7 +15,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from usbtree import UsbSerial, UsbTree
 
 from devices.escpos.simulator import PtyPrinter
 from devices.idcard.simulator import CARDS, IdCardSimulator
@@ -23,6 +22,7 @@ from devices.modbus.simulator import ModbusSimulator
 from devices.ptysim import PtyDevice
 from devices.scan import HARDWARE, UNKNOWN, Port, recognise
 from devices.scanner.simulator import ScannerSimulator
+from devices.usbsim import UsbSerial, UsbTree
 
 STOREGW = [sys.executable, "-m", "gateway"]
 

@@ -1,4 +1,4 @@
-"""A fake ``/sys`` + ``/dev`` for ``storegw devices scan``: USB serial devices that are real ptys.
+"""Simulated USB plugging for ``storegw devices scan``: a fake ``/sys`` + ``/dev`` whose serial devices are real ptys.
 
 What the kernel and udev make when a USB-serial adapter is plugged, reduced to what pyserial's
 ``list_ports_linux`` and udev's ``60-serial.rules`` use:
