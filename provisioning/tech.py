@@ -44,6 +44,7 @@ class TechService:
         self._scan_tests: dict[str, tuple[float, int]] = {}  # device -> (deadline, seq when armed)
         self._doctor_result: tuple[int, list[dict[str, Any]]] | None = None
         self._doctor_running = threading.Lock()
+        self._since = now_ms()  # equipment known from before this start is "not heard yet" until it speaks
         hub.subscribe("*", self._on_event)
 
     # -- feeding (hub dispatch thread)
@@ -142,7 +143,7 @@ class TechService:
         """MQTT equipment heard through the local broker: last message and whether it said/went offline."""
         offline = {a.device for a in list(self._alerts.active.values()) if a.rule == "device-offline"}
         seen = dict(self._telemetry.offline.last_seen)
-        rows = [{"id": dev, "last_seen_at": iso_ms(ts), "online": dev not in offline,
+        rows = [{"id": dev, "last_seen_at": iso_ms(ts) if ts > self._since else None, "online": dev not in offline,
                  "silent_s": max(0, (now_ms() - ts) // 1000)} for dev, ts in sorted(seen.items())]
         return {"broker": f"{self.cfg.local_mqtt.host}:{self.cfg.local_mqtt.port}",
                 "connected": bool(self._ingest.connected), "equipment": rows}
