@@ -565,6 +565,9 @@ def _check_wifi(cfg: Config) -> None:
         except ValueError:
             raise ConfigError(f"wifi.staff_networks[{i}]: expected a subnet such as \"192.168.10.0/24\", "
                               f"found \"{net}\"", key="wifi.staff_networks") from None
+    if w.uplink and w.uplink == w.interface:
+        raise ConfigError(f"wifi.uplink: \"{w.uplink}\" is also wifi.interface; the diners' AP needs its own "
+                          "interface (use Ethernet or a second Wi-Fi adapter for the uplink)", key="wifi.uplink")
     if not 1 <= w.channel <= 14:
         raise ConfigError("wifi.channel: a 2.4 GHz channel, 1-14", key="wifi.channel")
     if len(w.ssid.encode()) > 32:

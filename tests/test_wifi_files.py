@@ -98,10 +98,12 @@ def test_refusals_name_the_key(tmp_path: Path, replace: dict[str, str], key: str
 @pytest.mark.parametrize(("bad", "key"), [('address = "10.42.0.0/24"', "wifi.address"),
                                           ('address = "fd00::1/64"', "wifi.address"),
                                           ('address = "bogus"', "wifi.address"),
-                                          ('staff_networks = ["nope"]', "wifi.staff_networks")])
+                                          ('staff_networks = ["nope"]', "wifi.staff_networks"),
+                                          ('uplink = "wlan0"', "wifi.uplink")])
 def test_wifi_config_errors(tmp_path: Path, bad: str, key: str) -> None:
     field = bad.split(" = ")[0]
-    line = {"address": 'address = "192.168.50.1/24"', "staff_networks": 'staff_networks = ["192.168.10.0/24"]'}[field]
+    line = {"address": 'address = "192.168.50.1/24"', "staff_networks": 'staff_networks = ["192.168.10.0/24"]',
+            "uplink": 'uplink = "eth0"'}[field]
     with pytest.raises(ConfigError) as err:
         _cfg(tmp_path, **{line: bad})
     assert err.value.key == key
