@@ -133,6 +133,9 @@ class AlertRule:
                                     "(default: the threshold).")
     clear_above: float | None = opt("float", None, help="Hysteresis for below-rules: clear only above this.")
     severity: str = opt("enum:critical|major|minor|warning", "major", help="critical, major, minor or warning.")
+    no_data: float | None = opt("duration", None, help="No value of the metric from a device that is otherwise "
+                                "online for this long is the rule's no-data state (its own alert, not an alarm); "
+                                "\"0s\": never. Default: alerts.no_data_after.")
 
     def matches(self, device: str) -> bool:
         """Return whether the rule applies to a device id."""
@@ -145,6 +148,11 @@ class AlertsConfig:
 
     device_offline_after: float = opt("duration", "2m", help="A device silent this long is offline (alert).")
     rules: tuple[AlertRule, ...] = opt("rules", (), help="Threshold rules, see [[alerts.rules]].")
+    no_data_after: float = opt("duration", "15m", help="Default no-data time of a rule: a device that stays online "
+                               "but sends no value of the rule's metric this long raises the rule's no-data alert "
+                               "(\"0s\": never). After a start every known series gets this long again (no storm).")
+    pending_resume: float = opt("duration", "15m", help="A rule's pending `for` timer survives a restart when its "
+                                "last breaching reading is at most this old; older, the breach starts over.")
 
 
 @dataclass(frozen=True)
