@@ -312,6 +312,31 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class EquipmentConfig:
+    """[equipment]: maintenance plans, end of life, meters and drift (docs/equipment.md)."""
+
+    check_every: float = opt("duration", "1m", help="How often meters are updated from telemetry and maintenance, "
+                             "end-of-life and drift alerts are evaluated.")
+    due_soon_pct: float = opt("float", 10.0, help="A plan is due soon when any trigger is within this percent of "
+                              "its interval from its due point (10: 9 days of a 90-day plan, 50 h of 500 h).")
+    eol_warn: float = opt("duration", "90d", help="Raise end-of-life this long before a device's purchase date plus "
+                          "its expected service life.")
+    running_metric: str = opt("str", "running", help="Telemetry metric (boolean, or 0/1) saying a device runs; its "
+                              "share of each summary window adds to the device's hours-running meter.")
+    cycles_metric: str = opt("str", "cycles", help="Telemetry metric a device counts its cycles in (a counter; a "
+                             "drop is taken as a reset); it drives the cycles meter.")
+    drift_metrics: tuple[str, ...] = opt("list[str]", (), help="Globs of metric names watched for drift from the "
+                                         "device's own weekly profile (median/MAD per weekday x hour), e.g. "
+                                         "[\"temp_c\", \"power_w\"]. Empty: no drift alerts.")
+    drift_z: float = opt("float", 6.0, help="Raise metric-drift when an hour's mean is this many robust deviations "
+                         "(MAD x 1.4826) from the median of the same weekday and hour, two hours running.")
+    drift_clear_z: float = opt("float", 3.0, help="Clear metric-drift when an hour is back within this many robust "
+                               "deviations (hysteresis).")
+    drift_weeks: int = opt("int", 3, help="Weeks of the same weekday and hour needed before drift is judged "
+                           "(8 are kept).")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -329,6 +354,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
+    equipment: EquipmentConfig = field(default_factory=EquipmentConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
 
@@ -379,6 +405,7 @@ SECTIONS: dict[str, type] = {
     "audit": AuditConfig,
     "privacy": PrivacyConfig,
     "staff": StaffConfig,
+    "equipment": EquipmentConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.
@@ -528,6 +555,16 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.telemetry.summary_window < 1:
         raise ConfigError("telemetry.summary_window: must be at least \"1s\"", key="telemetry.summary_window")
     _check_members(cfg)
+    eq = cfg.equipment
+    if not 0 <= eq.due_soon_pct < 100:
+        raise ConfigError(f"equipment.due_soon_pct: 0-99, found {eq.due_soon_pct}", key="equipment.due_soon_pct")
+    if eq.check_every < 1:
+        raise ConfigError('equipment.check_every: at least "1s"', key="equipment.check_every")
+    if not 0 < eq.drift_clear_z < eq.drift_z:
+        raise ConfigError(f"equipment.drift_clear_z: must be above 0 and below equipment.drift_z ({eq.drift_z}) "
+                          f"for hysteresis, found {eq.drift_clear_z}", key="equipment.drift_clear_z")
+    if not 2 <= eq.drift_weeks <= 8:
+        raise ConfigError(f"equipment.drift_weeks: 2-8, found {eq.drift_weeks}", key="equipment.drift_weeks")
     lm = cfg.local_mqtt
     local_id = lm.client_id or f"storegw-{cfg.store.id}-local"
     if (lm.host, lm.port) == (up.host, up.port) and local_id == (up.client_id or f"storegw-{cfg.store.id}"):
