@@ -37,6 +37,7 @@ ACTIONS: dict[str, str] = {
     "members-admin": "credit points, issue campaign coupons, complete export and erasure requests",
     "guests": "hotel front desk: register guests from the ID or MRZ reader, stays, checkout (docs/guests.md)",
     "authority": "the police-report outbox: send, resend, mark acknowledged or refused (audited)",
+    "equipment": "the equipment registry, maintenance plans and services done, device health (docs/equipment.md)",
 }
 
 # The actions floor staff have (the union of the floor roles'): what a privileged account that has
@@ -50,7 +51,8 @@ MATRIX: dict[str, frozenset[str]] = {
                          "guests"}),  # guests: the hotel front desk
     "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff",
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
-                          "unmask-passport", "members", "members-admin", "guests", "authority"}),
+                          "unmask-passport", "members", "members-admin", "guests", "authority",
+                          "equipment"}),
     "technician": frozenset({"reprint", "kds"}),
     "auditor": frozenset({"audit-read", "privacy-report"}),  # sees no unmasked data
 }
