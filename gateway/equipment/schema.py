@@ -66,9 +66,9 @@ def _registry(conn: Connection) -> None:
             mean REAL NOT NULL,
             count INTEGER NOT NULL,
             PRIMARY KEY (device_id, metric, hour_ms)
-        ) WITHOUT ROWID;
+        );
         CREATE INDEX equipment_hourly_age ON equipment_hourly (hour_ms)
-    """)
+    """)  # equipment_hourly keeps its rowid: the retention job deletes by rowid
 
 
 _ASSET = until("while the device is in the registry (deleted with it)")

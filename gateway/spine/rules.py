@@ -73,8 +73,8 @@ class RuleEngine:
         self._by_metric: dict[str, list[AlertRule]] = {}
         for rule in rules:
             self._by_metric.setdefault(rule.metric, []).append(rule)
-        # (metric, device) -> the matching rules with their alert keys: globs and keys off the hot path
-        self._targets: dict[tuple[str, str], tuple[tuple[AlertRule, str], ...]] = {}
+        # (metric, device) -> the matching rules with their alert and no-data keys: globs and keys off the hot path
+        self._targets: dict[tuple[str, str], tuple[tuple[AlertRule, str, str], ...]] = {}
 
     @staticmethod
     def key(rule: AlertRule, device: str) -> str:
@@ -111,12 +111,13 @@ class RuleEngine:
             hits = targets.get((metric, device))
             if hits is None:
                 hits = targets[(metric, device)] = tuple(
-                    (rule, self.key(rule, device)) for rule in rules if rule.matches(device))
-            for rule, key in hits:
-                self._seen(conn, rule, device, key, ts_ms)
+                    (rule, self.key(rule, device), self.nodata_key(rule, device))
+                    for rule in rules if rule.matches(device))
+            for rule, key, nodata in hits:
+                self._seen(conn, rule, device, key, nodata, ts_ms)
                 self._step(conn, rule, device, key, float(value), ts_ms)
 
-    def _seen(self, conn: Connection, rule: AlertRule, device: str, key: str, ts_ms: int) -> None:
+    def _seen(self, conn: Connection, rule: AlertRule, device: str, key: str, nodata: str, ts_ms: int) -> None:
         last = self._last.get(key)
         if last is None or ts_ms > last:
             self._last[key] = ts_ms
@@ -130,8 +131,7 @@ class RuleEngine:
             conn.execute("UPDATE rule_state SET seen_ms = ? WHERE key = ?", (ts_ms, key))
             self._written[key] = ts_ms
             on_rollback(lambda: self._written.__setitem__(key, written))
-        nodata = self.nodata_key(rule, device)
-        if self.alerts.is_active(nodata):
+        if nodata in self.alerts.active:
             self.alerts.clear(conn, nodata, ts_ms=ts_ms, text="values again")
 
     def _set_pending(self, conn: Connection, key: str, pending: _Pending | None) -> None:
