@@ -178,6 +178,15 @@ def plans(conn: Connection, device: str | None = None) -> list[dict[str, Any]]:
     return [dict(zip(PLAN_COLUMNS, r, strict=True)) for r in conn.execute(sql + " ORDER BY device_id, id", args)]
 
 
+def remove_plan(conn: Connection, plan_id: int) -> str:
+    """Retire a plan (its history stays); return its device id."""
+    row = conn.execute("SELECT device_id FROM equipment_plans WHERE id = ? AND active = 1", (plan_id,)).fetchone()
+    if row is None:
+        raise EquipmentError(f"no maintenance plan {plan_id}. 无此保养计划。", code="not_found", status=404)
+    conn.execute("UPDATE equipment_plans SET active = 0 WHERE id = ?", (plan_id,))
+    return row[0]
+
+
 def plan_of(row: dict[str, Any]) -> Plan:
     """The maintenance model of a plan row."""
     return Plan(task=row["task"], mode=row["mode"], every_s=row["every_s"], every_hours=row["every_hours"],

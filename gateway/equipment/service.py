@@ -7,7 +7,7 @@ spine's alerts, so they reach HQ raised and cleared through the outbox (store an
 Recording a service done closes the plan's alerts in the same transaction.
 
 Named methods for web and the CLI: :meth:`devices`, :meth:`device`, :meth:`save_asset`,
-:meth:`save_plan`, :meth:`record_done`, :meth:`import_rows`, :meth:`export_doc`; for the daily
+:meth:`save_plan`, :meth:`remove_plan`, :meth:`record_done`, :meth:`import_rows`, :meth:`export_doc`; for the daily
 report: :meth:`maintenance_due` and :meth:`device_health`; for the staff page:
 :meth:`health_series`.
 """
@@ -226,6 +226,13 @@ class EquipmentService:
         except ValueError as err:
             raise EquipmentError(f"{err}") from None
         return self.store.writer.call(lambda c: registry.save_plan(c, device, plan, now_ms(), self.tz))
+
+    def remove_plan(self, plan_id: int) -> None:
+        """Retire a plan (its history stays); its alerts are cleared in the same transaction."""
+        def write(conn: Connection) -> None:
+            registry.remove_plan(conn, plan_id)
+            self._orphan_alerts(conn)
+        self.store.writer.call(write)
 
     def record_done(self, plan_id: int, *, who: int | None, what: str, parts: str = "",
                     hours: float | None = None, cycles: float | None = None, done_ms: int | None = None) -> str:

@@ -4,6 +4,7 @@ sparklines present and CSP-clean (no inline style), the name of who did the serv
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from ordhelpers import PASSWORD, add_privileged, staff_login
@@ -77,3 +78,11 @@ def test_manager_edits_a_record_adds_a_plan_and_records_a_service(gw, eq, manage
     who = gw.store.read().execute("SELECT who FROM equipment_done").fetchone()[0]
     assert isinstance(who, int)
     assert manager.get("/staff/equipment/no-such-device").status_code == 404
+    # a plan is retired: its history stays, its alerts are cleared
+    time.sleep(1.1)
+    eq.run_check()
+    assert gw.alerts.is_active(f"maint:over:{plan['id']}")  # every 1s: overdue again
+    r = manager.post(f"/staff/equipment/plans/{plan['id']}/remove", data={"csrf_token": manager.csrf,
+                                                                         "device": "fridge-1"})
+    assert r.status_code == 303 and eq.device("fridge-1")["plans"] == []
+    assert not gw.alerts.is_active(f"maint:over:{plan['id']}") and eq.device("fridge-1")["done"]

@@ -139,3 +139,18 @@ def equipment_done(plan_id: int) -> Any:
         return _done(target, err)
     flash(f"Service recorded 已记录保养 ({state})", "ok")
     return redirect(target, code=303)
+
+
+@bp.post("/equipment/plans/<int:plan_id>/remove")
+@need("equipment")
+def equipment_plan_remove(plan_id: int) -> Any:
+    """Retire a maintenance plan (its history stays; its alerts are cleared)."""
+    back = request.form.get("device", "")
+    target = (url_for("staff.equipment_device", device_id=back) if DEVICE_ID_RE.match(back)
+              else url_for("staff.equipment_home"))
+    try:
+        equipment().remove_plan(plan_id)
+    except OrderingError as err:
+        return _done(target, err)
+    flash("Plan removed 保养计划已删除", "ok")
+    return redirect(target, code=303)
