@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.config import AlertRule, AlertsConfig
+from gateway.config import AlertRule
 from gateway.spine.alerts import AlertManager
 from gateway.store.db import Connection
 from gateway.store.writer import on_rollback
@@ -57,16 +57,16 @@ def recovered(rule: AlertRule, value: float) -> bool:
 class RuleEngine:
     """Evaluate the configured rules on readings; raise and clear through the AlertManager."""
 
-    def __init__(self, rules: tuple[AlertRule, ...], alerts: AlertManager,
-                 settings: AlertsConfig | None = None, device_seen: dict[str, int] | None = None) -> None:
-        settings = settings or AlertsConfig()
+    def __init__(self, rules: tuple[AlertRule, ...], alerts: AlertManager, *, no_data_after: float = 0.0,
+                 pending_resume: float = 900.0, device_seen: dict[str, int] | None = None) -> None:
         self.device_seen = device_seen if device_seen is not None else {}  # device -> last message (wall ms)
         self.rules = rules
         self.alerts = alerts
         self._by_name = {rule.name: rule for rule in rules}
-        self._no_data_ms = {rule.name: int((rule.no_data if rule.no_data is not None else settings.no_data_after)
-                                           * 1000) for rule in rules}
-        self.resume_ms = int(settings.pending_resume * 1000)
+        # alerts.no_data_after and alerts.pending_resume (gateway/config.py), in seconds
+        self._no_data_ms = {rule.name: int((rule.no_data if rule.no_data is not None else no_data_after) * 1000)
+                            for rule in rules}
+        self.resume_ms = int(pending_resume * 1000)
         self._pending: dict[str, _Pending] = {}
         self._last: dict[str, int] = {}  # series key -> latest reading time (or the start: the restart grace)
         self._written: dict[str, int] = {}  # series key -> seen_ms as stored
@@ -114,7 +114,11 @@ class RuleEngine:
                     (rule, self.key(rule, device), self.nodata_key(rule, device))
                     for rule in rules if rule.matches(device))
             for rule, key, nodata in hits:
-                self._seen(conn, rule, device, key, nodata, ts_ms)
+                written = self._written.get(key)
+                if written is None or ts_ms - written >= SEEN_WRITE_MS or nodata in self.alerts.active:
+                    self._seen(conn, rule, device, key, nodata, ts_ms)
+                elif ts_ms > self._last.get(key, 0):  # the common case: nothing to write
+                    self._last[key] = ts_ms
                 self._step(conn, rule, device, key, float(value), ts_ms)
 
     def _seen(self, conn: Connection, rule: AlertRule, device: str, key: str, nodata: str, ts_ms: int) -> None:

@@ -113,7 +113,8 @@ class Telemetry:
         self.prefix = cfg.prefix
         self.alerts = alerts
         self.offline = OfflineWatch(cfg.alerts.device_offline_after, alerts)
-        self.rules = RuleEngine(cfg.alerts.rules, alerts, cfg.alerts, device_seen=self.offline.last_seen)
+        self.rules = RuleEngine(cfg.alerts.rules, alerts, no_data_after=cfg.alerts.no_data_after,
+                                pending_resume=cfg.alerts.pending_resume, device_seen=self.offline.last_seen)
         self.stats = IngestStats()
         self._device_ids: dict[str, int] = {}
         self._metric_ids: dict[str, int] = {}
