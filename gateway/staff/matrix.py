@@ -38,6 +38,9 @@ ACTIONS: dict[str, str] = {
     "guests": "hotel front desk: register guests from the ID or MRZ reader, stays, checkout (docs/guests.md)",
     "authority": "the police-report outbox: send, resend, mark acknowledged or refused (audited)",
     "equipment": "the equipment registry, maintenance plans and services done, device health (docs/equipment.md)",
+    "tech": "the technician page /tech: devices live, test print, scan test, the broker's equipment, doctor, "
+            "the QR sticker sheet",
+    "tech-raw": "the raw bytes of a device's last frames on the technician page (reason; audited)",
 }
 
 # The actions floor staff have (the union of the floor roles'): what a privileged account that has
@@ -53,7 +56,7 @@ MATRIX: dict[str, frozenset[str]] = {
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
                           "unmask-passport", "members", "members-admin", "guests", "authority",
                           "equipment"}),
-    "technician": frozenset({"reprint", "kds"}),
+    "technician": frozenset({"reprint", "kds", "tech", "tech-raw"}),
     "auditor": frozenset({"audit-read", "privacy-report"}),  # sees no unmasked data
 }
 
