@@ -190,7 +190,8 @@ class EquipmentService:
         return sorted(found.values(), key=lambda d: d["device_id"])
 
     def device(self, device: str) -> dict[str, Any]:
-        """One device with its record, plans (with status) and services done."""
+        """One device with its record, meters, plans (with status), services done and active alerts (any kind:
+        threshold, no-data, offline, maintenance...)."""
         item = next((d for d in self.devices() if d["device_id"] == device), None)
         if item is None:
             raise EquipmentError(f"no device {device!r}. 无此设备。", code="not_found", status=404)
@@ -200,6 +201,9 @@ class EquipmentService:
         item["meters"] = meter
         item["plans"] = [self._plan_view(conn, p, meter, now) for p in registry.plans(conn, device)]
         item["done"] = registry.done_log(conn, device)
+        item["alerts"] = sorted(({"rule": a.rule, "kind": a.kind, "severity": a.severity, "since_ms": a.raised_ms}
+                                 for a in list(self.alerts.active.values()) if a.device == device),
+                                key=lambda a: a["since_ms"])
         return item
 
     def _plan_view(self, conn: Connection, plan: dict[str, Any], meter: dict[str, float], now: int) -> dict[str, Any]:

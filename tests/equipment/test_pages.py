@@ -70,6 +70,7 @@ def test_manager_edits_a_record_adds_a_plan_and_records_a_service(gw, eq, manage
     eq.run_check()
     plan = eq.device("fridge-1")["plans"][0]
     assert plan["state"] == "overdue" and gw.alerts.is_active(f"maint:over:{plan['id']}")
+    assert "maintenance-overdue" in manager.get("/staff/equipment/fridge-1").get_data(as_text=True)
     r = manager.post(f"/staff/equipment/plans/{plan['id']}/done", data={
         "csrf_token": manager.csrf, "device": "fridge-1", "what": "coil cleaned", "parts": "none"})
     assert r.status_code == 303
