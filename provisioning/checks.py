@@ -87,6 +87,9 @@ def check_broker_accounts(cfg: Any) -> list[Finding]:
         elif rules[dev] != want:
             out.append(Finding("broker ACL", FAIL, f"device {dev} may do more than write devices/{dev}/# "
                                f"({'; '.join(rules[dev])})", regen))
+    for dev in sorted(_registry_ids(cfg) - set(accounts)):
+        out.append(Finding("broker ACL", WARN, f"equipment {dev} is in the registry but has no broker account: "
+                           "its readings are refused", f"storegw equipment add {dev} --config {cfg.source or 'CFG'}"))
     for user in sorted(set(rules) - set(accounts)):
         out.append(Finding("broker ACL", WARN, f"{acl} has rules for {user}, which has no account", regen))
     if "topic read devices/#" not in rules.get(gw, []):
@@ -145,6 +148,26 @@ def check_service_access(cfg: Any, user: str = "storegw") -> list[Finding]:
                                f"modes), or: chmod 755 {path.parent}; chown -R {user}: for data and keys"))
     return out or [Finding("service access", OK, f"the {user} user reads its config and certificates and "
                            "writes its data and keys")]
+
+
+def _registry_ids(cfg: Any) -> set[str]:
+    """Device ids of the equipment registry (storegw equipment import), read-only; none when unreadable."""
+    from gateway.clikit import db_key
+    from gateway.equipment import registry
+    from gateway.store.db import DB_NAME, connect, key_matches
+
+    db = cfg.data_path / DB_NAME
+    try:
+        key = db_key(cfg)
+        if not db.exists() or key_matches(db, key) is False:
+            return set()
+        conn = connect(db, key, readonly=True)
+        try:
+            return set(registry.assets(conn))
+        finally:
+            conn.close()
+    except Exception:  # noqa: BLE001 - no key, no table yet: the database checks say why
+        return set()
 
 
 def exposure(unit: Path) -> tuple[float, str]:

@@ -201,3 +201,15 @@ def test_config_the_service_user_cannot_read():
         assert [f.level for f in check_service_access(cfg, user="nobody")] == ["ok"]
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_registry_equipment_without_an_account(board, tmp_path):
+    """Equipment imported into the registry but never given a broker account: its readings are refused."""
+    (tmp_path / "eq.csv").write_text("device_id,kind,brand\nfridge-1,fridge,Haier\noven-1,oven,Rational\n")
+    board.storegw("equipment", "import", str(tmp_path / "eq.csv"), "--config", str(board.config))
+    found = board.checks()
+    f = found[("broker ACL", "warn")]
+    assert "oven-1" in f.text and "storegw equipment add oven-1" in f.fix
+    assert "fridge-1" not in f.text  # it has its account
+    board.accounts("oven-1")
+    assert ("broker ACL", "ok") in board.checks()
