@@ -295,6 +295,33 @@ class MembersConfig:
 
 
 @dataclass(frozen=True)
+class StockConfig:
+    """[stock]: ingredients and recipes; 估清 by stock (docs/store-health.md)."""
+
+    low_portions: int = opt("int", 5, help="An item whose recipe can make this many portions or fewer (but more "
+                            "than 0) is shown as low, with the count left, on the diner and staff pages.")
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """[health]: sales and complaint anomalies, and the daily report at close (docs/store-health.md)."""
+
+    report_at: str = opt("clock", "23:30", help='Local time (store.timezone) of the daily report at close, e.g. '
+                         '"22:30"; the report covers the business day that is ending. "" = no scheduled report.')
+    report_printer: str = opt("str", "", help="Device id of the receipt printer for the report's summary "
+                              '("" = the store\'s only ESC/POS printer, or none when there are several).')
+    anomaly_every: float = opt("duration", "5m", help="How often sales and complaints are checked against "
+                               "their baselines.")
+    baseline_weeks: int = opt("int", 8, help="Weeks of history in the same-weekday x hour sales baseline.")
+    sales_floor: int = opt("int", 10, help="Dishes per hour a slot's baseline median must reach to be checked "
+                           "at all (the volume floor: a quiet afternoon is never an alarm).")
+    sales_z: float = opt("float", 4.0, help="Robust z (median/MAD, with Poisson noise) beyond which an hour's "
+                         "sales raise the sales-anomaly alert; it clears under half of it.")
+    complaint_p: float = opt("float", 0.001, help="A day's complaints raise complaint-anomaly when a count this "
+                             "high has at most this probability under the Poisson baseline.")
+
+
+@dataclass(frozen=True)
 class PrivacyConfig:
     """[privacy]: the daily retention run (docs/privacy.md)."""
 
@@ -320,6 +347,8 @@ class Config:
     members: MembersConfig = field(default_factory=MembersConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    stock: StockConfig = field(default_factory=StockConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
@@ -370,6 +399,8 @@ SECTIONS: dict[str, type] = {
     "members": MembersConfig,
     "audit": AuditConfig,
     "privacy": PrivacyConfig,
+    "stock": StockConfig,
+    "health": HealthConfig,
     "staff": StaffConfig,
 }
 
