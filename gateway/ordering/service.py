@@ -18,7 +18,7 @@ from typing import Any
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
 from gateway.core.text import clean, free_text, same_secret
-from gateway.ordering import floor, kitchen, queue, summary
+from gateway.ordering import floor, kitchen, queue, report, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.hooks import BillHook
 from gateway.ordering.live import Notifier, RateLimiter
@@ -64,7 +64,8 @@ class OrderingService:
         self.stock_svc: Any = gw.services.get("stock")
         self.notifier = Notifier()
         self.menu = Menu()
-        self.stock: dict[str, int | None] = {}
+        self.stock: dict[str, int | None] = {}  # what diners see left: counted stock, or portions when low
+        self.counted: dict[str, int | None] = {}  # counted stock per item (ord_items.stock; the menu page)
         self.sold_out: set[str] = set()
         self._flag_out: set[str] = set()  # sold out by flag or counted stock (ord_items); the rest comes from stock
         self.tables: dict[str, tbl.Table] = {}
@@ -122,7 +123,7 @@ class OrderingService:
         conn = self.gw.store.read()
         menu, stock, sold_out = load_menu(conn)
         menu.version = self.menu.version + 1
-        self.menu, self.stock, self._flag_out = menu, stock, sold_out
+        self.menu, self.counted, self._flag_out = menu, stock, sold_out
         self._apply_stock()
         self.tables = {t.id: t for t in tbl.list_tables(conn)}
         self._views.clear()
@@ -133,12 +134,11 @@ class OrderingService:
         what is left."""
         st = self.stock_svc
         if st is None:
-            self.sold_out = set(self._flag_out)
+            self.sold_out, self.stock = set(self._flag_out), dict(self.counted)
             return
         low = st.low_items()
         self.sold_out = set(self._flag_out) | st.sold_out_items()
-        for iid in list(st.recipes):
-            self.stock[iid] = low.get(iid)
+        self.stock = {**self.counted, **{iid: low.get(iid) for iid in list(st.recipes)}}
 
     def _on_stock(self, changed: dict[str, int]) -> None:
         """Stock listener (writer thread, after commit): every open page learns the new sold-outs at once."""
@@ -433,7 +433,7 @@ class OrderingService:
             self.counters["tickets"] += len(out.get("stations", ()))
             changed = False
             for iid, left in out.get("stock", {}).items():
-                self.stock[iid] = left
+                self.stock[iid] = self.counted[iid] = left
                 if left == 0 and iid not in self.sold_out:
                     self._flag_out.add(iid)
                     self.sold_out.add(iid)
@@ -655,6 +655,14 @@ class OrderingService:
         """The open session of a table and whether it is paid (for pages of other domains)."""
         b = self.bill(table_id)
         return {"session": b["session"], "paid": b["paid"] > 0}
+
+    def report_facts(self, since_ms: int, until_ms: int) -> dict[str, Any]:
+        """Sales, bills, covers, items and ticket times of a window (the daily report; gateway/ordering/report.py)."""
+        return report.day_facts(self.gw.store.read(), since_ms, until_ms)
+
+    def dishes_by_hour(self, since_ms: int, until_ms: int) -> dict[int, int]:
+        """Dishes ordered per hour (hour start in epoch ms → count): the sales anomaly series."""
+        return report.dishes_by_hour(self.gw.store.read(), since_ms, until_ms)
 
     def table_map(self) -> list[dict[str, Any]]:
         """Every table with its session state, for the staff home page."""

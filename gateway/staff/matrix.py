@@ -37,22 +37,25 @@ ACTIONS: dict[str, str] = {
     "members-admin": "credit points, issue campaign coupons, complete export and erasure requests",
     "guests": "hotel front desk: register guests from the ID or MRZ reader, stays, checkout (docs/guests.md)",
     "authority": "the police-report outbox: send, resend, mark acknowledged or refused (audited)",
+    "stock": "ingredients: stock-take (盘点), deliveries (入库), waste; safety stock and reorder levels",
+    "reports": "the daily store report (aggregates only): page, print view, receipt summary",
 }
 
 # The actions floor staff have (the union of the floor roles'): what a privileged account that has
 # not enrolled its password and TOTP keeps.
-_FLOOR_ACTIONS = frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "members", "guests"})
+_FLOOR_ACTIONS = frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "members", "guests", "stock"})
 
 MATRIX: dict[str, frozenset[str]] = {
     "waiter": frozenset({"tables", "tasks", "orders", "kds", "members"}),
-    "kitchen": frozenset({"kds", "tasks"}),
+    "kitchen": frozenset({"kds", "tasks", "stock"}),
     "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks", "members",
                          "guests"}),  # guests: the hotel front desk
     "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff",
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
-                          "unmask-passport", "members", "members-admin", "guests", "authority"}),
+                          "unmask-passport", "members", "members-admin", "guests", "authority", "stock",
+                          "reports"}),
     "technician": frozenset({"reprint", "kds"}),
-    "auditor": frozenset({"audit-read", "privacy-report"}),  # sees no unmasked data
+    "auditor": frozenset({"audit-read", "privacy-report", "reports"}),  # sees no unmasked data
 }
 
 
