@@ -13,6 +13,8 @@ from typing import Any
 from gateway.core.inventory import Inventory
 from gateway.guests import schema as guests_schema
 from gateway.guests import service as guests
+from gateway.health import schema as health_schema
+from gateway.health import service as health
 from gateway.members import schema as members_schema
 from gateway.members import service as members
 from gateway.ordering import schema as ordering_schema
@@ -28,12 +30,13 @@ from gateway.store import inventory as store_inventory
 
 # Migrations after the store's own, in this order (gateway.store.migrations).
 SCHEMAS = (privacy_schema, printing_schema, ordering_schema, staff_schema, members_schema, guests_schema,
-           stock_schema)
+           stock_schema, health_schema)
 
 # The data inventory: the store's own tables, then each domain's (gateway/core/inventory.py).
 INVENTORY = Inventory((store_inventory.DECLARATION, privacy_schema.INVENTORY, printing_schema.INVENTORY,
                        ordering_schema.INVENTORY, staff_schema.INVENTORY,
-                       members_schema.INVENTORY, guests_schema.INVENTORY, stock_schema.INVENTORY))
+                       members_schema.INVENTORY, guests_schema.INVENTORY, stock_schema.INVENTORY,
+                       health_schema.INVENTORY))
 
 # Built and started in this order; a later service may use an earlier one.
 SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
@@ -43,4 +46,5 @@ SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("ordering", ordering.build),
     ("members", members.build),  # adds its bill hook to ordering (members sits above ordering)
     ("guests", guests.build),
+    ("health", health.build),  # last: reads sales, stock, complaints (and equipment) through their facades
 )
