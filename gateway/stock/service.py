@@ -20,7 +20,6 @@ from typing import Any
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
 from gateway.spine.context import Periodic, ServiceContext
-from gateway.staff.accounts import audit
 from gateway.stock.model import Ingredient, StockDoc, fmt_qty, parse_doc, portions, reorder
 from gateway.store.db import Connection
 from gateway.store.writer import on_rollback
@@ -64,8 +63,8 @@ def write_doc(conn: Connection, doc: StockDoc, *, replace_recipes: bool = True) 
     for ing_id, qty in doc.on_hand.items():
         old = conn.execute("SELECT on_hand_m FROM stk_ingredients WHERE id = ?", (ing_id,)).fetchone()[0]
         conn.execute("UPDATE stk_ingredients SET on_hand_m = ?, updated_ms = ? WHERE id = ?", (qty, ts, ing_id))
-        conn.execute("INSERT INTO stk_moves (ts_ms, ingredient_id, delta_m, kind, on_hand_m) VALUES (?, ?, ?, 'count', ?)",
-                     (ts, ing_id, qty - old, qty))
+        conn.execute("INSERT INTO stk_moves (ts_ms, ingredient_id, delta_m, kind, on_hand_m) "
+                     "VALUES (?, ?, ?, 'count', ?)", (ts, ing_id, qty - old, qty))
     bump_rev(conn)
 
 
@@ -145,7 +144,8 @@ class StockService:
         self._seen_rev = row[0] if row else ""
         self.ingredients, self.on_hand = {}, {}
         for iid, zh, en, unit, on, saf, mn, mx, mult in c.execute(
-                "SELECT id, name_zh, name_en, unit, on_hand_m, safety_m, min_m, max_m, multiple_m FROM stk_ingredients"):
+                "SELECT id, name_zh, name_en, unit, on_hand_m, safety_m, min_m, max_m, multiple_m "
+                "FROM stk_ingredients"):
             self.ingredients[iid] = Ingredient(iid, zh, en, unit, saf, mn, mx, mult)
             self.on_hand[iid] = on
         self.recipes, self.options, self.users = {}, {}, {}
@@ -330,9 +330,14 @@ class StockService:
             ts = now_ms()
             c.execute("INSERT INTO stk_moves (ts_ms, ingredient_id, delta_m, kind, on_hand_m) VALUES (?, ?, ?, ?, ?)",
                       (ts, ing_id, new - old, kind, new))
-            audit(c, who, f"stock-{kind}", f"ingredient:{ing_id}", detail={"qty": fmt_qty(qty_m), "was": fmt_qty(old)})
+            self._audit(c, who, f"stock-{kind}", f"ingredient:{ing_id}", {"qty": fmt_qty(qty_m), "was": fmt_qty(old)})
             self._apply(c, {ing_id: new}, ts)
         self.writer.call(write)
+
+    def _audit(self, c: Connection, who: str, action: str, target: str, detail: dict[str, Any]) -> None:
+        staff = self.gw.services.get("staff")  # built before stock (gateway.domains); a sibling, so no import
+        if staff is not None:
+            staff.audit(c, who, action, target, detail=detail)
 
     def count(self, ing_id: str, qty_m: int, who: str) -> None:
         """Stock-take (盘点): the counted quantity replaces what is on hand."""
@@ -357,9 +362,9 @@ class StockService:
         def write(c: Connection) -> None:
             c.execute("UPDATE stk_ingredients SET safety_m = ?, min_m = ?, max_m = ?, multiple_m = ?, updated_ms = ? "
                       "WHERE id = ?", (safety_m, min_m, max_m, multiple_m, now_ms(), ing_id))
-            audit(c, who, "stock-levels", f"ingredient:{ing_id}",
-                  detail={"safety": fmt_qty(safety_m), "min": fmt_qty(min_m), "max": fmt_qty(max_m),
-                          "multiple": fmt_qty(multiple_m)})
+            self._audit(c, who, "stock-levels", f"ingredient:{ing_id}",
+                        {"safety": fmt_qty(safety_m), "min": fmt_qty(min_m), "max": fmt_qty(max_m),
+                         "multiple": fmt_qty(multiple_m)})
             self._load(c)
         self.writer.call(write)
 
