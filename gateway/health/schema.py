@@ -23,6 +23,18 @@ def _health(conn: Connection) -> None:
     """)
 
 
+@migration("health_0002_report_indexes")
+def _report_indexes(conn: Connection) -> None:
+    # The report and the sales baseline read ordering's tables by time (through ordering's facade,
+    # gateway/ordering/report.py); without these every report scans 90 days of lines.
+    run_script(conn, """
+        CREATE INDEX IF NOT EXISTS ord_lines_created ON ord_lines (created_ms, status, qty);
+        CREATE INDEX IF NOT EXISTS ord_tickets_created ON ord_tickets (created_ms);
+        CREATE INDEX IF NOT EXISTS ord_payments_ts ON ord_payments (ts_ms);
+        CREATE INDEX IF NOT EXISTS ord_sessions_paid ON ord_sessions (paid_ms) WHERE paid_ms IS NOT NULL
+    """)
+
+
 INVENTORY = Declaration("health", (
     Table("hl_reports", "Daily store reports (aggregates only)",
           ops("day doc created_ms print_job", after(400, "created_ms", "400d after the report"), "store health"),
