@@ -551,6 +551,7 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.telemetry.summary_window < 1:
         raise ConfigError("telemetry.summary_window: must be at least \"1s\"", key="telemetry.summary_window")
     _check_members(cfg)
+    _check_health(cfg)
     lm = cfg.local_mqtt
     local_id = lm.client_id or f"storegw-{cfg.store.id}-local"
     if (lm.host, lm.port) == (up.host, up.port) and local_id == (up.client_id or f"storegw-{cfg.store.id}"):
@@ -558,6 +559,22 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"local_mqtt.client_id: {local_id!r} is also the uplink's client id on the same broker "
                           f"{up.host}:{up.port}; the broker would keep disconnecting one for the other. "
                           "Give them different ids (or leave both unset)", key="local_mqtt.client_id")
+
+
+def _check_health(cfg: Config) -> None:
+    h = cfg.health
+    if not 3 <= h.baseline_weeks <= 52:
+        raise ConfigError(f"health.baseline_weeks: expected 3-52 weeks, found {h.baseline_weeks}",
+                          key="health.baseline_weeks")
+    if not 1.0 <= h.sales_z <= 10.0:
+        raise ConfigError(f"health.sales_z: expected 1-10 (4 is a good start), found {h.sales_z}", key="health.sales_z")
+    if not 0.0 < h.complaint_p < 0.5:
+        raise ConfigError(f"health.complaint_p: expected a probability between 0 and 0.5 (e.g. 0.001), "
+                          f"found {h.complaint_p}", key="health.complaint_p")
+    if h.sales_floor < 1:
+        raise ConfigError("health.sales_floor: expected at least 1 dish an hour", key="health.sales_floor")
+    if cfg.stock.low_portions < 0:
+        raise ConfigError("stock.low_portions: expected 0 or more", key="stock.low_portions")
 
 
 def _check_members(cfg: Config) -> None:
