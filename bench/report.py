@@ -57,7 +57,7 @@ def seed(conn, days: int, end_ms: int, items: list[tuple[str, str, str, int]]) -
         for hour, level in PROFILE.items():
             dishes = int(level * factor)
             bills = max(1, dishes // 7)
-            for b in range(bills):
+            for _ in range(bills):
                 t0 = day0 + hour * HOUR + rng.randrange(HOUR - 120_000)
                 sid = conn.execute("INSERT INTO ord_sessions (table_id, opened_ms, closed_ms, covers, paid_ms, rounds) "
                                    "VALUES ('A1', ?, ?, ?, ?, 1)", (t0, t0 + 3_600_000, rng.randint(1, 6),
@@ -68,7 +68,7 @@ def seed(conn, days: int, end_ms: int, items: list[tuple[str, str, str, int]]) -
                                    "received_ms, state) VALUES (?, 'A1', 1, 'hot', ?, ?, 'confirmed')",
                                    (rid, t0, t0 + rng.randint(800, 6000))).lastrowid
                 total = 0
-                for _ in range(max(1, dishes // bills)):
+                for _dish in range(max(1, dishes // bills)):
                     iid, zh, en, price = rng.choice(items)
                     conn.execute("INSERT INTO ord_lines (round_id, session_id, table_id, item_id, name_zh, name_en, "
                                  "qty, unit_cents, station, ticket_id, status, created_ms, served_ms) VALUES "
@@ -140,7 +140,8 @@ clock_sync_files = ["{synced.as_posix()}"]
             t = time.perf_counter()
             r = client.get(f"/staff/report?day={day}")
             times.append((time.perf_counter() - t) * 1000)
-            assert r.status_code == 200 and r.get_data(as_text=True).count("<svg") == 2
+            assert r.status_code == 200, r.status_code
+            assert r.get_data(as_text=True).count("<svg") == 2
         report_ms = statistics.median(times)
         log(f"report page: median {report_ms:.1f} ms, first {times[0]:.1f} ms")
         try:
