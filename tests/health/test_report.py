@@ -164,3 +164,21 @@ def test_receipt_summary_and_pages(gw: Any, svc: Any, diner_factory: Any, client
 def _csrf(client: Any) -> str:
     page = client.get("/staff/login").get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_summary_prints_on_the_receipt_printer(make_gw: Any) -> None:
+    """The report's summary goes through the print service to a (virtual) ESC/POS receipt printer."""
+    from devices.escpos.simulator import VirtualPrinter
+    from realparts import wait_for
+
+    with VirtualPrinter() as receipt:
+        gw = make_gw(f'[[devices]]\nid = "printer-receipt"\nkind = "escpos"\nport = "{receipt.url}"\n'
+                     'station = "receipt"\nstatus_timeout = "500ms"\nconfirm_timeout = "2s"\npoll = "200ms"\n')
+        health = gw.services["health"]
+        day = rpt.day_of(health.tz, now_ms())
+        assert health.daily_report(day=day) == day
+        wait_for(lambda: receipt.tickets(), timeout=15, what="the report summary on the receipt printer")
+        text = "\n".join(receipt.tickets()[0])
+        assert f"DAILY REPORT {day}" in text and "Sales" in text and "0.00" in text
+        job = gw.store.read().execute("SELECT print_job FROM hl_reports WHERE day = ?", (day,)).fetchone()[0]
+        assert job and gw.services["printing"].job(job)["source"] == "health-report"
