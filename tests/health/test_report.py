@@ -168,8 +168,9 @@ def _csrf(client: Any) -> str:
 
 def test_summary_prints_on_the_receipt_printer(make_gw: Any) -> None:
     """The report's summary goes through the print service to a (virtual) ESC/POS receipt printer."""
-    from devices.escpos.simulator import VirtualPrinter
     from realparts import wait_for
+
+    from devices.escpos.simulator import VirtualPrinter
 
     with VirtualPrinter() as receipt:
         gw = make_gw(f'[[devices]]\nid = "printer-receipt"\nkind = "escpos"\nport = "{receipt.url}"\n'
