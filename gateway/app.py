@@ -86,6 +86,7 @@ class Gateway:
         self._stopping = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
         self.privacy: KeyService | None = None  # keys, field cipher, rotation (set by build)
+        self.tech: Any = None  # the technician page's service (provisioning/tech.py), set at start
 
     # -- lifecycle
     def start(self, *, web: bool = True, devices: bool = True) -> None:
@@ -112,6 +113,7 @@ class Gateway:
         self._start_audit()
         self._start_privacy()
         self._build_services()
+        self._build_tech()
         self.hub.start()
         if devices:
             self._start_drivers()
@@ -218,6 +220,20 @@ class Gateway:
             self.services[name] = svc
             svc.start()
             self.on_stop(svc.stop)
+
+    def _build_tech(self) -> None:
+        """The technician page's service; doctor's checks run in it on demand (web cannot import provisioning)."""
+        from provisioning.tech import TechService
+
+        cfg = self.cfg
+
+        def doctor() -> list[Any]:
+            from provisioning.doctor import run_checks
+
+            return run_checks(cfg, timeout=3.0)
+
+        self.tech = TechService(cfg, self.hub, self.telemetry, self.ingest, self.alerts, self.store.writer,
+                                self.services, doctor=doctor)
 
     def _start_drivers(self) -> None:
         from devices import cardref, registry

@@ -39,6 +39,9 @@ ACTIONS: dict[str, str] = {
     "authority": "the police-report outbox: send, resend, mark acknowledged or refused (audited)",
     "stock": "ingredients: stock-take (盘点), deliveries (入库), waste; safety stock and reorder levels",
     "reports": "the daily store report (aggregates only): page, print view, receipt summary",
+    "tech": "the technician page /tech: devices live, test print, scan test, the broker's equipment, doctor, "
+            "the QR sticker sheet",
+    "tech-raw": "the raw bytes of a device's last frames on the technician page (reason; audited)",
 }
 
 # The actions floor staff have (the union of the floor roles'): what a privileged account that has
@@ -54,7 +57,7 @@ MATRIX: dict[str, frozenset[str]] = {
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
                           "unmask-passport", "members", "members-admin", "guests", "authority", "stock",
                           "reports"}),
-    "technician": frozenset({"reprint", "kds"}),
+    "technician": frozenset({"reprint", "kds", "tech", "tech-raw"}),
     "auditor": frozenset({"audit-read", "privacy-report", "reports"}),  # sees no unmasked data
 }
 

@@ -202,10 +202,13 @@ def need(perm: str, *, on_refused: Any = None) -> Any:
 
 
 def landing(member: Any) -> str:
-    """The first page a member's role may open: the table map, the KDS (first for the kitchen) or the audit log."""
+    """The first page a member's role may open: the table map, the KDS (first for the kitchen), the technician
+    page (first for technicians) or the audit log."""
     pages = [("tasks", "staff.home"), ("kds", "staff.kds_index"), ("audit-read", "staff.audit_log")]
     if member.role == "kitchen":
         pages.reverse()
+    if member.role == "technician":
+        pages.insert(0, ("tech", "tech.page"))
     for perm, endpoint in pages:
         if member.can(perm):
             return url_for(endpoint)
@@ -279,7 +282,9 @@ def login() -> Any:
                 staff().start_session(member.id, _hash(token), client_address(), request.headers.get("User-Agent", ""))
                 if member.must_enrol:
                     flash(ENROL_MESSAGE.format(name=member.name, role=member.role), "error")
-                return redirect(safe_path(request.args.get("next"), landing(member), prefix="/staff/"), code=303)
+                back = request.args.get("next")  # a staff page or the technician page (/tech/)
+                return redirect(safe_path(back, safe_path(back, landing(member), prefix="/staff/"), prefix="/tech/"),
+                                code=303)
     return Response(_render("staff/login.html", error=error), status=401 if error else 200)
 
 
