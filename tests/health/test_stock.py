@@ -133,3 +133,21 @@ def test_stock_page_count_delivery_roles_and_csrf(gw: Any, stock: Any, client: A
 def _csrf(client: Any) -> str:
     page = client.get("/staff/login").get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_low_shows_what_is_left_and_a_refund_gives_everything_back(gw: Any, svc: Any, stock: Any,
+                                                                   diner_factory: Any) -> None:
+    stock.import_doc(doc(chicken="1000"))  # 5 portions: low at stock.low_portions = 5
+    a = diner_factory("A1", "phoneA")
+    html = a.page().get_data(as_text=True)
+    item = html[html.index('id="item-h01"'):]
+    assert re.search(r'class="stock">[^<]*5<', item[:item.index("</article>")])
+    a.add("h01", qty=4)
+    a.send()
+    assert stock.portions_of("h01") == 1
+    svc.pay("A1", "cash", "", "mgr")
+    svc.refund("A1", "customer complaint", "mgr")
+    assert stock.on_hand["chicken"] == 1_000_000 and stock.portions_of("h01") == 5
+    kinds = gw.store.read().execute("SELECT kind, sum(delta_m) FROM stk_moves WHERE ingredient_id = 'chicken' "
+                                    "AND line_id IS NOT NULL GROUP BY kind ORDER BY kind").fetchall()
+    assert kinds == [("order", -800_000), ("void", 800_000)]
