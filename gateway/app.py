@@ -212,6 +212,17 @@ class Gateway:
         self.tombstones.record_run(now)
         return result
 
+    def privacy_report(self, now: int | None = None) -> dict[str, Any]:
+        """``storegw privacy report`` of the running gateway, for the auditor's page: counts and oldest
+        record per category, next retention run, last receipt, unmasks this week (by reference), key
+        versions. Never a value."""
+        from gateway.privacy import report
+
+        conn = self.store.read()
+        versions = self.privacy.versions(conn) if self.privacy is not None else None
+        return report.build(conn, domains.INVENTORY, now_ms=now_ms() if now is None else now,
+                            tz=self.cfg.store.timezone, at=self.cfg.privacy.retention_at, key_versions=versions)
+
     def _build_services(self) -> None:
         """Build and start the domain services, in order (later ones may use earlier ones)."""
         for name, factory in domains.SERVICES:

@@ -39,6 +39,7 @@ ACTIONS: dict[str, str] = {
     "authority": "the police-report outbox: send, resend, mark acknowledged or refused (audited)",
     "stock": "ingredients: stock-take (盘点), deliveries (入库), waste; safety stock and reorder levels",
     "reports": "the daily store report (aggregates only): page, print view, receipt summary",
+    "equipment": "the equipment registry, maintenance plans and services done, device health (docs/equipment.md)",
     "tech": "the technician page /tech: devices live, test print, scan test, the broker's equipment, doctor, "
             "the QR sticker sheet",
     "tech-raw": "the raw bytes of a device's last frames on the technician page (reason; audited)",
@@ -55,8 +56,8 @@ MATRIX: dict[str, frozenset[str]] = {
                          "guests"}),  # guests: the hotel front desk
     "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff",
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
-                          "unmask-passport", "members", "members-admin", "guests", "authority", "stock",
-                          "reports"}),
+                          "unmask-passport", "members", "members-admin", "guests", "authority",
+                          "equipment", "stock", "reports"}),
     "technician": frozenset({"reprint", "kds", "tech", "tech-raw"}),
     "auditor": frozenset({"audit-read", "privacy-report", "reports"}),  # sees no unmasked data
 }

@@ -19,7 +19,8 @@ PARAMS = {"table_id": "ZZ9", "station": "hot", "task_id": 999999, "entry_id": 99
           "ticket_id": 999999, "staff_id": 999999, "session_id": 999999, "item_id": "nope", "member_id": 999999,
           "request_id": 999999, "benefit_id": 999999,
           "stay_id": 999999, "report_id": 999999, "action": "send",  # guests: the front desk (off: 404)
-          "device_id": "nope", "n": 999999, "ingredient_id": "nope", "kind": "count"}  # tech; stock
+          "device_id": "nope", "n": 999999, "plan_id": 999999,  # tech; equipment
+          "ingredient_id": "nope", "kind": "count"}  # stock
 
 
 def _staff_rules(app):

@@ -38,6 +38,7 @@ from markupsafe import Markup
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
 from gateway.core.text import parse_uint_or, same_secret
+from gateway.guests.rules import DOC_TYPES
 from gateway.ordering.floor import PAY_METHODS
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.tables import qr_bytes
@@ -675,6 +676,15 @@ def audit_log() -> Any:
     return _render("staff/audit.html", rows=staff().audit_log(300))
 
 
+@bp.get("/privacy")
+@need("privacy-report")
+def privacy_report() -> Any:
+    """The privacy report (``storegw privacy report``): what is held per category and since when, the next
+    retention run, the last deletion receipt, unmasks this week by staff reference, key versions. Counts,
+    dates and references only: the auditor's page shows no personal value."""
+    return _render("staff/privacy.html", doc=services_of(current_app).privacy_report())
+
+
 def _unmask(kind: str) -> Any:
     """Run one unmask attempt of ``kind`` (refused or granted, the service records and audits it)."""
     f = request.form
@@ -682,9 +692,11 @@ def _unmask(kind: str) -> Any:
     if request.headers.get("X-Requested-With") == "js" or request.accept_mimetypes.best == "application/json":
         if out.cause:
             return {"ok": False, "error": out.message, "code": out.cause}, out.status
-        return {"ok": True, "value": out.value}
+        return {"ok": True, "value": out.value, **({"document": out.label} if out.label else {})}
+    en, zh = DOC_TYPES.get(out.label, (out.label, out.label))
     return Response(_render("staff/unmask.html", kind=kind, fields=staff().unmaskable(kind), value=out.value,
-                            error=out.message, field=f.get("field", ""), ref=f.get("ref", "")),
+                            error=out.message, field=f.get("field", ""), ref=f.get("ref", ""),
+                            document=f"{en} {zh}" if out.label else ""),
                     status=out.status)
 
 
@@ -698,7 +710,7 @@ def _unmask_refused(kind: str) -> Any:
 
 def _unmask_form(kind: str) -> Any:
     return _render("staff/unmask.html", kind=kind, fields=staff().unmaskable(kind), value=None, error="",
-                   field=request.args.get("field", ""), ref=request.args.get("ref", ""))
+                   field=request.args.get("field", ""), ref=request.args.get("ref", ""), document="")
 
 
 @bp.route("/unmask/phone", methods=["GET", "POST"])
