@@ -5,8 +5,8 @@ Builds an in-process gateway (uplink off) whose database holds 90 days of tradin
 
 - ``report_ms``: the staff report page for the last day, end to end through Flask (median of N
   renders): the facades' queries, the same-weekday baseline over 8 weeks, two SVG charts, the template;
-- ``sparklines_ms``: a month (30 points) of sparklines for 20 devices x 4 metrics (80 charts), with the
-  shared ``web.charts.sparkline`` when this build has it, else ``web.report_charts.sparkline``;
+- ``sparklines_ms``: a month (30 points) of sparklines for 20 devices x 4 metrics (80 charts) with
+  ``web.charts.sparkline`` (the equipment pages');
 - ``rss_delta_mb``: the process's RSS growth from before the first render to after the last.
 
 Prints progress to stderr and one JSON line last: {"report_ms", "sparklines_ms", "rss_delta_mb", ...}.
@@ -127,7 +127,9 @@ clock_sync_files = ["{synced.as_posix()}"]
         t = time.perf_counter()
         lines = gw.store.writer.call(lambda c: seed(c, args.days, end, items), timeout=600)
         log(f"seeded {args.days} days, {lines} dishes in {time.perf_counter() - t:.1f}s")
-        secret = gw.store.writer.call(lambda c: accounts.enrol(c, "boss", "manager", "correct horse battery", "b"))
+        cipher = gw.privacy.cipher
+        secret = gw.store.writer.call(lambda c: accounts.enrol(c, "boss", "manager", "correct horse battery", "b",
+                                                               cipher=cipher))
         client = create_app(gw, {"TESTING": True}).test_client()
         page = client.get("/staff/login").get_data(as_text=True)
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
@@ -144,12 +146,7 @@ clock_sync_files = ["{synced.as_posix()}"]
             assert r.get_data(as_text=True).count("<svg") == 2
         report_ms = statistics.median(times)
         log(f"report page: median {report_ms:.1f} ms, first {times[0]:.1f} ms")
-        try:
-            from web.charts import sparkline  # the equipment pages' sparkline (shared)
-            source = "web.charts"
-        except ImportError:
-            from web.report_charts import sparkline
-            source = "web.report_charts"
+        from web.charts import sparkline  # the equipment pages' sparkline (one for the whole app)
         rng = random.Random(3)
         series = [[rng.uniform(90, 100) for _ in range(30)] for _ in range(80)]
         spark = []
@@ -161,7 +158,7 @@ clock_sync_files = ["{synced.as_posix()}"]
         rss1 = rss_mb()
         result = {"report_ms": round(report_ms, 2), "sparklines_ms": round(statistics.median(spark), 3),
                   "rss_delta_mb": round(rss1 - rss0, 1), "days": args.days, "dishes": lines,
-                  "report_first_ms": round(times[0], 2), "sparklines": len(series), "sparkline_impl": source}
+                  "report_first_ms": round(times[0], 2), "sparklines": len(series)}
     finally:
         gw.stop()
     print(json.dumps(result))

@@ -1,6 +1,7 @@
 """Server-rendered SVG charts for the daily report: plain strings, no plotting library, no script and
 no ``style`` attribute (the pages' CSP allows only the stylesheet); colours come from classes in
-``web/static/app.css`` (``.ch-*``). Each chart has a ``<title>`` and an ``aria-label`` for screen readers.
+``web/static/app.css`` (``.ch-*``). Each chart has a ``<title>`` and an ``aria-label`` for screen readers. Sparklines are the equipment
+pages' (``web/charts.py``).
 """
 
 from __future__ import annotations
@@ -65,28 +66,3 @@ def distribution(counts: Sequence[int], labels: Sequence[str], label: str, width
                     f'<text class="ch-tick" x="{_num(x + step * 0.4)}" y="{height - 6}" text-anchor="middle">'
                     f'{escape(name)}</text>')
     return _frame(width, height, label, body, "ch-dist")
-
-
-def sparkline(values: Sequence[float | None], label: str = "", width: int = 120, height: int = 24) -> str:
-    """A small line of a series (None: a gap); the last point is marked."""
-    known = [v for v in values if v is not None]
-    if not known:
-        return _frame(width, height, label, [], "ch-spark")
-    lo, hi = min(known), max(known)
-    span = (hi - lo) or 1.0
-    step = (width - 4) / max(1, len(values) - 1)
-    body, run = [], []
-    last = None
-    for i, v in enumerate(values):
-        if v is None:
-            if len(run) > 1:
-                body.append(f'<polyline class="ch-line" fill="none" points="{" ".join(run)}"/>')
-            run = []
-            continue
-        last = (2 + i * step, 2 + (height - 4) * (1 - (v - lo) / span))
-        run.append(f"{_num(last[0])},{_num(last[1])}")
-    if len(run) > 1:
-        body.append(f'<polyline class="ch-line" fill="none" points="{" ".join(run)}"/>')
-    if last is not None:
-        body.append(f'<circle class="ch-dot" cx="{_num(last[0])}" cy="{_num(last[1])}" r="2"/>')
-    return _frame(width, height, label, body, "ch-spark")

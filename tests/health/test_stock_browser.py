@@ -36,11 +36,14 @@ def _phone(browser, url):
 
 def _enrol_manager(cfg) -> str:
     from gateway.cli.db import database
+    from gateway.clikit import field_cipher
     from gateway.staff import accounts
 
-    with database(_load(cfg)) as conn:
+    config = _load(cfg)
+    cipher = field_cipher(config)  # TOTP secrets are field-encrypted with the keyring's keys
+    with database(config) as conn:
         conn.execute("BEGIN IMMEDIATE")
-        secret = accounts.enrol(conn, "boss", "manager", PASSWORD, "test")
+        secret = accounts.enrol(conn, "boss", "manager", PASSWORD, "test", cipher=cipher)
         conn.execute("COMMIT")
     return secret
 
