@@ -1,7 +1,7 @@
 """Server-rendered SVG charts for the daily report: plain strings, no plotting library, no script and
 no ``style`` attribute (the pages' CSP allows only the stylesheet); colours come from classes in
-``web/static/app.css`` (``.ch-*``). Each chart has a ``<title>`` and an ``aria-label`` for screen readers. Sparklines are the equipment
-pages' (``web/charts.py``).
+``web/static/app.css`` (``.ch-*``). Each chart has a ``<title>`` and an ``aria-label`` for screen
+readers. Sparklines are the equipment pages' (``web/charts.py``).
 """
 
 from __future__ import annotations
