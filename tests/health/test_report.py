@@ -119,8 +119,12 @@ def test_report_equals_sql_and_hq_message_validates(gw: Any, svc: Any, diner_fac
     assert rep["complaints"] == complaints == {"taste": 1, "wait": 1}
     raised = q("SELECT count(*) FROM alert_log WHERE state = 'raised' AND ts_ms >= ? AND ts_ms < ?", w).fetchone()[0]
     assert rep["alerts"]["raised"] == raised >= 1
-    # equipment is the other half of store health: absent here, the report says so instead of failing
-    if "equipment" not in gw.services:
+    # equipment, the other half of store health, through its facade (a build without it says "not available")
+    if "equipment" in gw.services:
+        eq = gw.services["equipment"]
+        assert rep["maintenance_due"] == eq.maintenance_due(now)
+        assert rep["devices"] == eq.device_health(since, until)
+    else:
         assert rep["devices"] is None and rep["maintenance_due"] is None
 
     # the HQ message: in the outbox, valid against its schema, no names, no free text
@@ -128,6 +132,8 @@ def test_report_equals_sql_and_hq_message_validates(gw: Any, svc: Any, diner_fac
     msg = json.loads(row[1])
     assert validate_hq_message(row[0], msg) is None
     assert msg["id"] == f"sh-001:report:{day}" and msg["sales_cents"] == rep["sales_cents"]
+    if rep["maintenance_due"] is not None:
+        assert msg["maintenance_due"] == len(rep["maintenance_due"])
     text = json.dumps(msg, ensure_ascii=False)
     for private in ("too salty", "mgr", "鸡", "Kung Pao"):
         assert private not in text
