@@ -189,3 +189,31 @@ def test_summary_prints_on_the_receipt_printer(make_gw: Any) -> None:
         assert f"DAILY REPORT {day}" in text and "Sales" in text and "0.00" in text
         job = gw.store.read().execute("SELECT print_job FROM hl_reports WHERE day = ?", (day,)).fetchone()[0]
         assert job and gw.services["printing"].job(job)["source"] == "health-report"
+
+
+def test_report_shows_maintenance_due_and_device_health_from_equipment(gw: Any, svc: Any) -> None:
+    """With the equipment service (the other half of store health): an overdue plan and a device's uptime
+    are in the report, its page, its receipt summary and its HQ message (counts only)."""
+    from gateway.core.models import Reading
+
+    eq = gw.services["equipment"]
+    eq.import_rows([{"device_id": "fryer-1", "plans": [{"task": "change oil", "mode": "floating", "every_hours": 1}]}])
+    start = now_ms() - 3 * HOUR
+    readings = [Reading("fryer-1", start + i * 30_000, {"running": True}, digest=f"{i:032x}", stamped=True)
+                for i in range(2 * 120)]
+    gw.store.writer.call(lambda c: gw.telemetry.write_batch(c, readings))
+    eq.run_check()
+    health = gw.services["health"]
+    now = now_ms()
+    day = rpt.day_of(health.tz, now)
+    rep = health.build_report(day, now)
+    assert [(m["device_id"], m["task"], m["state"]) for m in rep["maintenance_due"]] == [
+        ("fryer-1", "change oil", "overdue")]
+    assert "fryer-1" in [d["device_id"] for d in rep["devices"]]
+    assert rep["alerts"]["by_rule"].get("maintenance-overdue") == 1
+    text = "\n".join(b.get("text", "") + b.get("left", "") for b in rpt.receipt(rep, "S"))
+    assert "Maintenance due" in text
+    msg = rpt.hq_message(rep, "sh-001", "CNY", "2026-11-30T15:30:00.000Z")
+    assert msg["maintenance_due"] == 1 and isinstance(msg["device_uptime_pct"], float)
+    assert validate_hq_message("storegw/v1/sh-001/reports/daily", msg) is None
+    assert "change oil" not in json.dumps(msg)
