@@ -51,6 +51,8 @@ class StoreConfig:
                         "$STOREGW_DB_KEY is set; default DATA_DIR/db.key (generated, mode 0600).")
     name: str = opt("str", "", help="Human-readable store name shown on pages and tickets.")
     timezone: str = opt("str", "Asia/Shanghai", help="IANA time zone used to show local times and cut business days.")
+    time_server: str = opt("str", "", help="NTP server `storegw doctor` compares the board's clock with (SNTP, "
+                           "UDP 123), e.g. \"pool.ntp.org\"; \"\" = only ask timedatectl.")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class LocalMqttConfig:
     username: str = opt("str", "", help="Username on the local broker.")
     password_file: str = opt("path", "", help="File holding the local broker password (never in this file).",
                              secret=True)
+    broker_passwd_file: str = opt("path", "/etc/mosquitto/storegw.passwd", help="Mosquitto password file of the "
+                                  "store broker's accounts (the gateway's and one per device), written by "
+                                  "`storegw provision mosquitto` and `storegw equipment add`.")
+    broker_acl_file: str = opt("path", "/etc/mosquitto/storegw.acl", help="Mosquitto ACL generated from those "
+                               "accounts: each device writes only devices/ID/#, the gateway reads them all.")
 
 
 @dataclass(frozen=True)

@@ -327,5 +327,6 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
 # The command groups of the domains, the devices and provisioning: one line each.
 for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, ordering.menu, ordering.staff,
                  members.members, hq.hq, equipment.equipment, simulate, devices.devices, provision.provision,
-                 doctor, keys_group, audit.audit, privacy.privacy, stock.stock):
+                 doctor, keys_group, audit.audit, privacy.privacy, provision.install, provision.uninstall,
+                 stock.stock):
     main.add_command(_command)
