@@ -325,6 +325,33 @@ class MembersConfig:
 
 
 @dataclass(frozen=True)
+class StockConfig:
+    """[stock]: ingredients and recipes; 估清 by stock (docs/store-health.md)."""
+
+    low_portions: int = opt("int", 5, help="An item whose recipe can make this many portions or fewer (but more "
+                            "than 0) is shown as low, with the count left, on the diner and staff pages.")
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """[health]: sales and complaint anomalies, and the daily report at close (docs/store-health.md)."""
+
+    report_at: str = opt("clock", "23:30", help='Local time (store.timezone) of the daily report at close, e.g. '
+                         '"22:30"; the report covers the business day that is ending. "" = no scheduled report.')
+    report_printer: str = opt("str", "", help="Device id of the receipt printer for the report's summary "
+                              '("" = the store\'s only ESC/POS printer, or none when there are several).')
+    anomaly_every: float = opt("duration", "5m", help="How often sales and complaints are checked against "
+                               "their baselines.")
+    baseline_weeks: int = opt("int", 8, help="Weeks of history in the same-weekday x hour sales baseline.")
+    sales_floor: int = opt("int", 10, help="Dishes per hour a slot's baseline median must reach to be checked "
+                           "at all (the volume floor: a quiet afternoon is never an alarm).")
+    sales_z: float = opt("float", 4.0, help="Robust z (median/MAD, with Poisson noise) beyond which an hour's "
+                         "sales raise the sales-anomaly alert; it clears under half of it.")
+    complaint_p: float = opt("float", 0.001, help="A day's complaints raise complaint-anomaly when a count this "
+                             "high has at most this probability under the Poisson baseline.")
+
+
+@dataclass(frozen=True)
 class PrivacyConfig:
     """[privacy]: the daily retention run (docs/privacy.md)."""
 
@@ -375,6 +402,8 @@ class Config:
     members: MembersConfig = field(default_factory=MembersConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    stock: StockConfig = field(default_factory=StockConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
     equipment: EquipmentConfig = field(default_factory=EquipmentConfig)
     wifi: WifiConfig = field(default_factory=WifiConfig)
@@ -427,6 +456,8 @@ SECTIONS: dict[str, type] = {
     "members": MembersConfig,
     "audit": AuditConfig,
     "privacy": PrivacyConfig,
+    "stock": StockConfig,
+    "health": HealthConfig,
     "staff": StaffConfig,
     "equipment": EquipmentConfig,
     "wifi": WifiConfig,
@@ -589,6 +620,7 @@ def _cross_checks(cfg: Config) -> None:
                           f"for hysteresis, found {eq.drift_clear_z}", key="equipment.drift_clear_z")
     if not 2 <= eq.drift_weeks <= 8:
         raise ConfigError(f"equipment.drift_weeks: 2-8, found {eq.drift_weeks}", key="equipment.drift_weeks")
+    _check_health(cfg)
     _check_wifi(cfg)
     lm = cfg.local_mqtt
     local_id = lm.client_id or f"storegw-{cfg.store.id}-local"
@@ -597,6 +629,22 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"local_mqtt.client_id: {local_id!r} is also the uplink's client id on the same broker "
                           f"{up.host}:{up.port}; the broker would keep disconnecting one for the other. "
                           "Give them different ids (or leave both unset)", key="local_mqtt.client_id")
+
+
+def _check_health(cfg: Config) -> None:
+    h = cfg.health
+    if not 3 <= h.baseline_weeks <= 52:
+        raise ConfigError(f"health.baseline_weeks: expected 3-52 weeks, found {h.baseline_weeks}",
+                          key="health.baseline_weeks")
+    if not 1.0 <= h.sales_z <= 10.0:
+        raise ConfigError(f"health.sales_z: expected 1-10 (4 is a good start), found {h.sales_z}", key="health.sales_z")
+    if not 0.0 < h.complaint_p < 0.5:
+        raise ConfigError(f"health.complaint_p: expected a probability between 0 and 0.5 (e.g. 0.001), "
+                          f"found {h.complaint_p}", key="health.complaint_p")
+    if h.sales_floor < 1:
+        raise ConfigError("health.sales_floor: expected at least 1 dish an hour", key="health.sales_floor")
+    if cfg.stock.low_portions < 0:
+        raise ConfigError("stock.low_portions: expected 0 or more", key="stock.low_portions")
 
 
 def _check_wifi(cfg: Config) -> None:

@@ -15,6 +15,8 @@ from gateway.equipment import schema as equipment_schema
 from gateway.equipment import service as equipment
 from gateway.guests import schema as guests_schema
 from gateway.guests import service as guests
+from gateway.health import schema as health_schema
+from gateway.health import service as health
 from gateway.members import schema as members_schema
 from gateway.members import service as members
 from gateway.ordering import schema as ordering_schema
@@ -24,23 +26,28 @@ from gateway.printing import service as printing
 from gateway.privacy import schema as privacy_schema
 from gateway.staff import schema as staff_schema
 from gateway.staff import service as staff
+from gateway.stock import schema as stock_schema
+from gateway.stock import service as stock
 from gateway.store import inventory as store_inventory
 
 # Migrations after the store's own, in this order (gateway.store.migrations).
 SCHEMAS = (privacy_schema, printing_schema, ordering_schema, staff_schema, members_schema, guests_schema,
-           equipment_schema)
+           equipment_schema, stock_schema, health_schema)
 
 # The data inventory: the store's own tables, then each domain's (gateway/core/inventory.py).
 INVENTORY = Inventory((store_inventory.DECLARATION, privacy_schema.INVENTORY, printing_schema.INVENTORY,
                        ordering_schema.INVENTORY, staff_schema.INVENTORY,
-                       members_schema.INVENTORY, guests_schema.INVENTORY, equipment_schema.INVENTORY))
+                       members_schema.INVENTORY, guests_schema.INVENTORY, equipment_schema.INVENTORY,
+                       stock_schema.INVENTORY, health_schema.INVENTORY))
 
 # Built and started in this order; a later service may use an earlier one.
 SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("printing", printing.build),
     ("staff", staff.build),
+    ("stock", stock.build),  # before ordering: a round consumes ingredients through it
     ("ordering", ordering.build),
     ("members", members.build),  # adds its bill hook to ordering (members sits above ordering)
     ("guests", guests.build),
     ("equipment", equipment.build),
+    ("health", health.build),  # last: reads sales, stock, complaints (and equipment) through their facades
 )

@@ -52,6 +52,11 @@ def build_scheduler(gw: Gateway) -> BackgroundScheduler:
                   id="privacy-retention", misfire_grace_time=6 * 3600)
     if gw.privacy_restored:
         sched.add_job(lambda: privacy_retention(gw), "date", id="privacy-retention-restored")
+    health = gw.services.get("health")
+    if health is not None and gw.cfg.health.report_at:  # the daily report at close, store time
+        hour, minute = (int(x) for x in gw.cfg.health.report_at.split(":"))
+        sched.add_job(health.daily_report, "cron", hour=hour, minute=minute, timezone=gw.cfg.store.timezone,
+                      id="daily-report", misfire_grace_time=3600)
     for svc in [*gw.services.values(), *([gw.privacy] if gw.privacy is not None else [])]:
         for job in svc.periodic():
             sched.add_job(job.fn, "interval", seconds=job.every_s, id=job.id)

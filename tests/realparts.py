@@ -214,6 +214,7 @@ TOPIC_SCHEMAS = {
     "/members/summary": "members-summary.json",
     "/audit/checkpoint": "audit-checkpoint.json",
     "/privacy/receipt": "privacy-receipt.json",
+    "/reports/daily": "reports-daily.json",
 }
 _validators: dict[str, Any] = {}
 

@@ -351,6 +351,15 @@ class MembersService:
         return self._bill_write(table_id, lambda c, b: feedback.complain(self, c, b, table_id, line_id, category,
                                                                          note, who, now))
 
+    def complaints_per_day(self, first_day: str, last_day: str) -> dict[str, dict[str, int]]:
+        """Complaints per business day (YYYY-MM-DD, inclusive range) and category (store health's baseline)."""
+        out: dict[str, dict[str, int]] = {}
+        for day, category, n in self._read().execute(
+                "SELECT day, category, count(*) FROM mem_complaints WHERE day >= ? AND day <= ? GROUP BY day, category",
+                (first_day, last_day)):
+            out.setdefault(day, {})[category] = int(n)
+        return out
+
     def complaints_today(self) -> dict[str, Any]:
         """Today's complaints per category and the ratings so far."""
         return feedback.today(self, self._read(), self.clock())

@@ -6,7 +6,7 @@ them and never the other way round.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway.config import Config, OrderingConfig
@@ -26,5 +26,6 @@ class OrderingContext(Protocol):
     menu: Menu
     tables: dict[str, Table]
     sold_out: set[str]
+    stock_svc: Any  # gateway.stock's StockService, or None in a build without stock
     printing: PrintService
     bill_hooks: list[BillHook]

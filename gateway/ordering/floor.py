@@ -110,6 +110,8 @@ def void_line(svc: OrderingContext, c: Connection, line_id: int, action: str, re
         raise OrderingError("no such line", code="no_line", status=404)
     if action == "void":
         c.execute("UPDATE ord_lines SET status = 'void', reason = ? WHERE id = ?", (reason, line_id))
+        if svc.stock_svc is not None:  # its ingredients go back on hand (估清 lifted when portions return)
+            svc.stock_svc.release(c, [line_id])
     elif action == "comp":
         c.execute("UPDATE ord_lines SET comp = 1, reason = ? WHERE id = ?", (reason, line_id))
     else:
@@ -140,8 +142,11 @@ def refund(svc: OrderingContext, c: Connection, table_id: str, reason: str, who:
     paid = int(row[1] or 0)
     if paid <= 0:
         raise OrderingError("Nothing was paid on this bill.", code="not_paid", status=409)
+    voided = [r[0] for r in c.execute("SELECT id FROM ord_lines WHERE session_id = ? AND status != 'void'", (sid,))]
     c.execute("UPDATE ord_lines SET status = 'void', reason = ? WHERE session_id = ? AND status != 'void'",
               (f"refund: {reason}", sid))
+    if svc.stock_svc is not None:
+        svc.stock_svc.release(c, voided)
     c.execute("INSERT INTO ord_payments (session_id, table_id, method, amount_cents, staff, reference, ts_ms) "
               "VALUES (?, ?, ?, ?, ?, 'refund', ?)", (sid, table_id, row[0] or "cash", -paid, who, now_ms()))
     audit(c, who, "refund", f"table:{table_id}", f"{paid} {reason}")

@@ -90,7 +90,7 @@ def make_round(svc: OrderingContext, c: Connection, table: Table, sid: int, idem
         row = c.execute("SELECT stock, sold_out FROM ord_items WHERE id = ?", (iid,)).fetchone()
         if row is None or row[1]:
             raise OrderingError(f"Sold out: {item.name_en}. 已估清：{item.name_zh}", code="sold_out", status=409)
-        if row[0] is not None:
+        if row[0] is not None and not (svc.stock_svc is not None and svc.stock_svc.has_recipe(iid)):
             left = stock_left.get(iid, row[0]) - qty
             if left < 0:
                 raise OrderingError(f"Only {stock_left.get(iid, row[0])} left of {item.name_en}. "
@@ -106,6 +106,7 @@ def make_round(svc: OrderingContext, c: Connection, table: Table, sid: int, idem
                     (sid, table.id, round_no, idem, ts, total, nick)).lastrowid
     c.execute("UPDATE ord_sessions SET rounds = ? WHERE id = ?", (round_no, sid))
     by_station: dict[str, list[TicketLine]] = {}
+    consumed = []  # (line, item, qty, options): ingredients are taken at commit, in this transaction
     for item, qty, unit, chosen, note, diner in priced:
         station = menu.station_for(item, chosen)
         mods = [{"g": g.id, "c": ch.id, "zh": ch.name_zh, "en": ch.name_en, "delta": ch.delta} for g, ch in chosen]
@@ -115,9 +116,12 @@ def make_round(svc: OrderingContext, c: Connection, table: Table, sid: int, idem
             (rid, sid, table.id, item.id, item.name_zh, item.name_en, qty, unit,
              json.dumps(mods, ensure_ascii=False), json.dumps(list(item.allergens)), note, diner, station,
              ts)).lastrowid
+        consumed.append((lid, item.id, qty, [(g.id, ch.id) for g, ch in chosen]))
         by_station.setdefault(station, []).append(TicketLine(
             lid, qty, item.name_zh, item.name_en, [f"{ch.name_zh} / {ch.name_en}" for _, ch in chosen], note,
             diner, list(item.allergens)))
+    if svc.stock_svc is not None:  # refuses (409 sold_out) when the ingredients are not there: nothing is kept
+        svc.stock_svc.consume(c, consumed, {item.id: item.name_en for item, *_ in priced})
     c.execute("DELETE FROM ord_cart WHERE session_id = ?", (sid,))
     for station, lines in by_station.items():
         tid = c.execute("INSERT INTO ord_tickets (round_id, table_id, round_no, station, created_ms) "

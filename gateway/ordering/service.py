@@ -18,7 +18,7 @@ from typing import Any
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
 from gateway.core.text import clean, free_text, same_secret
-from gateway.ordering import floor, kitchen, queue, summary
+from gateway.ordering import floor, kitchen, queue, report, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.hooks import BillHook
 from gateway.ordering.live import Notifier, RateLimiter
@@ -60,10 +60,14 @@ class OrderingService:
         self.store_id = gw.cfg.store.id
         self.writer = gw.store.writer
         self.printing: PrintService = gw.services["printing"]  # built before ordering (gateway.domains)
+        # ingredients and recipes (gateway.stock, below ordering): a recipe item's stock is its ingredients
+        self.stock_svc: Any = gw.services.get("stock")
         self.notifier = Notifier()
         self.menu = Menu()
-        self.stock: dict[str, int | None] = {}
+        self.stock: dict[str, int | None] = {}  # what diners see left: counted stock, or portions when low
+        self.counted: dict[str, int | None] = {}  # counted stock per item (ord_items.stock; the menu page)
         self.sold_out: set[str] = set()
+        self._flag_out: set[str] = set()  # sold out by flag or counted stock (ord_items); the rest comes from stock
         self.tables: dict[str, tbl.Table] = {}
         self.secret = b""
         self._participants: dict[int, set[str]] = {}  # session id → diner ids that acted in it
@@ -81,6 +85,8 @@ class OrderingService:
         self.secret = self.writer.call(tbl.ensure_secret)
         self._seen_rev = self._rev()
         self.reload()
+        if self.stock_svc is not None:
+            self.stock_svc.on_change(self._on_stock)
         self.printing.on_update(self._on_print_update)
         self.reconcile_prints()  # jobs that changed state before we listened (e.g. right after a restart)
         self.gw.hub.subscribe("code", self._on_scan)
@@ -117,9 +123,26 @@ class OrderingService:
         conn = self.gw.store.read()
         menu, stock, sold_out = load_menu(conn)
         menu.version = self.menu.version + 1
-        self.menu, self.stock, self.sold_out = menu, stock, sold_out
+        self.menu, self.counted, self._flag_out = menu, stock, sold_out
+        self._apply_stock()
         self.tables = {t.id: t for t in tbl.list_tables(conn)}
         self._views.clear()
+        self.notifier.bump("menu", "staff")
+
+    def _apply_stock(self) -> None:
+        """Sold out = flagged or counted out (ord_items) or no portion left by ingredients; low items show
+        what is left."""
+        st = self.stock_svc
+        if st is None:
+            self.sold_out, self.stock = set(self._flag_out), dict(self.counted)
+            return
+        low = st.low_items()
+        self.sold_out = set(self._flag_out) | st.sold_out_items()
+        self.stock = {**self.counted, **{iid: low.get(iid) for iid in list(st.recipes)}}
+
+    def _on_stock(self, changed: dict[str, int]) -> None:
+        """Stock listener (writer thread, after commit): every open page learns the new sold-outs at once."""
+        self._apply_stock()
         self.notifier.bump("menu", "staff")
 
     # ------------------------------------------------------------------ menu and tables (admin)
@@ -410,8 +433,9 @@ class OrderingService:
             self.counters["tickets"] += len(out.get("stations", ()))
             changed = False
             for iid, left in out.get("stock", {}).items():
-                self.stock[iid] = left
+                self.stock[iid] = self.counted[iid] = left
                 if left == 0 and iid not in self.sold_out:
+                    self._flag_out.add(iid)
                     self.sold_out.add(iid)
                     changed = True
             chans = [f"kds:{s}" for s in out.get("stations", ())]
@@ -631,6 +655,14 @@ class OrderingService:
         """The open session of a table and whether it is paid (for pages of other domains)."""
         b = self.bill(table_id)
         return {"session": b["session"], "paid": b["paid"] > 0}
+
+    def report_facts(self, since_ms: int, until_ms: int) -> dict[str, Any]:
+        """Sales, bills, covers, items and ticket times of a window (the daily report; gateway/ordering/report.py)."""
+        return report.day_facts(self.gw.store.read(), since_ms, until_ms)
+
+    def dishes_by_hour(self, since_ms: int, until_ms: int) -> dict[int, int]:
+        """Dishes ordered per hour (hour start in epoch ms → count): the sales anomaly series."""
+        return report.dishes_by_hour(self.gw.store.read(), since_ms, until_ms)
 
     def table_map(self) -> list[dict[str, Any]]:
         """Every table with its session state, for the staff home page."""

@@ -99,6 +99,17 @@ SHAPES: dict[str, Any] = {
                             coupons_redeemed=MapOf(VALUE), complaints=MapOf(VALUE),
                             feedback=Obj(count=VALUE, avg_rating=VALUE),
                             comments=ListOf(Obj(source=ENUM, rating=VALUE, category=NAME, text=TEXT))),
+    # gateway/health/report.py hq_message: the daily report's aggregates (item and ingredient ids, no names)
+    "/reports/daily": Obj(id=ID, ts=TS, store=ID, day=ENUM, currency=ENUM, sales_cents=VALUE, bills=VALUE,
+                          covers=VALUE, avg_bill_cents=VALUE, dishes=VALUE,
+                          top_items=ListOf(Obj(item=NAME, qty=VALUE, revenue_cents=VALUE)),
+                          bottom_items=ListOf(Obj(item=NAME, qty=VALUE, revenue_cents=VALUE)),
+                          dishes_by_hour=ListOf(VALUE), baseline_by_hour=ListOf(VALUE),
+                          ticket_times=Obj(printed=Obj(count=VALUE, p50_s=VALUE, p90_s=VALUE, max_s=VALUE),
+                                           served=Obj(count=VALUE, p50_s=VALUE, p90_s=VALUE, max_s=VALUE)),
+                          sold_out=ListOf(NAME), below_safety=ListOf(NAME),
+                          alerts=Obj(raised=VALUE, by_rule=MapOf(VALUE), active=VALUE), complaints=MapOf(VALUE),
+                          device_uptime_pct=VALUE, maintenance_due=VALUE),
     # gateway/privacy/audit.py Checkpointer.write: the signature covers origin, length, head and ts
     "/audit/checkpoint": Signed(id=ID, ts=TS, length=VALUE, head=OPAQUE, key_id=OPAQUE, sig=OPAQUE),
     # gateway/privacy/retention.py receipt(): the signature covers every member but sig

@@ -37,6 +37,8 @@ ACTIONS: dict[str, str] = {
     "members-admin": "credit points, issue campaign coupons, complete export and erasure requests",
     "guests": "hotel front desk: register guests from the ID or MRZ reader, stays, checkout (docs/guests.md)",
     "authority": "the police-report outbox: send, resend, mark acknowledged or refused (audited)",
+    "stock": "ingredients: stock-take (盘点), deliveries (入库), waste; safety stock and reorder levels",
+    "reports": "the daily store report (aggregates only): page, print view, receipt summary",
     "equipment": "the equipment registry, maintenance plans and services done, device health (docs/equipment.md)",
     "tech": "the technician page /tech: devices live, test print, scan test, the broker's equipment, doctor, "
             "the QR sticker sheet",
@@ -45,19 +47,19 @@ ACTIONS: dict[str, str] = {
 
 # The actions floor staff have (the union of the floor roles'): what a privileged account that has
 # not enrolled its password and TOTP keeps.
-_FLOOR_ACTIONS = frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "members", "guests"})
+_FLOOR_ACTIONS = frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "members", "guests", "stock"})
 
 MATRIX: dict[str, frozenset[str]] = {
     "waiter": frozenset({"tables", "tasks", "orders", "kds", "members"}),
-    "kitchen": frozenset({"kds", "tasks"}),
+    "kitchen": frozenset({"kds", "tasks", "stock"}),
     "cashier": frozenset({"tables", "orders", "bill", "reprint", "tasks", "members",
                          "guests"}),  # guests: the hotel front desk
     "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff",
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
                           "unmask-passport", "members", "members-admin", "guests", "authority",
-                          "equipment"}),
+                          "equipment", "stock", "reports"}),
     "technician": frozenset({"reprint", "kds", "tech", "tech-raw"}),
-    "auditor": frozenset({"audit-read", "privacy-report"}),  # sees no unmasked data
+    "auditor": frozenset({"audit-read", "privacy-report", "reports"}),  # sees no unmasked data
 }
 
 

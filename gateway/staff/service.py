@@ -150,6 +150,11 @@ class StaffService:
         return accounts.pending_enrolment(self._read())
 
     # -- audit log and unmask
+    def audit(self, conn: Connection, staff_name: str, action: str, target: str, reason: str = "",
+              detail: dict[str, Any] | None = None) -> None:
+        """Record a staff action on the audit chain in the caller's transaction (for siblings such as stock)."""
+        accounts.audit(conn, staff_name, action, target, reason, detail)
+
     def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
         """The newest audit chain entries (references and redacted reasons; never a sensitive value)."""
         return audit_chain.recent(self._read(), limit)

@@ -547,7 +547,7 @@ def kds_scan(station: str) -> Any:
 def menu() -> Any:
     """Menu and stock: sold-out (估清), counted stock, prices; import a menu file."""
     svc = ordering()
-    return _render("staff/menu.html", menu=svc.menu, stock=svc.stock, sold_out=svc.sold_out)
+    return _render("staff/menu.html", menu=svc.menu, stock=svc.counted, sold_out=svc.sold_out)
 
 
 @bp.post("/menu/items/<item_id>")

@@ -38,8 +38,14 @@
       var btn = items[i].querySelector("button.addbtn");
       if (isOut && btn && !btn.disabled) {
         btn.disabled = true;
+        btn.setAttribute("data-label", btn.textContent);
         btn.textContent = lang === "zh" ? "已估清" : "Sold out";
         items[i].className += " out";
+      } else if (!isOut && btn && btn.disabled && btn.getAttribute("data-label")) {
+        btn.disabled = false;  /* back in stock (a void, a delivery): orderable again without a reload */
+        btn.textContent = btn.getAttribute("data-label");
+        btn.removeAttribute("data-label");
+        items[i].className = items[i].className.replace(/ out\b/g, "");
       }
     }
   }
