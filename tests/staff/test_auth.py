@@ -129,7 +129,7 @@ def test_a_clock_behind_the_last_known_time_is_untrusted_even_when_synchronised(
 
 def test_a_pin_manager_from_before_is_told_to_enrol_keeps_floor_work_and_doctor_says_so(app, svc, gw, cli_config,
                                                                                        tmp_path):
-    digest = staffops._HASHER.hash(PIN)  # an account made before TOTP existed
+    digest = staffops._hash(PIN)  # an account made before TOTP existed
     svc.writer.call(lambda c: c.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms) "
                                         "VALUES ('wang', 'manager', ?, 0)", (digest,)))
     c = app.test_client()
