@@ -73,18 +73,6 @@ def tune_malloc(threshold: int = MMAP_THRESHOLD, arenas: int = ARENA_MAX, trim: 
     return ok
 
 
-def trim() -> bool:
-    """Give the free memory inside the C heap back to the system (glibc ``malloc_trim(0)``: whole free
-    pages anywhere in each arena, not only at its top); False where there is no such call."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        malloc_trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
-    malloc_trim.argtypes = (ctypes.c_size_t,)
-    return bool(malloc_trim(0))
-
-
 def lazy_loaded() -> list[str]:
     """The modules of ``LAZY_MODULES`` this process has imported."""
     return sorted(name for name in LAZY_MODULES if name in sys.modules)
