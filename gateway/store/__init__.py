@@ -18,12 +18,14 @@ _LOGGER = logging.getLogger(__name__)
 
 __all__ = ["ReadConnection", "Store", "ensure_secret", "open_store"]
 
-# Every thread's statements share READ_POOL read connections, each with a 256 KiB page cache (the
-# writer keeps 2 MB). A connection costs ~0.3 MB however little it is used (schema, prepared
-# statements, lookaside, cipher buffers): one per reading thread was 26 connections and 7.7 MB under
-# bench/soak.py, and a thread that ended left its connection open (docs/architecture.md, Memory).
+# Every thread's statements share READ_POOL read connections, each with a 256 KiB page cache; the
+# writer keeps 1 MiB (the pages it appends to and the indexes' right edges). A connection costs
+# ~0.3 MB however little it is used (schema, prepared statements, lookaside, cipher buffers): one per
+# reading thread was 26 connections and 7.7 MB under bench/soak.py, and a thread that ended left its
+# connection open (docs/architecture.md, Memory).
 READ_CACHE_KIB = 256
 READ_POOL = 4
+WRITE_CACHE_KIB = 1024
 
 
 def ensure_secret(conn: Connection, key: str, *, table: str = "meta") -> bytes:
@@ -177,7 +179,7 @@ class Store:
         self._idle: list[Connection] = []  # pooled ones not in use now, the last used last
         self._pool = threading.BoundedSemaphore(READ_POOL)
         self._lock = threading.Lock()
-        self.writer = Writer(connect(self.path, key))
+        self.writer = Writer(connect(self.path, key, cache_kib=WRITE_CACHE_KIB))
 
     @property
     def key(self) -> Key:
