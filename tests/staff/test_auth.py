@@ -79,7 +79,7 @@ def test_privileged_roles_cannot_have_pins_and_passwords_are_long_and_secrets_se
         svc.writer.call(lambda c: staffops.enrol(c, "li", "waiter", PASSWORD, cipher=gw.privacy.cipher))
     auth = add_privileged(svc, "audrey", "auditor")
     row = gw.store.read().execute("SELECT pin_hash, auth, totp_sealed FROM ord_staff WHERE name = 'audrey'").fetchone()
-    assert row[0].startswith("$argon2id$v=19$m=8192,t=3,p=1") and row[1] == "totp"
+    assert row[0].startswith("$argon2id$v=19$m=7168,t=5,p=1") and row[1] == "totp"
     secret = auth.totp.secret
     # field-encrypted under the keyring's primary field key (gateway/privacy/fields.py), bound to the row
     assert secret.encode() not in bytes(row[2]) and bytes(row[2])[:1] == b"\x01"
