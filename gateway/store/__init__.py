@@ -24,7 +24,7 @@ __all__ = ["ReadConnection", "Store", "ensure_secret", "open_store"]
 # reading thread was 26 connections and 7.7 MB under bench/soak.py, and a thread that ended left its
 # connection open (docs/architecture.md, Memory).
 READ_CACHE_KIB = 256
-READ_POOL = 4
+READ_POOL = 2  # reads are short and mostly hold the GIL; each further connection is ~0.3 MB
 WRITE_CACHE_KIB = 1024
 
 
