@@ -35,16 +35,29 @@ from typing import Any
 _LOGGER = logging.getLogger(__name__)
 ENV = "STOREGW_TRACEMALLOC"
 MMAP_THRESHOLD = 1024 * 1024
-ARENA_MAX = 2
-_M_MMAP_THRESHOLD = -3  # mallopt parameter numbers (malloc.h)
+TRIM_THRESHOLD = 128 * 1024
+# One malloc arena for all threads: each further arena keeps its own free and fragmented memory
+# (bench/soak.py: ~1 MB less after 8 minutes than with two); Python allocates under the GIL anyway.
+ARENA_MAX = 1
+# Imported only on the paths that need them, never by `storegw run` at start (tests/test_memory_imports.py;
+# docs/architecture.md, Memory): python-escpos and what it loads (USB and file:// printers only), the
+# QR code drawers (stickers, TOTP enrolment), argon2 (sign-ins and account changes), reportlab (PDF).
+LAZY_MODULES = ("escpos", "PIL", "qrcode", "barcode", "yaml", "usb", "segno", "argon2", "reportlab", "pyotp",
+                "cv2", "numpy", "matplotlib", "psycopg", "jsonschema")
+_M_TRIM_THRESHOLD = -1  # mallopt parameter numbers (malloc.h)
+_M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 
-def tune_malloc(threshold: int = MMAP_THRESHOLD, arenas: int = ARENA_MAX) -> bool:
-    """Give every allocation of ``threshold`` bytes or more its own mmap, and let the ~30 threads share
-    ``arenas`` malloc arenas (glibc; a no-op elsewhere). Call before threads start.
+def tune_malloc(threshold: int = MMAP_THRESHOLD, arenas: int = ARENA_MAX, trim: int = TRIM_THRESHOLD) -> bool:
+    """Give every allocation of ``threshold`` bytes or more its own mmap, give back free memory at the
+    top of the heap beyond ``trim`` bytes, and let the ~30 threads share ``arenas`` malloc arenas
+    (glibc; a no-op elsewhere). Call first, before anything large is allocated and freed (the trim
+    threshold is set explicitly: glibc had already doubled it to 16 MiB when an 8 MiB argon2 block was
+    freed at import) and before threads start.
 
-    ``$MALLOC_MMAP_THRESHOLD_`` and ``$MALLOC_ARENA_MAX`` in the environment win (glibc reads them at start).
+    ``$MALLOC_MMAP_THRESHOLD_``, ``$MALLOC_TRIM_THRESHOLD_`` and ``$MALLOC_ARENA_MAX`` in the environment
+    win (glibc reads them at start).
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -55,9 +68,16 @@ def tune_malloc(threshold: int = MMAP_THRESHOLD, arenas: int = ARENA_MAX) -> boo
     ok = True
     if not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
         ok = bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and ok
+    if not os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+        ok = bool(mallopt(_M_TRIM_THRESHOLD, trim)) and ok
     if not os.environ.get("MALLOC_ARENA_MAX"):
         ok = bool(mallopt(_M_ARENA_MAX, arenas)) and ok
     return ok
+
+
+def lazy_loaded() -> list[str]:
+    """The modules of ``LAZY_MODULES`` this process has imported."""
+    return sorted(name for name in LAZY_MODULES if name in sys.modules)
 
 
 def rss_kb(field: str = "VmRSS") -> int:
@@ -88,11 +108,52 @@ def sqlite_memory() -> tuple[int, int]:
         return 0, 0
 
 
-def report() -> str:
-    """One line: RSS, its peak, SQLite's heap, Python's allocated blocks, threads."""
+def sqlite_connections() -> dict[str, int]:
+    """Sum, over this process's open SQLite connections, of each one's page cache, schema and prepared
+    statements in bytes (``sqlite3_db_status``), and their number. Diagnostics only: the connection
+    handle is read from the connection object's first field (``pysqlite_Connection.db``, as in CPython's
+    sqlite3, of which sqlcipher3 is a copy), and a handle SQLite does not recognise is skipped."""
+    out = {"connections": 0, "cache": 0, "schema": 0, "statements": 0}
+    try:
+        import gc
+
+        import sqlcipher3
+        import sqlcipher3._sqlite3 as mod
+
+        lib = ctypes.CDLL(mod.__file__)
+        lib.sqlite3_db_status.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                          ctypes.POINTER(ctypes.c_int), ctypes.c_int)
+        lib.sqlite3_db_filename.restype = ctypes.c_char_p
+        lib.sqlite3_db_filename.argtypes = (ctypes.c_void_p, ctypes.c_char_p)
+        # sqlcipher3's connections are not tracked by the collector: found as what tracked objects refer to
+        found = {id(r): r for o in gc.get_objects() for r in gc.get_referents(o) if type(r) is sqlcipher3.Connection}
+        conns = list(found.values())
+    except (ImportError, OSError, AttributeError):
+        return out
+    cur, high = ctypes.c_int(), ctypes.c_int()
+    for conn in conns:
+        handle = ctypes.c_void_p.from_address(id(conn) + object.__basicsize__).value
+        if not handle or not lib.sqlite3_db_filename(handle, b"main"):
+            continue  # closed
+        out["connections"] += 1
+        for op, name in ((1, "cache"), (2, "schema"), (3, "statements")):  # SQLITE_DBSTATUS_*_USED
+            if lib.sqlite3_db_status(handle, op, ctypes.byref(cur), ctypes.byref(high), 0) == 0:
+                out[name] += cur.value
+    return out
+
+
+def report(connections: bool = False) -> str:
+    """One line: RSS, its peak, SQLite's heap, Python's allocated blocks, threads; with ``connections``
+    also SQLite's connections and their caches, schemas and statements."""
     used, high = sqlite_memory()
-    return (f"RSS {rss_kb() / 1024:.1f} MB (peak {rss_kb('VmHWM') / 1024:.1f}), SQLite {used / 1e6:.1f} MB "
+    line = (f"RSS {rss_kb() / 1024:.1f} MB (peak {rss_kb('VmHWM') / 1024:.1f}), SQLite {used / 1e6:.1f} MB "
             f"(peak {high / 1e6:.1f}), Python blocks {sys.getallocatedblocks()}, threads {threading.active_count()}")
+    line += f", lazy modules loaded: {', '.join(lazy_loaded()) or 'none'}"
+    if connections:
+        c = sqlite_connections()
+        line += (f"; {c['connections']} SQLite connections: caches {c['cache'] / 1e6:.1f} MB, schemas "
+                 f"{c['schema'] / 1e6:.1f} MB, statements {c['statements'] / 1e6:.1f} MB")
+    return line
 
 
 def install_tracemalloc() -> bool:
@@ -109,7 +170,7 @@ def install_tracemalloc() -> bool:
     lock = threading.Lock()
 
     def snapshot(signum: int, frame: Any) -> None:
-        _LOGGER.warning("memory: %s", report())
+        _LOGGER.warning("memory: %s", report(connections=True))
         if out is None:
             return
         with lock:

@@ -1,4 +1,4 @@
-"""A job document (a JSON list of blocks) → ESC/POS bytes, built in python-escpos's ``Dummy``.
+"""A job document (a JSON list of blocks) → ESC/POS bytes.
 
 Blocks::
 
@@ -17,17 +17,22 @@ Text is encoded here, whole lines at a time, in the printer's encoding (GB18030 
 sent raw: python-escpos's ``MagicEncode`` switches to GB18030 only for U+4E00-U+9FA5 and prints
 CJK punctuation, fullwidth forms and ``¥`` as garbage. Columns and wrapping count display width
 (a CJK character takes two columns), not ``len()`` as ``software_columns`` does.
+
+The commands are written here (``_Commands``), byte for byte what python-escpos 3.1's ``Dummy``
+writes for the same calls (tests/printing/test_render.py renders documents both ways and compares):
+a ticket needs a dozen fixed commands, QR codes are the printer's own (``GS ( k``) and barcodes its
+own (``GS k``), so nothing here needs an image. Importing python-escpos loads Pillow, qrcode,
+python-barcode and PyYAML (its printer profiles): 10 MB of the daemon's 80 MB budget for bytes it
+never used (docs/architecture.md, Memory). python-escpos stays for what it does well, the USB and
+file transports (``devices/escpos/driver.py``, imported when such a printer is opened).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from typing import Any
-
-from escpos.escpos import Escpos
-from escpos.exceptions import Error as EscposError
-from escpos.printer import Dummy
 
 from devices.escpos import protocol
 from gateway.core.errors import GatewayError
@@ -46,6 +51,17 @@ SIZES = {"normal": 1, "double": 2, "large": 3}
 ALIGNS = ("left", "center", "right")
 SYMBOLOGIES = ("CODE128", "CODE39", "EAN13", "EAN8", "UPC-A", "ITF")
 _FS_KANJI_ON, _FS_KANJI_OFF = b"\x1c&", b"\x1c."
+ESC, GS = b"\x1b", b"\x1d"
+_ALIGN = {"left": ESC + b"a\x00", "center": ESC + b"a\x01", "right": ESC + b"a\x02"}
+# GS k m n d1..dn (function B): the symbology's m, and the data's lengths and pattern (as python-escpos checks)
+_BARCODES: dict[str, tuple[int, int, int, re.Pattern[str]]] = {
+    "CODE128": (73, 2, 255, re.compile(r"\{[A-C][\x00-\x7F]+")),
+    "CODE39": (69, 1, 255, re.compile(r"[0-9A-Z $%+\-./]+|\*[0-9A-Z $%+\-./]+\*")),
+    "EAN13": (67, 12, 13, re.compile(r"[0-9]{12,13}")),
+    "EAN8": (68, 7, 8, re.compile(r"[0-9]{7,8}")),
+    "UPC-A": (65, 11, 12, re.compile(r"[0-9]{11,12}")),
+    "ITF": (70, 2, 255, re.compile(r"(?:[0-9]{2})+")),
+}
 MAX_BLOCKS = 500
 MAX_TEXT = 4000
 
@@ -122,10 +138,16 @@ def _check_values(i: int, kind: str, block: dict[str, Any]) -> None:
         symbology = block.get("symbology", "CODE128")
         if symbology not in SYMBOLOGIES:
             raise _fail(i, f"barcode.symbology must be one of {', '.join(SYMBOLOGIES)}, found {symbology!r}")
-        if not Escpos.check_barcode(symbology, _barcode_code(symbology, block["data"])):
+        if not barcode_ok(symbology, _barcode_code(symbology, block["data"])):
             raise _fail(i, f"barcode.data {block['data']!r} is not valid {symbology}")
     elif kind == "feed" and not 1 <= block.get("lines", 1) <= 20:
         raise _fail(i, "feed.lines must be 1-20")
+
+
+def barcode_ok(symbology: str, code: str) -> bool:
+    """Whether ``code`` (with its code set selector for CODE128) is valid data for ``symbology``."""
+    _, low, high, pattern = _BARCODES[symbology]
+    return low <= len(code) <= high and pattern.fullmatch(code) is not None
 
 
 def _barcode_code(symbology: str, data: str) -> str:
@@ -208,32 +230,92 @@ def two_columns(left: str, right: str, cols: int) -> list[str]:
 # rendering
 
 
+class _Commands:
+    """The ESC/POS commands a ticket uses, appended to one buffer."""
+
+    def __init__(self) -> None:
+        self.output = bytearray()
+
+    def raw(self, data: bytes) -> None:
+        self.output += data
+
+    def init(self) -> None:
+        self.output += ESC + b"@"
+
+    def style(self, *, align: str | None = None, bold: bool | None = None, invert: bool | None = None,
+              size: int | None = None) -> None:
+        """GS ! (character size, width and height ``size`` times), ESC E, ESC a, GS B; None sends nothing."""
+        if size is not None:
+            if not 1 <= size <= 8:
+                raise ValueError(f"text size {size} is not 1-8")
+            self.output += GS + b"!" + bytes(((size - 1) << 4 | (size - 1),))
+        if bold is not None:
+            self.output += ESC + b"E" + (b"\x01" if bold else b"\x00")
+        if align is not None:
+            self.output += _ALIGN[align]
+        if invert is not None:
+            self.output += GS + b"B" + (b"\x01" if invert else b"\x00")
+
+    def _qr_function(self, fn: int, data: bytes) -> None:
+        # GS ( k pL pH cn fn [m] data: cn 49 = QR Code; pL pH count cn, fn and what follows
+        n = len(data) + 2
+        if n > 0xFFFF:
+            raise ValueError("QR data is too long")
+        self.output += GS + b"(k" + bytes((n & 0xFF, n >> 8, 49, fn)) + data
+
+    def qr(self, data: str, size: int) -> None:
+        """The printer's own QR code (model 2, module ``size`` dots, error correction L)."""
+        if not 1 <= size <= 16:
+            raise ValueError("QR module size must be 1-16")
+        if not data:
+            return
+        self._qr_function(65, b"2\x00")  # function 165: model 2
+        self._qr_function(67, bytes((size,)))  # 167: module size
+        self._qr_function(69, b"0")  # 169: error correction level L
+        self._qr_function(80, b"0" + data.encode("utf-8"))  # 180: store the data
+        self._qr_function(81, b"0")  # 181: print it
+
+    def barcode(self, code: str, symbology: str) -> None:
+        """The printer's own barcode: centred, 64 dots high, module width 2, HRI font A below (GS k, function B)."""
+        if not barcode_ok(symbology, code):
+            raise ValueError(f"barcode {code!r} is not valid {symbology}")
+        self.output += (_ALIGN["center"] + GS + b"h" + bytes((64,)) + GS + b"w\x02" + GS + b"f\x00" + GS + b"H\x02"
+                        + GS + b"k" + bytes((_BARCODES[symbology][0], len(code))) + code.encode())
+
+    def feed(self, lines: int) -> None:
+        self.output += ESC + b"d" + bytes((lines,))  # ESC d n: print and feed n lines
+
+    def cut(self) -> None:
+        self.feed(6)
+        self.output += GS + b"V\x01"  # partial cut
+
+
 class _Renderer:
     def __init__(self, width: int, encoding: str) -> None:
         if encoding not in ENCODINGS:
             raise DocumentError(f"unknown printer encoding {encoding!r}; one of {', '.join(ENCODINGS)}")
         self.width = width
         self.codec, self.codepage = ENCODINGS[encoding]
-        self.d = Dummy()
+        self.d = _Commands()
 
     def start(self) -> None:
-        self.d.hw("INIT")
+        self.d.init()
         if self.codepage is None:
-            self.d._raw(_FS_KANJI_ON)  # double-byte (Chinese) mode for GB18030 / GBK / Big5
+            self.d.raw(_FS_KANJI_ON)  # double-byte (Chinese) mode for GB18030 / GBK / Big5
         else:
-            self.d._raw(_FS_KANJI_OFF + b"\x1bt" + bytes((self.codepage,)))
+            self.d.raw(_FS_KANJI_OFF + b"\x1bt" + bytes((self.codepage,)))
 
     def line(self, text: str) -> None:
-        self.d._raw(text.encode(self.codec, errors="replace") + b"\n")
+        self.d.raw(text.encode(self.codec, errors="replace") + b"\n")
 
     def reset(self) -> None:
-        self.d.set(align="left", bold=False, invert=False, custom_size=True, width=1, height=1)
+        self.d.style(size=1, bold=False, align="left", invert=False)
 
     def text(self, text: str, *, size: str = "normal", align: str = "left", bold: bool = False,
              invert: bool = False) -> None:
         mult = SIZES[size]
         # GS ! (custom size) scales Chinese characters too; ESC ! does not in Kanji mode.
-        self.d.set(align=align, bold=bold, invert=invert, custom_size=True, width=mult, height=mult)
+        self.d.style(size=mult, bold=bold, align=align, invert=invert)
         for raw in protocol.sanitize_text(text).split("\n"):
             for line in wrap(raw, self.width // mult):
                 self.line(line)
@@ -244,16 +326,14 @@ class _Renderer:
             self.line(line)
 
     def qr(self, data: str, size: int) -> None:
-        self.d.set(align="center")
+        self.d.style(align="center")
         # native: the printer draws it from GS ( k (fast, small); centred by ESC a like text
-        self.d.qr(protocol.sanitize_text(data), size=size, native=True)
-        self.d._raw(b"\n")
+        self.d.qr(protocol.sanitize_text(data), size)
+        self.d.raw(b"\n")
         self.reset()
 
     def barcode(self, data: str, symbology: str) -> None:
-        # _hw_barcode rather than barcode(): the public method print()s to stdout on every call.
-        self.d._hw_barcode(_barcode_code(symbology, data), symbology, height=64, width=2, pos="BELOW",
-                           font="A", align_ct=True, function_type="B", check=True)
+        self.d.barcode(_barcode_code(symbology, data), symbology)
         self.reset()
 
     def block(self, block: dict[str, Any], cut: bool) -> None:
@@ -270,15 +350,15 @@ class _Renderer:
         elif kind == "barcode":
             self.barcode(block["data"], block.get("symbology", "CODE128"))
         elif kind == "feed":
-            self.d.print_and_feed(block.get("lines", 1))
+            self.d.feed(block.get("lines", 1))
         elif kind == "cut":
             self.cut(cut)
 
     def cut(self, cut: bool) -> None:
         if cut:
-            self.d.cut(mode="PART")
+            self.d.cut()
         else:
-            self.d.print_and_feed(4)
+            self.d.feed(4)
 
 
 def banner_blocks(*, reprint: int = 0, rerouted_from: str = "") -> list[dict[str, Any]]:
@@ -309,11 +389,11 @@ def render(doc: list[dict[str, Any]], *, width: int = 48, encoding: str = "gb180
     try:
         for block in blocks:
             r.block(block, cut)
-    except (EscposError, ValueError) as err:
+    except ValueError as err:
         raise DocumentError(f"cannot render the document: {err}") from err
     if blocks[-1]["t"] != "cut":
         r.cut(cut)
-    return r.d.output
+    return bytes(r.d.output)
 
 
 def text_doc(text: str, *, title: str = "") -> list[dict[str, Any]]:

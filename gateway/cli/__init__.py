@@ -69,10 +69,11 @@ def run(config_path: str) -> None:
       storegw run --config /etc/storegw/storegw.toml
     """
     from gateway import memory
+
+    memory.tune_malloc()  # before the gateway's modules are imported (docs/architecture.md, Memory)
+    memory.install_tracemalloc()  # only with $STOREGW_TRACEMALLOC (docs/operations.md, benchmarks)
     from gateway.app import build
 
-    memory.tune_malloc()
-    memory.install_tracemalloc()  # only with $STOREGW_TRACEMALLOC (docs/operations.md, benchmarks)
     cfg = load_config(config_path)
     gw = build(cfg)
     stop = threading.Event()
@@ -109,9 +110,10 @@ def demo(duration: float, web_port: int, no_status: bool) -> None:
       storegw demo --duration 60 --web-port 8080
     """
     from gateway import memory
-    from gateway.demo import run_demo
 
     memory.tune_malloc()
+    from gateway.demo import run_demo
+
     run_demo(duration=duration, web_port=web_port, status=not no_status)
 
 

@@ -75,7 +75,9 @@ class OrderingService:
         self.client_limit = RateLimiter(max(2, self.ocfg.submit_rate // 2), 60.0)
         self.write_limit = RateLimiter(self.ocfg.cart_rate, 60.0)
         self.counters = {"rounds": 0, "duplicates": 0, "refused": 0, "tickets": 0}
-        self._views: dict[str, tuple[int, dict[str, Any]]] = {}
+        # table → (view version, the view as JSON text, its paid_ms, session and sold_out): text, not the
+        # dicts, so a long session's rounds cost a few KB per table (docs/architecture.md, Memory)
+        self._views: dict[str, tuple[int, str, int | None, int, list[str]]] = {}
         self._seen_rev = ""
         self.bill_hooks: list[BillHook] = []  # added by services above ordering (members)
 
@@ -272,17 +274,21 @@ class OrderingService:
         table) sees only "this table is being cleared": never the previous party's nicknames, notes
         and bill. The party's own phones still see their bill.
         """
-        view = self.table_view(table_id)
-        paid_ms = view.get("paid_ms")
+        return json.loads(self.table_view_json_for(table_id, diner))
+
+    def table_view_json_for(self, table_id: str, diner: str) -> str:
+        """``table_view_for`` as JSON text (what a phone polls)."""
+        version, text, paid_ms, session, sold_out = self._view_entry(table_id)
         if paid_ms is None:
-            return view
+            return text
         since = self.diner_since_ms(diner)
         # Issued in a whole second before the payment (ids carry seconds; the payment's own second is "after").
-        acted = self._participants.get(view.get("session", -1), ())
+        acted = self._participants.get(session, ())
         if (since is not None and since + 1000 <= paid_ms) or diner in acted:
-            return view
-        return {"open": True, "can_order": False, "clearing": True, "paid": True, "cart": [], "cart_total": 0,
-                "rounds": [], "tasks": [], "sold_out": view["sold_out"], "version": view["version"]}
+            return text
+        return json.dumps({"open": True, "can_order": False, "clearing": True, "paid": True, "cart": [],
+                           "cart_total": 0, "rounds": [], "tasks": [], "sold_out": sold_out, "version": version},
+                          ensure_ascii=False)
 
     def new_idem_key(self) -> str:
         """Return a fresh idempotency key for a submit form."""
@@ -470,14 +476,19 @@ class OrderingService:
     # ------------------------------------------------------------------ diner view (read side)
     def table_view(self, table_id: str) -> dict[str, Any]:
         """Return what every phone at the table sees: session, cart, rounds with statuses, tasks."""
+        return json.loads(self._view_entry(table_id)[1])
+
+    def _view_entry(self, table_id: str) -> tuple[int, str, int | None, int, list[str]]:
         version = self.view_version(table_id)
         cached = self._views.get(table_id)
         if cached and cached[0] == version:
-            return cached[1]
+            return cached
         view = self._build_view(table_id)
         view["version"] = version
-        self._views[table_id] = (version, view)
-        return view
+        entry = (version, json.dumps(view, ensure_ascii=False), view.get("paid_ms"), view.get("session", -1),
+                 view["sold_out"])
+        self._views[table_id] = entry
+        return entry
 
     def _build_view(self, table_id: str) -> dict[str, Any]:
         conn = self.gw.store.read()

@@ -14,8 +14,6 @@ import io
 import re
 from dataclasses import dataclass
 
-import segno
-
 from gateway.core import text as textclean
 from gateway.core.errors import OrderingError
 from gateway.core.text import same_secret
@@ -102,6 +100,8 @@ def table_url(public_host: str, token: str, *, https: bool = False) -> str:
 
 def qr_bytes(url: str, kind: str, scale: int = 8) -> bytes:
     """Render one QR code as PNG or SVG bytes."""
+    import segno  # here: the daemon draws QR codes only when staff print stickers (docs/architecture.md, Memory)
+
     buf = io.BytesIO()
     segno.make(url, error="m", micro=False).save(buf, kind=kind, scale=scale, border=2)
     return buf.getvalue()
@@ -154,6 +154,8 @@ def sheet_svg(stickers: list[tuple[str, str]], store_name: str = "") -> bytes:
 
     Each QR code is segno's own SVG, nested at its sticker's place.
     """
+    import segno
+
     pages = max(1, -(-len(stickers) // (COLS * ROWS)))
     h = PAGE_H * pages
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{PAGE_W:g}mm" height="{h:g}mm" '
@@ -190,6 +192,7 @@ def sheet_pdf(stickers: list[tuple[str, str]], store_name: str = "") -> bytes:
     the running gateway. Labels use the CID font STSong-Light (Chinese and Latin; no font file needed).
     QR modules are segno's matrix drawn as vector rectangles.
     """
+    import segno
     from reportlab.lib.units import mm
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.cidfonts import UnicodeCIDFont

@@ -12,9 +12,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
 from gateway.core.errors import CardNumberRefused, OrderingError
 from gateway.core.models import now_ms
 from gateway.core.text import clean, free_text
@@ -26,14 +23,43 @@ from gateway.staff.clock import remember as clock_remember
 from gateway.store.db import Connection, IntegrityError
 
 ROLES = matrix.ROLES
-# 8 MiB, 3 passes: argon2's 64 MiB default would double the gateway's memory at every login
-# on a Pi (target <= 80 MB RSS); PINs are also protected by rate limits and the encrypted store.
+# 7 MiB, 5 passes (argon2id): one of OWASP's equivalent argon2id settings (Password Storage Cheat
+# Sheet: m=7168 KiB, t=5, p=1), more work than the 8 MiB and 3 passes before it (below OWASP's
+# m=12288, t=3) and 1 MiB less at the moment a check runs, which is the gateway's peak RSS
+# (docs/architecture.md, Memory). RFC 9106's 64 MiB would nearly double the gateway's memory at every
+# login on a Pi (target <= 80 MB RSS); PINs are also protected by the per-account lock, rate limits
+# and the encrypted store. Hashes made with the older settings still verify (they carry their own).
 # Passwords (managers, technicians, auditors) use the same hasher: they are >= 12 characters and
 # come with a TOTP, so the work factor is not what protects them.
-_HASHER = PasswordHasher(time_cost=3, memory_cost=8 * 1024, parallelism=1)
-# One PIN hash at a time: each takes 8 MiB, and 16 web threads checking PINs at once took RSS from
+ARGON2 = {"time_cost": 5, "memory_cost": 7 * 1024, "parallelism": 1}
+# One PIN hash at a time: each takes 7 MiB, and 16 web threads checking PINs at once took RSS from
 # 57 to 237 MB (docs/architecture.md, Memory). Sign-ins are rare; a burst of guesses waits its turn.
 _HASH_SLOT = threading.Lock()
+# What an unknown name is checked against (the same work as a known one): a hash of a string no PIN
+# or password can be, with the ARGON2 parameters (tests/test_memory_imports.py checks they match).
+_DUMMY = "$argon2id$v=19$m=7168,t=5,p=1$Vl5MEf71mhEeUB5W9r1NbQ$M4zWQvSoSfSExyMBK8SnRSW3TXMO7166ZbuN2HpbDWo"
+
+
+def _hash(secret: str) -> str:
+    """Return the argon2id hash of ``secret`` (one hash at a time). argon2 is imported at the first
+    sign-in or account change, not with the daemon (docs/architecture.md, Memory)."""
+    from argon2 import PasswordHasher
+
+    with _HASH_SLOT:
+        return PasswordHasher(**ARGON2).hash(secret)
+
+
+def _verify(digest: str | None, secret: str) -> bool:
+    """Whether ``secret`` matches the argon2 hash ``digest``; one hash at a time. None (an unknown name or
+    an account without a hash): False after the same work against the dummy hash."""
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+    try:
+        with _HASH_SLOT:
+            return PasswordHasher(**ARGON2).verify(_DUMMY if digest is None else digest, secret) and digest is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -107,8 +133,7 @@ def enrol(conn: Connection, name: str, role: str, password: str, who: str = "cli
         raise OrderingError(f"{role} accounts sign in with a PIN: use a PIN for floor staff")
     if not valid_password(password):
         raise OrderingError(f"the password must be {PASSWORD_MIN}-{PASSWORD_MAX} printable characters")
-    with _HASH_SLOT:
-        digest = _HASHER.hash(password)
+    digest = _hash(password)
     secret = totp.new_secret()
     known = conn.execute("SELECT id FROM ord_staff WHERE name = ?", (name,)).fetchone()
     conn.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms, auth) VALUES (?, ?, ?, ?, 'totp') "
@@ -154,8 +179,7 @@ def add_staff(conn: Connection, name: str, role: str, pin: str) -> int:
                             f"storegw staff add {name} --role {role} (asks for the password)")
     if not valid_pin(pin):
         raise OrderingError(f"PIN must be {PIN_MIN}-{PIN_MAX} digits")
-    with _HASH_SLOT:
-        digest = _HASHER.hash(pin)
+    digest = _hash(pin)
     known = conn.execute("SELECT id FROM ord_staff WHERE name = ?", (name,)).fetchone()
     conn.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms) VALUES (?, ?, ?, ?) "
                  "ON CONFLICT (name) DO UPDATE SET role = excluded.role, pin_hash = excluded.pin_hash, active = 1, "
@@ -175,16 +199,9 @@ def verify(conn: Connection, name: str, pin: str) -> StaffMember | None:
     """
     row = conn.execute("SELECT id, name, role, pin_hash FROM ord_staff WHERE name = ? AND active = 1",
                        (name,)).fetchone()
-    digest = row[3] if row else _DUMMY
-    try:
-        with _HASH_SLOT:
-            _HASHER.verify(digest, pin)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    if not _verify(row[3] if row else None, pin):
         return None
     return StaffMember(row[0], row[1], row[2]) if row else None
-
-
-_DUMMY = _HASHER.hash("0000-not-a-pin")
 
 
 def _failed(c: Connection, staff_id: int) -> int:
@@ -235,10 +252,7 @@ def check_login(conn: Connection, write: Any, name: str, secret: str, code: str 
     if failures and now_ms() < (failed_ms or 0) + backoff_ms(failures):
         n = write(lambda c: _failed(c, staff_id))
         return None, "locked" if n >= LOCK_AFTER else "wait"
-    try:
-        with _HASH_SLOT:
-            _HASHER.verify(digest, secret)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    if not _verify(digest, secret):
         n = write(lambda c: _failed(c, staff_id))
         return None, "locked" if n >= LOCK_AFTER else "wrong"
     step = None

@@ -1,4 +1,4 @@
-"""The encrypted store: open (key, quarantine, migrations), one writer, per-thread readers."""
+"""The encrypted store: open (key, quarantine, migrations), one writer, a few pooled read connections."""
 
 from __future__ import annotations
 
@@ -18,10 +18,14 @@ _LOGGER = logging.getLogger(__name__)
 
 __all__ = ["ReadConnection", "Store", "ensure_secret", "open_store"]
 
-# Each thread that reads gets its own connection with its own page cache: 16 web threads, the print
-# workers, the uplink and the scheduler's threads. 256 KiB each (the writer keeps 2 MB): their
-# caches filling with 2 MB each was the slow climb of RSS in bench/soak.py.
+# Every thread's statements share READ_POOL read connections, each with a 256 KiB page cache; the
+# writer keeps 1 MiB (the pages it appends to and the indexes' right edges). A connection costs
+# ~0.3 MB however little it is used (schema, prepared statements, lookaside, cipher buffers): one per
+# reading thread was 26 connections and 7.7 MB under bench/soak.py, and a thread that ended left its
+# connection open (docs/architecture.md, Memory).
 READ_CACHE_KIB = 256
+READ_POOL = 2  # reads are short and mostly hold the GIL; each further connection is ~0.3 MB
+WRITE_CACHE_KIB = 1024
 
 
 def ensure_secret(conn: Connection, key: str, *, table: str = "meta") -> bytes:
@@ -112,8 +116,9 @@ class Rows:
 
 
 class ReadConnection:
-    """A thread's read connection: each statement runs (and is fetched) inside the store's read
-    gate, and the connection is reopened with the current key after a rekey."""
+    """A thread's reader: each statement borrows one of the store's pooled read connections and runs
+    (and is fetched) inside the store's read gate, so a rekey waits for it and the pool reopens with
+    the current key. Anything else asked of it (rare) goes to a connection of the thread's own."""
 
     __slots__ = ("_store", "_conn", "_gen")
 
@@ -126,11 +131,12 @@ class ReadConnection:
         store = self._store
         store._gate.enter()
         try:
-            conn = self._conn
-            if conn is None or self._gen != store._gen:
-                conn = self._reopen()
-            cur = conn.execute(sql, params)
-            return Rows(cur.fetchall(), cur.description)
+            conn = store._borrow()
+            try:
+                cur = conn.execute(sql, params)
+                return Rows(cur.fetchall(), cur.description)
+            finally:
+                store._give_back(conn)
         finally:
             store._gate.leave()
 
@@ -153,12 +159,14 @@ class ReadConnection:
             self._conn = None
 
     def __getattr__(self, name: str) -> Any:  # anything else a reader may ask of a connection
-        conn = self._conn or self._reopen()
+        conn = self._conn
+        if conn is None or self._gen != self._store._gen:
+            conn = self._reopen()
         return getattr(conn, name)
 
 
 class Store:
-    """An opened database: the writer thread and a read connection per thread."""
+    """An opened database: the writer thread and a pool of read connections."""
 
     def __init__(self, opened: OpenResult, key: Key) -> None:
         self.path = opened.path
@@ -167,9 +175,11 @@ class Store:
         self._gen = 0
         self._gate = _Gate()
         self._local = threading.local()
-        self._readers: list[Connection] = []
+        self._readers: list[Connection] = []  # every open read connection (pooled and threads' own)
+        self._idle: list[Connection] = []  # pooled ones not in use now, the last used last
+        self._pool = threading.BoundedSemaphore(READ_POOL)
         self._lock = threading.Lock()
-        self.writer = Writer(connect(self.path, key))
+        self.writer = Writer(connect(self.path, key, cache_kib=WRITE_CACHE_KIB))
 
     @property
     def key(self) -> Key:
@@ -177,11 +187,34 @@ class Store:
         return self._key
 
     def read(self) -> ReadConnection:
-        """Return this thread's read connection (opened on first use)."""
+        """Return this thread's reader (its statements run on the pooled read connections)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = ReadConnection(self)
         return conn
+
+    def _borrow(self) -> Connection:
+        """Take an idle pooled read connection, or open one while fewer than READ_POOL are open;
+        wait while all are in use. Called inside the read gate."""
+        self._pool.acquire()
+        try:
+            with self._lock:
+                if self._idle:
+                    return self._idle.pop()
+            conn = connect(self.path, self._key, cache_kib=READ_CACHE_KIB)
+            conn.execute("PRAGMA query_only = ON")
+            with self._lock:
+                self._readers.append(conn)
+            return conn
+        except BaseException:
+            self._pool.release()
+            raise
+
+    def _give_back(self, conn: Connection) -> None:
+        with self._lock:
+            if any(c is conn for c in self._readers):  # not closed meanwhile (close)
+                self._idle.append(conn)
+        self._pool.release()
 
     def _forget(self, conn: Connection) -> None:
         with self._lock:
@@ -201,6 +234,7 @@ class Store:
             self.writer.run_exclusive(lambda conn: rekey(conn, self.path, new_key, step), timeout=timeout)
             with self._lock:
                 readers, self._readers = self._readers, []
+                self._idle.clear()
             for conn in readers:  # idle: the gate is closed
                 try:
                     conn.close()
@@ -225,6 +259,7 @@ class Store:
                 except Exception:  # noqa: BLE001 - closing on another thread may fail; nothing to keep
                     pass
             self._readers.clear()
+            self._idle.clear()
         self._gen += 1
         self._local = threading.local()
 

@@ -162,7 +162,7 @@ def test_cli_unlocks_and_new_pins_need_six_digits(tmp_path, staff_app, svc, gw):
     with pytest.raises(Exception, match="6-12 digits"):
         svc.writer.call(lambda c: staffops.add_staff(c, "short", "waiter", "2468"))
     # an account made before the rule (a 4-digit PIN hash in the store) still signs in
-    digest = staffops._HASHER.hash("2468")
+    digest = staffops._hash("2468")
     svc.writer.call(lambda c: c.execute("INSERT INTO ord_staff (name, role, pin_hash, created_ms) "
                                         "VALUES ('old', 'waiter', ?, 0)", (digest,)))
     assert _login(staff_app.test_client(), "old", "2468").status_code == 303

@@ -155,3 +155,42 @@ def test_self_test_page_renders_on_both_paper_widths():
         assert "".join(str(i % 10) for i in range(1, width + 1)) in lines
         assert "中" * (width // 2) in lines
         assert all(protocol.display_width(line) <= width for line in lines)
+
+
+def test_commands_are_what_python_escpos_writes():
+    """The renderer writes its dozen commands itself (python-escpos's import costs the daemon 10 MB of
+    Pillow, qrcode, python-barcode and PyYAML, docs/architecture.md, Memory); byte for byte what
+    python-escpos's Dummy writes for the same calls, and the same barcode data accepted."""
+    from escpos.escpos import Escpos
+    from escpos.printer import Dummy
+
+    ours, ref = render._Commands(), Dummy()
+    ours.init()
+    ref.hw("INIT")
+    for align in render.ALIGNS:
+        for size in range(1, 9):
+            for flag in (False, True):
+                ours.style(size=size, bold=flag, align=align, invert=not flag)
+                ref.set(align=align, bold=flag, invert=not flag, custom_size=True, width=size, height=size)
+    ours.style(align="center")
+    ref.set(align="center")
+    for data, size in (("T12", 5), ("x" * 700, 16), ("桌 12 https://example.test/t/A1", 1), ("", 6)):
+        ours.qr(data, size)
+        ref.qr(data, size=size, native=True)
+    for lines in (1, 4, 20):
+        ours.feed(lines)
+        ref.print_and_feed(lines)
+    ours.cut()
+    ref.cut(mode="PART")
+    samples = ["{BA-1", "{B" + "x" * 253, "{Cx", "{D12", "ABC-1 $%", "*AB*", "abc", "1234567", "12345678",
+               "123456789012", "1234567890123", "12345", "1234", "", "{B", "{Bé"]
+    for symbology in render.SYMBOLOGIES:
+        for code in samples:
+            ok = render.barcode_ok(symbology, code)
+            assert ok == bool(Escpos.check_barcode(symbology, code)), (symbology, code)
+            if ok:
+                ours.barcode(code, symbology)
+                ref._hw_barcode(code, symbology, height=64, width=2, pos="BELOW", font="A", align_ct=True,
+                                function_type="B", check=True)
+    assert bytes(ours.output) == ref.output
+

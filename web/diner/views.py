@@ -8,7 +8,6 @@ random diner id, for the nickname) because captive mini-browsers drop cookies.
 from __future__ import annotations
 
 import ipaddress
-import json
 import secrets
 import threading
 import time
@@ -330,8 +329,8 @@ def state(token: str) -> Any:
     except OrderingError as err:
         return json_error(err)
     d = diner_id()
-    return _etag_response(svc, ctx.table.id, f"j-{d}", lambda: json.dumps(svc.table_view_for(ctx.table.id, d),
-                                                                           ensure_ascii=False), "application/json")
+    return _etag_response(svc, ctx.table.id, f"j-{d}", lambda: svc.table_view_json_for(ctx.table.id, d),
+                          "application/json")
 
 
 class LiveSlots:

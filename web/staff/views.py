@@ -21,7 +21,6 @@ from collections import OrderedDict
 from functools import wraps
 from typing import Any
 
-import segno
 from flask import (
     Blueprint,
     Response,
@@ -663,6 +662,8 @@ def account_reset(staff_id: int) -> Any:
         secret, uri = staff().enrol(name, role, request.form.get("password", ""), g.staff.name)
     except OrderingError as err:
         return _done(url_for("staff.accounts"), err)
+    import segno  # here: only TOTP enrolment draws a QR code (docs/architecture.md, Memory)
+
     svg = segno.make(uri, error="m").svg_inline(scale=4)
     return _render("staff/enrolled.html", name=name, role=role, secret=secret, uri=uri, qr=Markup(svg))
 
