@@ -2,8 +2,9 @@
 
 One thread owns the paho client (connect, network loop, publish, acks), so no paho call is made
 from two threads. Each connection attempt gets a fresh client: whatever was in flight on a lost
-connection is simply read from the outbox again (HQ dedupes by ``id``). Reconnects back off
-exponentially with full jitter; a token bucket bounds the drain rate.
+connection is simply read from the outbox again (HQ dedupes by ``id``). Reconnects follow
+``ReconnectPolicy`` (decorrelated jitter, at most one CONNECT a second and a dozen a minute, a longer
+pause when the broker says it is busy); a token bucket bounds the drain rate.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import paho.mqtt.client as paho
 from gateway import __version__
 from gateway.config import Config
 from gateway.core.models import iso_ms, now_ms
-from gateway.spine.mqtt import backoff_delay, configure_auth, describe_rc, new_client
+from gateway.spine.mqtt import ReconnectPolicy, configure_auth, describe_rc, is_busy, new_client
 from gateway.store.db import Connection
 from gateway.store.outbox import Lane, delete, dumps, fetch
 from gateway.store.writer import Writer
@@ -54,6 +55,7 @@ class Uplink:
         self._deleted: collections.deque[list[int]] = collections.deque()  # from the writer's on_commit
         self._tokens = 0.0
         self._rng = random.Random()
+        self._busy = False  # the broker refused or dropped us as overloaded (MQTT 5 reason code)
         self._wake = threading.Event()
         self._more = True  # the last read filled every free slot: there may be more to send
         self._last_fetch = 0.0
@@ -79,6 +81,7 @@ class Uplink:
                     props: object = None) -> None:
         if getattr(rc, "is_failure", False):
             self.last_error = f"HQ refused the connection: {describe_rc(rc)}"
+            self._busy = is_busy(rc)
             return
         self.connected = True
         self.last_error = ""
@@ -86,6 +89,7 @@ class Uplink:
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, rc: object,
                        props: object = None) -> None:
         self.connected = False
+        self._busy = is_busy(rc)
         self.last_error = f"disconnected: {describe_rc(rc)}"
 
     def _on_publish(self, client: paho.Client, userdata: object, mid: int, rc: object = None,
@@ -121,12 +125,15 @@ class Uplink:
 
     def _run(self) -> None:
         attempt = 0
+        policy = ReconnectPolicy(self.up.reconnect_min, self.up.reconnect_max, rng=self._rng)
         while not self._stop.is_set():
             if not self.up.enabled:
                 self._stop.wait(1)
                 continue
             client = self._make_client()
             self._client = client
+            self._busy = False
+            policy.attempted(time.monotonic())
             try:
                 client.connect(self.up.host, self.up.port, keepalive=int(self.up.keepalive))
                 deadline = time.monotonic() + 10
@@ -138,7 +145,7 @@ class Uplink:
                 self.last_error = f"cannot reach HQ {self.up.host}:{self.up.port}: {err}"
             if not self.connected:
                 self._drop(client)
-                delay = backoff_delay(attempt, self.up.reconnect_min, self.up.reconnect_max, self._rng)
+                delay = policy.delay(time.monotonic(), busy=self._busy)
                 if attempt in (0, 5) or attempt % 20 == 0:
                     _LOGGER.warning("Uplink: %s; retrying (backoff up to %.0fs)", self.last_error or "not connected",
                                     self.up.reconnect_max)
@@ -148,6 +155,7 @@ class Uplink:
             if attempt:
                 _LOGGER.info("Uplink connected to %s:%s", self.up.host, self.up.port)
             attempt = 0
+            policy.connected()
             if self.on_state:
                 self.on_state(True)
             topic, birth = self._status("online")
@@ -157,6 +165,7 @@ class Uplink:
                 self.on_state(False)
             if not self._stop.is_set():
                 _LOGGER.warning("Uplink lost HQ: %s; reconnecting", self.last_error)
+                self._stop.wait(policy.delay(time.monotonic(), busy=self._busy))
         self._client = None
 
     def _drop(self, client: paho.Client) -> None:

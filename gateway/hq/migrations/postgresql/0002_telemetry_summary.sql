@@ -1,0 +1,17 @@
+-- Telemetry summaries by window, natively partitioned by window_start (one partition a day,
+-- created by the consumer before it writes into it). The primary key holds the partition column.
+CREATE TABLE IF NOT EXISTS hq_telemetry_summary (
+    window_start timestamptz NOT NULL,
+    id           text NOT NULL,
+    store        text NOT NULL,
+    device       text,
+    metric       text,
+    window_s     integer,
+    rev          bigint NOT NULL,
+    count        bigint,
+    min          double precision,
+    max          double precision,
+    mean         double precision,
+    payload      jsonb NOT NULL,
+    PRIMARY KEY (window_start, id)
+) PARTITION BY RANGE (window_start);
