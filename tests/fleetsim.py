@@ -224,6 +224,13 @@ class SimLoop:
         self.manifesting.set()
         self._thread: threading.Thread | None = None
         self._socks: dict[str, Any] = {}
+        self._calls: collections.deque[Any] = collections.deque()
+
+    TICK = 0.05
+
+    def call(self, fn: Any) -> None:
+        """Run ``fn()`` on the loop's thread (stores are not thread-safe)."""
+        self._calls.append(fn)
 
     def connected(self) -> int:
         """How many stores are connected now."""
@@ -235,8 +242,11 @@ class SimLoop:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop the loop and disconnect every store (no LWT: a clean disconnect)."""
+    def stop(self, *, clean: bool = True) -> None:
+        """Stop the loop and disconnect every store (no LWT: a clean disconnect); ``clean=False``
+        leaves the connections open and silent, as a store that lost power behind a NAT: the broker
+        publishes each one's LWT after 1.5 × keepalive."""
+        self._clean = clean
         self.stop_event.set()
         if self._thread:
             self._thread.join(10)
@@ -251,27 +261,23 @@ class SimLoop:
         store.lost_connection(now)
 
     def run(self) -> None:
-        """The loop: connect when due, produce, read, write, keep alive."""
-        next_misc = 0.0
+        """The loop: connect when due, produce, read, write, keep alive.
+
+        Every store is visited once per ``TICK`` (connect, produce, manifest, flush writes, once a
+        second paho's keepalive); in between, only the stores with something to read are touched.
+        """
+        next_misc = next_tick = 0.0
         while not self.stop_event.is_set():
+            while self._calls:
+                self._calls.popleft()()
             now = time.monotonic()
-            wall_ms = int(time.time() * 1000)
-            for s in self.stores:
-                if s.client is None and now >= s.next_connect:
-                    client = s.try_connect(now)
-                    if client is not None and client.socket() is not None:
-                        sock = client.socket()
-                        self._socks[s.store] = sock
-                        self.sel.register(sock, selectors.EVENT_READ, s)
-                if self.producing.is_set() and now >= s.next_msg:
-                    s.next_msg += 1 / s.rate
-                    if s.next_msg < now:
-                        s.next_msg = now + 1 / s.rate
-                    s.produce(wall_ms)
-                if self.manifesting.is_set() and now >= s.next_manifest:
-                    s.next_manifest = now + s.manifest_s
-                    s.manifest(wall_ms)
-            for key, _ in self.sel.select(0.02):
+            if now >= next_tick:
+                next_tick = now + self.TICK
+                misc = now >= next_misc
+                if misc:
+                    next_misc = now + 1.0
+                self._visit_all(now, misc)
+            for key, _ in self.sel.select(max(0.0, min(0.02, next_tick - time.monotonic()))):
                 s = key.data
                 if s.client is None:
                     continue
@@ -279,29 +285,49 @@ class SimLoop:
                     rc = s.client.loop_read()
                     if rc != paho.MQTT_ERR_SUCCESS or s.client is None or s.client.socket() is None:
                         break
-                    sock = s.client.socket()
-                    if not getattr(sock, "pending", lambda: 0)():
+                    if not getattr(s.client.socket(), "pending", lambda: 0)():
                         break
-                if s.client is None or s.client.socket() is None:
-                    self._drop(s, now)
-            misc = now >= next_misc
-            if misc:
-                next_misc = now + 1.0
-            for s in self.stores:
                 c = s.client
-                if c is None:
-                    continue
-                if c.socket() is None:
+                if c is None or c.socket() is None:
                     self._drop(s, now)
-                    continue
-                if c.want_write():
+                elif c.want_write():
                     c.loop_write()
-                if misc:
-                    c.loop_misc()
-                if c.socket() is None:
-                    self._drop(s, now)
+        self._close()
+
+    def _visit_all(self, now: float, misc: bool) -> None:
+        wall_ms = int(time.time() * 1000)
         for s in self.stores:
-            if s.client is not None:
+            if s.client is None and now >= s.next_connect:
+                client = s.try_connect(now)
+                if client is not None and client.socket() is not None:
+                    sock = client.socket()
+                    self._socks[s.store] = sock
+                    self.sel.register(sock, selectors.EVENT_READ, s)
+            if self.producing.is_set() and now >= s.next_msg:
+                s.next_msg += 1 / s.rate
+                if s.next_msg < now:
+                    s.next_msg = now + 1 / s.rate
+                s.produce(wall_ms)
+            if self.manifesting.is_set() and now >= s.next_manifest:
+                s.next_manifest = now + s.manifest_s
+                s.manifest(wall_ms)
+            c = s.client
+            if c is None:
+                continue
+            if c.socket() is None:
+                self._drop(s, now)
+                continue
+            if c.want_write():
+                c.loop_write()
+            if misc:
+                c.loop_misc()
+            if c.socket() is None:
+                self._drop(s, now)
+
+    def _close(self) -> None:
+        """Disconnect every store cleanly (no LWT), unless ``stop(clean=False)``."""
+        for s in self.stores:
+            if s.client is not None and getattr(self, "_clean", True):
                 try:
                     s.client.disconnect()
                     s.client.loop_write()

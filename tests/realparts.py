@@ -205,6 +205,8 @@ class GatewayProcess:
 SCHEMA_DIR = ROOT / "docs" / "schemas"
 TOPIC_SCHEMAS = {
     "/status": "status.json",
+    "/manifest": "manifest.json",
+    "/cmd/resend": "cmd-resend.json",
     "/telemetry/summary": "telemetry-summary.json",
     "/telemetry/raw": "telemetry-raw.json",
     "/alerts": "alerts.json",

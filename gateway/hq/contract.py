@@ -112,7 +112,9 @@ class Contract:
             doc = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as err:
             raise Invalid(f"not JSON: {err}") from None
-        errors = sorted(self.validator(kind).iter_errors(doc), key=lambda e: list(e.absolute_path))
+        validator = self.validator(kind)
+        errors = [] if validator.is_valid(doc) else sorted(validator.iter_errors(doc),
+                                                           key=lambda e: list(e.absolute_path))
         if errors:
             where = "/".join(str(p) for p in errors[0].absolute_path) or "(top)"
             raise Invalid(f"{kind} schema: {errors[0].message[:300]} at {where}")

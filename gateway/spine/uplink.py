@@ -10,6 +10,7 @@ pause when the broker says it is busy); a token bucket bounds the drain rate.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import random
 import threading
@@ -23,10 +24,13 @@ from gateway.config import Config
 from gateway.core.models import iso_ms, now_ms
 from gateway.spine.mqtt import ReconnectPolicy, configure_auth, describe_rc, is_busy, new_client
 from gateway.store.db import Connection
-from gateway.store.outbox import Lane, delete, dumps, fetch
+from gateway.store.outbox import Lane, acknowledged, dumps, enqueue, fetch, purge_sent, resend, sent_items
 from gateway.store.writer import Writer
 
 _LOGGER = logging.getLogger(__name__)
+
+RESEND_PER_MINUTE = 12  # P/cmd/resend commands acted on per minute at most (HQ asks again later)
+RESEND_MAX_IDS = 500  # ids per command at most (docs/schemas/cmd-resend.json)
 
 
 class Uplink:
@@ -56,6 +60,8 @@ class Uplink:
         self._tokens = 0.0
         self._rng = random.Random()
         self._busy = False  # the broker refused or dropped us as overloaded (MQTT 5 reason code)
+        self._resend_times: collections.deque[float] = collections.deque(maxlen=RESEND_PER_MINUTE)
+        self.resent = 0
         self._wake = threading.Event()
         self._more = True  # the last read filled every free slot: there may be more to send
         self._last_fetch = 0.0
@@ -85,6 +91,54 @@ class Uplink:
             return
         self.connected = True
         self.last_error = ""
+        client.subscribe(f"{self.prefix}/cmd/resend", qos=1)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        """HQ's ``P/cmd/resend``: put what HQ is missing back in the outbox (bounded, rate-limited)."""
+        now = time.monotonic()
+        if len(self._resend_times) == RESEND_PER_MINUTE and now - self._resend_times[0] < 60:
+            _LOGGER.warning("Uplink: more than %d re-send requests from HQ in a minute; ignoring one "
+                            "(HQ asks again)", RESEND_PER_MINUTE)
+            return
+        try:
+            doc = json.loads(msg.payload)
+            ids = doc.get("ids", [])
+            manifests = doc.get("manifests", [])
+            if not (isinstance(ids, list) and isinstance(manifests, list) and len(ids) <= RESEND_MAX_IDS
+                    and len(manifests) <= RESEND_MAX_IDS and all(isinstance(i, str) for i in ids)
+                    and all(isinstance(m, int) and not isinstance(m, bool) for m in manifests)):
+                raise ValueError("ids must be at most 500 strings and manifests at most 500 integers")
+        except (ValueError, AttributeError) as err:
+            _LOGGER.warning("Uplink: ignored a malformed re-send request from HQ: %s", err)
+            return
+        self._resend_times.append(now)
+        names = [f"{self.cfg.store.id}:manifest:{m}" for m in manifests]
+        self.writer.submit(lambda conn: resend(conn, ids, names),
+                           on_commit=lambda n: self._resent(n, len(ids), len(manifests)))
+
+    def _resent(self, n: int, ids: int, manifests: int) -> None:
+        self.resent += n
+        _LOGGER.info("Uplink: HQ asked again for %d message id(s) and %d manifest(s); %d message(s) queued",
+                     ids, manifests, n)
+
+    def write_manifest(self, conn: Connection) -> dict[str, object]:
+        """Close the manifest window: enqueue ``P/manifest`` with the ids and revs HQ's broker
+        acknowledged since the last one, and forget what is older than ``uplink.resend_keep``
+        (runs on the writer, every ``uplink.manifest_every``)."""
+        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('uplink.manifest_seq', "
+                                 "'uplink.manifest_until')").fetchall())
+        seq = int(meta.get("uplink.manifest_seq", 0)) + 1
+        since = int(meta.get("uplink.manifest_until", 0))
+        until = now_ms()
+        doc = {"id": f"{self.cfg.store.id}:manifest:{seq}", "ts": iso_ms(until), "store": self.cfg.store.id,
+               "seq": seq, "window_start": iso_ms(since or until - int(self.up.manifest_every * 1000)),
+               "window_s": max(1, round((until - since) / 1000) if since else round(self.up.manifest_every)),
+               "ids": sent_items(conn, since, until)}
+        enqueue(conn, Lane.ALERTS, f"{self.prefix}/manifest", doc["id"], "manifest", doc)
+        conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                         [("uplink.manifest_seq", str(seq)), ("uplink.manifest_until", str(until))])
+        purge_sent(conn, until - int(self.up.resend_keep * 1000))
+        return doc
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, rc: object,
                        props: object = None) -> None:
@@ -121,6 +175,7 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def _run(self) -> None:
@@ -222,7 +277,8 @@ class Uplink:
         if seqs:
             self.acked += len(seqs)
             self._deleting.update(seqs)
-            self.writer.submit(lambda conn, s=seqs: delete(conn, s),
+            keep = self.up.manifest_every > 0
+            self.writer.submit(lambda conn, s=seqs: acknowledged(conn, s, keep=keep),
                                on_commit=lambda _, s=seqs: self._deleted.append(s))
 
     def _fill(self, client: paho.Client, rate: float) -> None:

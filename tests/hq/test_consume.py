@@ -5,41 +5,26 @@ what was in flight, repaired from the stores' manifests."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fleetsim import SimLoop, SimStore, iso_ms
-from realparts import Mosquitto, Postgres, wait_for
+from realparts import Mosquitto, wait_for
 
 from gateway.hq.consume import Consumer
 from gateway.hq.sink import Sink, open_sink
 from gateway.spine.mqtt import new_client
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[Postgres]:
-    server = Postgres().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["postgresql", "sqlite"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hq.db'}"
-    pg = request.getfixturevalue("pg")
-    import psycopg
-
-    name = f"t{os.getpid()}_{abs(hash(str(tmp_path))) % 10**8}"
-    with psycopg.connect(pg.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg.url.rsplit("/", 1)[0] + "/" + name
+    return request.getfixturevalue("pg_db")
 
 
 def rows(sink: Sink, sql: str) -> list[tuple]:
@@ -97,17 +82,17 @@ def _consume(db: str, port: int, client_id: str, *extra: str) -> subprocess.Pope
 
 
 @pytest.mark.slow
-def test_consumer_killed_mid_batch_loses_nothing_after_gap_repair(tmp_path: Path, pg: Postgres) -> None:
+def test_consumer_killed_mid_batch_loses_nothing_after_gap_repair(tmp_path: Path, pg_db: str) -> None:
     # A broker without persistence: restarting it loses every message in flight to the killed consumer.
     broker = Mosquitto(tmp_path / "mosq").start()
     stores = [SimStore(f"st-{i}", "127.0.0.1", broker.port, rate=20, manifest_s=1.0, base=0.2, cap=1.0, seed=i)
               for i in range(3)]
     loop = SimLoop(stores)
     # A batch this consumer never commits: it holds everything it reads for 60 s.
-    holder = _consume(pg.url, broker.port, "hq-1", "--flush", "60", "--batch", "100000")
+    holder = _consume(pg_db, broker.port, "hq-1", "--flush", "60", "--batch", "100000")
     fresh = None
     try:
-        sink = open_sink(pg.url)
+        sink = open_sink(pg_db)
         loop.start()
         wait_for(lambda: all(s.n >= 40 for s in stores), 30, "stores publishing")
         loop.producing.clear()
@@ -117,7 +102,7 @@ def test_consumer_killed_mid_batch_loses_nothing_after_gap_repair(tmp_path: Path
         holder.wait(10)
         broker.stop()
         broker.start()  # in-flight and queued messages of the killed member are gone with it
-        fresh = _consume(pg.url, broker.port, "hq-1")
+        fresh = _consume(pg_db, broker.port, "hq-1")
         expected = {k: v for s in stores for k, v in s.expected.items()}
 
         def complete() -> bool:
