@@ -191,7 +191,7 @@ def main() -> None:
             broker.start()
             host, port = "127.0.0.1", broker.port
         log(f"PostgreSQL {db}, broker {host}:{port}, fd limit {hard}")
-        from gateway.hq.sink import open_sink
+        from gateway.hq.databases import open_sink
 
         sink = open_sink(db)
         consumers = Consumers(db, port, work, args.repair_grace)

@@ -86,7 +86,7 @@ def hq_consume(db: str, broker: str, group: str, prefix: str, client_id: str, ba
     import threading
 
     from gateway.hq.consume import Consumer
-    from gateway.hq.sink import open_sink
+    from gateway.hq.databases import open_sink
 
     host, port = _host_port(broker)
     sink = open_sink(db, grace=repair_grace)
@@ -122,7 +122,7 @@ def hq_serve(db: str, host: str, port: int, refresh: int) -> None:
     """
     import waitress
 
-    from gateway.hq.sink import open_sink
+    from gateway.hq.databases import open_sink
     from web.fleet import create_app
 
     sink = open_sink(db)

@@ -28,6 +28,7 @@ from gateway.hq.sink import (
     Sink,
     WriteResult,
     activity,
+    first_check_s,
     migrations,
     newest,
     next_check_s,
@@ -176,22 +177,23 @@ class PostgresSink(Sink):
             for msg in batch:
                 if msg.parsed is not None and msg.parsed.manifest is not None:
                     res.manifests += 1
-                    self._manifest(msg.parsed.store, msg.parsed.manifest)
+                    self._manifest(msg.parsed.store, msg.parsed.manifest, msg.received_ms)
         return res
 
-    def _manifest(self, store: str, doc: dict[str, Any]) -> None:
+    def _manifest(self, store: str, doc: dict[str, Any], received_ms: int) -> None:
         c, seq = self.conn, int(doc["seq"])
+        first = first_check_s(doc, received_ms, self.grace)
         c.execute("INSERT INTO hq_manifests AS t (store, seq, id, window_start, window_s, ids, state, check_at) "
                   "VALUES (%s, %s, %s, %s, %s, %s::jsonb, 'pending', now() + make_interval(secs => %s)) "
                   "ON CONFLICT (store, seq) DO UPDATE SET id = excluded.id, window_start = excluded.window_start, "
                   "window_s = excluded.window_s, ids = excluded.ids, state = 'pending', check_at = excluded.check_at "
                   "WHERE t.state = 'absent'",
-                  (store, seq, doc["id"], doc["window_start"], doc["window_s"], json.dumps(doc["ids"]), self.grace))
+                  (store, seq, doc["id"], doc["window_start"], doc["window_s"], json.dumps(doc["ids"]), first))
         prev = c.execute("SELECT max(seq) FROM hq_manifests WHERE store = %s AND seq < %s", (store, seq)).fetchone()[0]
         if prev is None or prev + 1 < seq:  # seqs start at 1: the first ones seen may follow lost ones
             c.execute("INSERT INTO hq_manifests (store, seq, state, check_at) SELECT %s, g, 'absent', "
                       "now() + make_interval(secs => %s) FROM generate_series(%s::bigint, %s::bigint) g "
-                      "ON CONFLICT DO NOTHING", (store, self.grace, max((prev or 0) + 1, seq - MAX_GAP, 1), seq - 1))
+                      "ON CONFLICT DO NOTHING", (store, first, max((prev or 0) + 1, seq - MAX_GAP, 1), seq - 1))
 
     def repair(self, limit: int = 100) -> list[Resend]:
         found: list[tuple[str, str | None, int | None]] = []

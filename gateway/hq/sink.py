@@ -8,7 +8,7 @@ only after ``write`` returned. ``Sink.repair`` compares due manifests with what 
 what to ask each store to re-send. The read side (``stores``, ``active_alerts``, ...) serves the
 fleet page and ``/metrics``.
 
-``open_sink("postgresql://…")`` or ``open_sink("sqlite:///path/hq.db")`` (a bare path is SQLite).
+``gateway.hq.databases.open_sink`` opens either backend from a URL.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from gateway.hq.contract import Parsed, Row, parse_time
 
 GRACE_S = 10.0  # a manifest is first checked this long after it arrived (other consumers' batches)
 MAX_RECHECK_S = 300.0
+MAX_LATE_S = 600.0  # a manifest that arrived this late (or later) waits this much more before its first check
 MAX_GAP = 48  # manifests missing between two received ones that HQ asks for again, at most
 MAX_ASKS = 20  # a missing manifest asked for this often is given up on (state 'lost': the store no longer has it)
 
@@ -134,6 +135,18 @@ def resend_requests(found: Iterable[tuple[str, str | None, int | None]]) -> list
         if seq is not None:
             req.manifests.append(seq)
     return list(by_store.values())
+
+
+def first_check_s(doc: dict[str, Any], received_ms: int, grace: float) -> float:
+    """Seconds until a manifest is first compared with the database: ``grace`` plus however late the
+    manifest itself arrived (its ``ts`` is when the store wrote it). Messages of its window reached
+    the broker before it; when the consumers run behind, they are still queued, not lost, and asking
+    for them again would only add to the queue."""
+    try:
+        late = (received_ms - parse_time(doc.get("ts"), "ts").timestamp() * 1000) / 1000
+    except ValueError:
+        late = 0.0
+    return grace + min(MAX_LATE_S, max(0.0, late))
 
 
 def next_check_s(attempts: int, grace: float) -> float:
@@ -276,7 +289,7 @@ class SqliteSink(Sink):
                 for msg in batch:
                     if msg.parsed is not None and msg.parsed.manifest is not None:
                         res.manifests += 1
-                        self._manifest(msg.parsed.store, msg.parsed.manifest)
+                        self._manifest(msg.parsed.store, msg.parsed.manifest, msg.received_ms)
                     elif msg.reason:
                         res.dead += 1
                         c.execute("INSERT INTO hq_dead_letters (received_at, topic, store, payload, reason) "
@@ -287,8 +300,9 @@ class SqliteSink(Sink):
                 raise
         return res
 
-    def _manifest(self, store: str, doc: dict[str, Any]) -> None:
-        c, seq, check_at = self.conn, int(doc["seq"]), time.time() + self.grace
+    def _manifest(self, store: str, doc: dict[str, Any], received_ms: int) -> None:
+        c, seq = self.conn, int(doc["seq"])
+        check_at = time.time() + first_check_s(doc, received_ms, self.grace)
         c.execute("INSERT INTO hq_manifests AS t (store, seq, id, window_start, window_s, ids, state, received_at, "
                   "check_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (store, seq) DO UPDATE SET "
                   "id = excluded.id, window_start = excluded.window_start, window_s = excluded.window_s, "
@@ -366,13 +380,3 @@ class SqliteSink(Sink):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def open_sink(url: str, *, grace: float = GRACE_S) -> Sink:
-    """Open HQ's database: ``postgresql://…`` (psycopg 3) or ``sqlite:///PATH`` / a plain file path."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from gateway.hq.pgsink import PostgresSink
-
-        return PostgresSink(url, grace=grace)
-    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
-    return SqliteSink(path, grace=grace)

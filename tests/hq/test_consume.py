@@ -16,7 +16,8 @@ from fleetsim import SimLoop, SimStore, iso_ms
 from realparts import Mosquitto, wait_for
 
 from gateway.hq.consume import Consumer
-from gateway.hq.sink import Sink, open_sink
+from gateway.hq.databases import open_sink
+from gateway.hq.sink import Sink
 from gateway.spine.mqtt import new_client
 
 

@@ -16,7 +16,7 @@ from fleetsim import SimLoop, SimStore
 from realparts import Mosquitto, free_port, wait_for, wait_port
 
 from gateway.hq.consume import Consumer
-from gateway.hq.sink import open_sink
+from gateway.hq.databases import open_sink
 from gateway.spine.mqtt import new_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

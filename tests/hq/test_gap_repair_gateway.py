@@ -11,12 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from realparts import equipment, wait_for
 
-from gateway.hq.sink import open_sink
+from gateway.hq.databases import open_sink
 from gateway.hq.watch import HQCollector
 
 pytestmark = pytest.mark.slow
