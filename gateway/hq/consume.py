@@ -128,6 +128,7 @@ class Consumer:
         self.keepalive = keepalive
         self.stats = Stats()
         self.connected = threading.Event()
+        self._stop = threading.Event()
         self._queue: collections.deque[_Pending] = collections.deque()
         self._arrived = threading.Condition()
         self._gen = 0
@@ -188,6 +189,7 @@ class Consumer:
 
     def run(self, stop: threading.Event) -> None:
         """Write batches until ``stop`` is set; also runs gap repair and publishes the counters."""
+        self._stop = stop
         next_repair = next_stats = time.monotonic()
         while not stop.is_set():
             batch = self._take(self.flush_s)
@@ -237,6 +239,8 @@ class Consumer:
                 break
             except Exception as err:  # noqa: BLE001 - classified below; nothing is acknowledged
                 if self.sink.transient(err):
+                    if self._stop.is_set():
+                        return  # stopping with the database down: nothing acknowledged, the broker re-sends
                     _LOGGER.warning("HQ database unavailable (%s); retrying the batch in %.1fs", err, delay)
                     time.sleep(delay)
                     delay = min(delay * 2, 10.0)

@@ -19,9 +19,9 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
+from gateway.hq.contract import parse_time
 from gateway.hq.sink import (
     GRACE_S,
-    MAX_ASKS,
     MAX_GAP,
     Incoming,
     Resend,
@@ -31,8 +31,7 @@ from gateway.hq.sink import (
     first_check_s,
     migrations,
     newest,
-    next_check_s,
-    resend_requests,
+    plan_repair,
     status_updates,
     summary_fields,
 )
@@ -162,69 +161,73 @@ class PostgresSink(Sink):
                           "ON CONFLICT (store) DO UPDATE SET last_seen = excluded.last_seen, "
                           "lag_ms = excluded.lag_ms, messages = t.messages + excluded.messages",
                           ([s for s, _ in act], [lag for _, (_, lag) in act], [n for _, (n, _) in act]))
-            for store, (msg, doc) in sorted(status_updates(batch).items()):
-                c.execute("UPDATE hq_stores SET changed_at = CASE WHEN state IS NOT DISTINCT FROM %s THEN changed_at "
-                          "ELSE now() END, state = %s, status_id = %s, status_ts = %s, version = %s, "
-                          "received_ms = %s WHERE store = %s AND (received_ms IS NULL OR received_ms <= %s)",
-                          (doc["state"], doc["state"], doc["id"], doc["ts"], doc.get("version"), msg.received_ms,
-                           store, msg.received_ms))
+            status = sorted(status_updates(batch).items())
+            if status:
+                c.execute("UPDATE hq_stores t SET changed_at = CASE WHEN t.state IS NOT DISTINCT FROM u.state "
+                          "THEN t.changed_at ELSE now() END, state = u.state, status_id = u.id, status_ts = u.ts, "
+                          "version = u.version, received_ms = u.r FROM unnest(%s::text[], %s::text[], %s::text[], "
+                          "%s::timestamptz[], %s::text[], %s::bigint[]) AS u(store, state, id, ts, version, r) "
+                          "WHERE t.store = u.store AND (t.received_ms IS NULL OR t.received_ms <= u.r)",
+                          ([st for st, _ in status], [d["state"] for _, (_, d) in status],
+                           [d["id"] for _, (_, d) in status], [parse_time(d["ts"], "ts") for _, (_, d) in status],
+                           [d.get("version") for _, (_, d) in status], [m.received_ms for _, (m, _) in status]))
             dead = [m for m in batch if m.reason]
             if dead:
-                c.cursor().executemany(
-                    "INSERT INTO hq_dead_letters (topic, store, payload, reason) VALUES (%s, %s, %s, %s)",
-                    [(m.topic, m.store, m.payload, m.reason) for m in dead])
+                c.execute("INSERT INTO hq_dead_letters (topic, store, payload, reason) SELECT * FROM "
+                          "unnest(%s::text[], %s::text[], %s::bytea[], %s::text[])",
+                          ([m.topic for m in dead], [m.store for m in dead], [m.payload for m in dead],
+                           [m.reason for m in dead]))
                 res.dead = len(dead)
-            for msg in batch:
-                if msg.parsed is not None and msg.parsed.manifest is not None:
-                    res.manifests += 1
-                    self._manifest(msg.parsed.store, msg.parsed.manifest, msg.received_ms)
+            manifests = sorted(((m.parsed.store, int(m.parsed.manifest["seq"]), m.parsed.manifest,
+                                 first_check_s(m.parsed.manifest, m.received_ms, self.grace))
+                                for m in batch if m.parsed is not None and m.parsed.manifest is not None),
+                               key=lambda x: (x[0], x[1]))
+            if manifests:
+                res.manifests = len(manifests)
+                self._manifests(manifests)
         return res
 
-    def _manifest(self, store: str, doc: dict[str, Any], received_ms: int) -> None:
-        c, seq = self.conn, int(doc["seq"])
-        first = first_check_s(doc, received_ms, self.grace)
-        c.execute("INSERT INTO hq_manifests AS t (store, seq, id, window_start, window_s, ids, state, check_at) "
-                  "VALUES (%s, %s, %s, %s, %s, %s::jsonb, 'pending', now() + make_interval(secs => %s)) "
-                  "ON CONFLICT (store, seq) DO UPDATE SET id = excluded.id, window_start = excluded.window_start, "
-                  "window_s = excluded.window_s, ids = excluded.ids, state = 'pending', check_at = excluded.check_at "
-                  "WHERE t.state = 'absent'",
-                  (store, seq, doc["id"], doc["window_start"], doc["window_s"], json.dumps(doc["ids"]), first))
-        prev = c.execute("SELECT max(seq) FROM hq_manifests WHERE store = %s AND seq < %s", (store, seq)).fetchone()[0]
-        if prev is None or prev + 1 < seq:  # seqs start at 1: the first ones seen may follow lost ones
-            c.execute("INSERT INTO hq_manifests (store, seq, state, check_at) SELECT %s, g, 'absent', "
-                      "now() + make_interval(secs => %s) FROM generate_series(%s::bigint, %s::bigint) g "
-                      "ON CONFLICT DO NOTHING", (store, first, max((prev or 0) + 1, seq - MAX_GAP, 1), seq - 1))
+    def _manifests(self, found: list[tuple[str, int, dict[str, Any], float]]) -> None:
+        """Keep the batch's manifests (filling an ``absent`` placeholder), then add placeholders for
+        the seqs missing below each one (a gap: lost manifests HQ will ask for)."""
+        stores, seqs, delays = [f[0] for f in found], [f[1] for f in found], [f[3] for f in found]
+        self.conn.execute(
+            "INSERT INTO hq_manifests AS t (store, seq, id, window_start, window_s, ids, state, check_at) "
+            "SELECT u.store, u.seq, u.id, u.ws, u.wsec, u.ids, 'pending', now() + make_interval(secs => u.delay) "
+            "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::timestamptz[], %s::integer[], %s::jsonb[], "
+            "%s::float8[]) AS u(store, seq, id, ws, wsec, ids, delay) ON CONFLICT (store, seq) DO UPDATE SET "
+            "id = excluded.id, window_start = excluded.window_start, window_s = excluded.window_s, "
+            "ids = excluded.ids, state = 'pending', check_at = excluded.check_at WHERE t.state = 'absent'",
+            (stores, seqs, [f[2]["id"] for f in found], [parse_time(f[2]["window_start"], "window_start")
+                                                         for f in found],
+             [f[2]["window_s"] for f in found], [json.dumps(f[2]["ids"]) for f in found], delays))
+        self.conn.execute(
+            "INSERT INTO hq_manifests (store, seq, state, check_at) SELECT u.store, g, 'absent', "
+            "now() + make_interval(secs => u.delay) FROM unnest(%s::text[], %s::bigint[], %s::float8[]) "
+            "AS u(store, seq, delay) CROSS JOIN LATERAL (SELECT max(m.seq) AS prev FROM hq_manifests m "
+            "WHERE m.store = u.store AND m.seq < u.seq) p CROSS JOIN LATERAL generate_series("
+            "greatest(coalesce(p.prev, 0) + 1, u.seq - %s, 1), u.seq - 1) g ON CONFLICT DO NOTHING",
+            (stores, seqs, delays, MAX_GAP))
 
     def repair(self, limit: int = 100) -> list[Resend]:
-        found: list[tuple[str, str | None, int | None]] = []
         with self._lock, self.conn.transaction():
-            c = self.conn
-            due = c.execute("SELECT store, seq, state, attempts FROM hq_manifests WHERE state NOT IN "
-                            "('complete', 'lost') AND check_at <= now() ORDER BY check_at LIMIT %s "
-                            "FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
-            for store, seq, state, attempts in due:
-                if state == "absent" and attempts >= MAX_ASKS:
-                    c.execute("UPDATE hq_manifests SET state = 'lost' WHERE store = %s AND seq = %s", (store, seq))
-                    continue
-                if state == "absent":
-                    found.append((store, None, seq))
-                    missing = 1
-                else:
-                    ids = [r[0] for r in c.execute(
-                        "SELECT e.key FROM hq_manifests f CROSS JOIN LATERAL jsonb_each_text(f.ids) e "
-                        "LEFT JOIN hq_messages h ON h.id = e.key WHERE f.store = %s AND f.seq = %s "
-                        "AND (h.rev IS NULL OR h.rev < e.value::bigint)", (store, seq))]
-                    found.extend((store, i, None) for i in ids)
-                    missing = len(ids)
-                if missing:
-                    c.execute("UPDATE hq_manifests SET state = CASE state WHEN 'absent' THEN 'absent' "
-                              "ELSE 'requested' END, attempts = attempts + 1, missing = %s, "
-                              "check_at = now() + make_interval(secs => %s) WHERE store = %s AND seq = %s",
-                              (missing, next_check_s(attempts, self.grace), store, seq))
-                else:
-                    c.execute("UPDATE hq_manifests SET state = 'complete', missing = 0 WHERE store = %s AND seq = %s",
-                              (store, seq))
-        return resend_requests(found)
+            rows = self.conn.execute(
+                "WITH due AS (SELECT store, seq, state, attempts FROM hq_manifests WHERE state NOT IN "
+                "('complete', 'lost') AND check_at <= now() ORDER BY check_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "SELECT d.store, d.seq, d.state, d.attempts, m.key FROM due d LEFT JOIN LATERAL (SELECT e.key "
+                "FROM hq_manifests f CROSS JOIN LATERAL jsonb_each_text(f.ids) e LEFT JOIN hq_messages h "
+                "ON h.id = e.key WHERE f.store = d.store AND f.seq = d.seq AND d.state <> 'absent' "
+                "AND (h.rev IS NULL OR h.rev < e.value::bigint)) m ON true", (limit,)).fetchall()
+            checks, requests = plan_repair(rows, self.grace)
+            if checks:
+                self.conn.execute(
+                    "UPDATE hq_manifests t SET state = u.state, attempts = t.attempts + u.asked, missing = u.missing, "
+                    "check_at = coalesce(now() + make_interval(secs => u.delay), t.check_at) FROM unnest(%s::text[], "
+                    "%s::bigint[], %s::text[], %s::integer[], %s::integer[], %s::float8[]) "
+                    "AS u(store, seq, state, asked, missing, delay) WHERE t.store = u.store AND t.seq = u.seq",
+                    ([k.store for k in checks], [k.seq for k in checks], [k.state for k in checks],
+                     [k.asked for k in checks], [k.missing for k in checks], [k.delay_s for k in checks]))
+        return requests
 
     def record_stats(self, consumer: str, stats: dict[str, Any]) -> None:
         with self._lock:

@@ -125,6 +125,42 @@ def activity(batch: list[Incoming]) -> dict[str, tuple[int, int]]:
     return out
 
 
+@dataclass(slots=True)
+class ManifestCheck:
+    """What one due manifest's check decided."""
+
+    store: str
+    seq: int
+    state: str  # complete | requested | absent | lost
+    asked: int  # 1 when HQ asks the store again this time
+    missing: int
+    delay_s: float | None  # when to check again; None: never
+
+
+def plan_repair(rows: Iterable[tuple[str, int, str, int, str | None]], grace: float
+                ) -> tuple[list[ManifestCheck], list[Resend]]:
+    """Decide, from (store, seq, state, attempts, a missing id or None) rows of the due manifests (one
+    row per missing id, or one row with None), what becomes of each and what to ask each store for."""
+    missing: dict[tuple[str, int], tuple[str, int, list[str]]] = {}
+    for store, seq, state, attempts, msg_id in rows:
+        entry = missing.setdefault((store, seq), (state, attempts, []))
+        if msg_id is not None:
+            entry[2].append(msg_id)
+    checks, found = [], []
+    for (store, seq), (state, attempts, ids) in missing.items():
+        if state == "absent" and attempts >= MAX_ASKS:
+            checks.append(ManifestCheck(store, seq, "lost", 0, 1, None))
+        elif state == "absent":
+            found.append((store, None, seq))
+            checks.append(ManifestCheck(store, seq, "absent", 1, 1, next_check_s(attempts, grace)))
+        elif ids:
+            found.extend((store, i, None) for i in ids)
+            checks.append(ManifestCheck(store, seq, "requested", 1, len(ids), next_check_s(attempts, grace)))
+        else:
+            checks.append(ManifestCheck(store, seq, "complete", 0, 0, None))
+    return checks, resend_requests(found)
+
+
 def resend_requests(found: Iterable[tuple[str, str | None, int | None]]) -> list[Resend]:
     """Group (store, missing id, missing manifest seq) into one request per store."""
     by_store: dict[str, Resend] = {}
@@ -316,42 +352,28 @@ class SqliteSink(Sink):
                           "VALUES (?, ?, 'absent', ?, ?) ON CONFLICT DO NOTHING", (store, gap, iso(_now()), check_at))
 
     def repair(self, limit: int = 100) -> list[Resend]:
-        found: list[tuple[str, str | None, int | None]] = []
         now = time.time()
         with self._lock:
             c = self.conn
             c.execute("BEGIN IMMEDIATE")
             try:
-                due = c.execute("SELECT store, seq, state, attempts FROM hq_manifests WHERE state NOT IN "
-                                "('complete', 'lost') AND check_at <= ? ORDER BY check_at LIMIT ?",
-                                (now, limit)).fetchall()
-                for store, seq, state, attempts in due:
-                    if state == "absent" and attempts >= MAX_ASKS:
-                        c.execute("UPDATE hq_manifests SET state = 'lost' WHERE store = ? AND seq = ?", (store, seq))
-                        continue
-                    if state == "absent":
-                        found.append((store, None, seq))
-                        missing = 1
-                    else:
-                        ids = [r[0] for r in c.execute(
-                            "SELECT e.key FROM hq_manifests f, json_each(f.ids) e LEFT JOIN hq_messages h "
-                            "ON h.id = e.key WHERE f.store = ? AND f.seq = ? AND (h.rev IS NULL OR h.rev < e.value)",
-                            (store, seq))]
-                        found.extend((store, i, None) for i in ids)
-                        missing = len(ids)
-                    if missing:
-                        c.execute("UPDATE hq_manifests SET state = CASE state WHEN 'absent' THEN 'absent' "
-                                  "ELSE 'requested' END, attempts = attempts + 1, missing = ?, check_at = ? "
-                                  "WHERE store = ? AND seq = ?",
-                                  (missing, now + next_check_s(attempts, self.grace), store, seq))
-                    else:
-                        c.execute("UPDATE hq_manifests SET state = 'complete', missing = 0 WHERE store = ? AND seq = ?",
-                                  (store, seq))
+                rows = c.execute(
+                    "SELECT d.store, d.seq, d.state, d.attempts, m.key FROM (SELECT store, seq, state, attempts, "
+                    "check_at FROM hq_manifests WHERE state NOT IN ('complete', 'lost') AND check_at <= ? "
+                    "ORDER BY check_at LIMIT ?) d LEFT JOIN (SELECT f.store, f.seq, e.key FROM hq_manifests f, "
+                    "json_each(f.ids) e LEFT JOIN hq_messages h ON h.id = e.key WHERE f.state NOT IN "
+                    "('complete', 'lost', 'absent') AND f.check_at <= ? AND (h.rev IS NULL OR h.rev < e.value)) m "
+                    "ON m.store = d.store AND m.seq = d.seq", (now, limit, now)).fetchall()
+                checks, requests = plan_repair(rows, self.grace)
+                c.executemany("UPDATE hq_manifests SET state = ?, attempts = attempts + ?, missing = ?, "
+                              "check_at = coalesce(?, check_at) WHERE store = ? AND seq = ?",
+                              [(k.state, k.asked, k.missing, None if k.delay_s is None else now + k.delay_s,
+                                k.store, k.seq) for k in checks])
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
-        return resend_requests(found)
+        return requests
 
     def record_stats(self, consumer: str, stats: dict[str, Any]) -> None:
         with self._lock:
