@@ -35,6 +35,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -224,6 +225,7 @@ def main() -> None:
         next_kill = t0 + args.kill_every if args.kill_every > 0 else float("inf")
         victim = 0
         kills = 0
+        next_report = t0 + 10
         while time.monotonic() - t0 < args.duration:
             now = time.monotonic()
             if not restarted and now - t0 >= args.restart_at:
@@ -231,11 +233,17 @@ def main() -> None:
                 log("broker restart")
                 broker.stop()
                 time.sleep(args.down)
-                broker.start()
+                broker.start(timeout=120)
                 back = time.monotonic()
                 wait_for(lambda: sum(connected) == args.stores, 120, "every store back", interval=0.1)
                 reconnect_all_s = round(time.monotonic() - back, 1)
                 log(f"all {args.stores} stores back {reconnect_all_s}s after the broker")
+            if now >= next_report:
+                next_report = now + 10
+                st = consumers.stats(sink)
+                log("  consumers: " + ", ".join(f"{c} {s.get('messages_per_s', 0):.0f} msg/s lag "
+                                                 f"{s.get('lag_ms', 0) / 1000:.1f}s" for c, s in sorted(st.items()))
+                    + f"; {sum(connected)} stores connected")
             if now >= next_kill:
                 cid = consumers.ids[victim % 2]
                 victim += 1
@@ -317,6 +325,7 @@ def main() -> None:
             broker.stop()
         if pg:
             pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _count_backlog(sink: Any, window_s: int) -> int:

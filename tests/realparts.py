@@ -85,14 +85,15 @@ class Mosquitto:
             "log_dest stderr\n"
             "log_type error\n")
 
-    def start(self) -> Mosquitto:
-        """Start (or restart) the broker and wait until it listens."""
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        """Start (or restart) the broker and wait until it listens (loading a large persistence file
+        can take a while)."""
         if not Path(MOSQUITTO).exists():
             raise RuntimeError("mosquitto is not installed: run `apt-get install mosquitto` "
                                "(provisioning/dev.sh test does this)")
         with open(self.workdir / "mosquitto.log", "ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
-        wait_port(self.port)
+        wait_port(self.port, timeout)
         return self
 
     def stop(self) -> None:
@@ -318,3 +319,8 @@ class Postgres:
                 self.proc.wait()
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def postgres(*, fsync: bool = False) -> Postgres:
+    """Start a throwaway PostgreSQL (``Postgres``); call ``.stop()`` on it when done."""
+    return Postgres(fsync=fsync).start()

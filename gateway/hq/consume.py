@@ -39,7 +39,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from gateway.core.errors import UplinkError
 from gateway.hq.contract import Contract, Invalid
 from gateway.hq.sink import Incoming, Resend, Sink, WriteResult, iso
-from gateway.spine.mqtt import configure_auth, describe_rc, new_client
+from gateway.spine.mqtt import configure_auth, describe_rc, fast_property_decoding, new_client
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ class Consumer:
         self._queue: collections.deque[_Pending] = collections.deque()
         self._arrived = threading.Condition()
         self._gen = 0
-        self.client = new_client(self.client_id, clean=False, protocol="5", manual_ack=True)
+        fast_property_decoding()
+        self.client = new_client(self.client_id, clean=False, protocol="5", manual_ack=True, read_buffer=True)
         configure_auth(self.client, tls=tls, ca_file=ca_file, username=username, password_file=password_file,
                        section="hq")
         self.client.reconnect_delay_set(1, 30)

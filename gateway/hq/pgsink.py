@@ -82,17 +82,16 @@ class PostgresSink(Sink):
                       "applied_at timestamptz NOT NULL DEFAULT now())")
             done = dict(c.execute("SELECT version, name FROM hq_schema").fetchall())
             have_ts = c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-            chosen: dict[int, tuple[str, str]] = {}
             for version, name, sql in migrations("postgresql"):
-                variant = name.endswith(".timescaledb.sql")
-                if variant and not have_ts:
-                    continue
-                if version not in chosen or variant:
-                    chosen[version] = (name, sql)
-            for version in sorted(chosen):
-                name, sql = chosen[version]
                 if version in done:
                     continue
+                marker = next((line.split(":", 1)[1] for line in sql.splitlines()
+                               if line.startswith("-- TIMESCALEDB:")), None)
+                if have_ts and marker:
+                    # the same table, unpartitioned, as a hypertable
+                    sql = ("CREATE EXTENSION IF NOT EXISTS timescaledb;\n"
+                           + sql.replace(" PARTITION BY RANGE (window_start)", "") + ";\n" + marker)
+                    name = name.replace(".sql", ".timescaledb.sql")
                 c.execute(sql)
                 c.execute("INSERT INTO hq_schema (version, name) VALUES (%s, %s)", (version, name))
                 done[version] = name

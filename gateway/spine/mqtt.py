@@ -106,6 +106,31 @@ def skip_topic_callbacks(client: paho.Client) -> None:
         client._on_message_filtered = _NoTopicCallbacks()  # type: ignore[attr-defined]
 
 
+def fast_property_decoding() -> None:
+    """Make paho's MQTT 5 property decoding skip a needless sweep (process-wide; for consumers).
+
+    paho 2.x decodes every incoming MQTT 5 PUBLISH into a new ``Properties`` object and first
+    ``clear()``s it: a loop over all 27 property names with a string replace and a ``hasattr``
+    each, on an object that has none of them yet. On a consumer reading hundreds of messages a
+    second that is about a seventh of its CPU. This ``clear`` deletes only the properties that are
+    set, which is the same result. A paho without ``Properties.clear`` is left alone.
+    """
+    from paho.mqtt.properties import Properties
+
+    if getattr(Properties, "_storegw_fast_clear", False) or not hasattr(Properties, "clear"):
+        return
+    from paho.mqtt.packettypes import PacketTypes
+
+    attrs = frozenset(name.replace(" ", "") for name in Properties(PacketTypes.PUBLISH).names)
+
+    def clear(self: Properties) -> None:
+        for key in [k for k in vars(self) if k in attrs]:
+            delattr(self, key)
+
+    Properties.clear = clear  # type: ignore[method-assign]
+    Properties._storegw_fast_clear = True  # type: ignore[attr-defined]
+
+
 def read_secret(path: str, key: str) -> str:
     """Read a password from a file, naming the config key when it cannot."""
     try:

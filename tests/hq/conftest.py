@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from realparts import Postgres
+from realparts import Postgres, postgres
 
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[Postgres]:
     """A real PostgreSQL (initdb in a temp dir, random port, stopped by PID)."""
-    server = Postgres().start()
+    server = postgres()
     yield server
     server.stop()
 
