@@ -46,7 +46,7 @@ _LOGGER = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 120
 RECEIVE_MAXIMUM = 2000  # messages the broker may have in flight to one member (batches are up to `batch`)
 RESEND_CHUNK = 500  # ids per P/cmd/resend message
-LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
 
 
 @dataclass(slots=True)
