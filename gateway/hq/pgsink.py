@@ -21,6 +21,7 @@ from psycopg import errors as pgerrors
 
 from gateway.hq.contract import parse_time
 from gateway.hq.sink import (
+    COMMON_QUERIES,
     GRACE_S,
     MAX_GAP,
     Incoming,
@@ -39,21 +40,13 @@ from gateway.hq.sink import (
 _LOCK_KEY = zlib.crc32(b"storegw-hq")  # advisory lock: migrations and partition creation, one consumer at a time
 
 PG_QUERIES = {
-    "stores": "SELECT s.store, s.state, s.changed_at, s.last_seen, s.lag_ms, s.messages, s.version, "
-              "coalesce((SELECT sum(m.missing) FROM hq_manifests m WHERE m.store = s.store "
-              "AND m.state NOT IN ('complete', 'lost')), 0) AS missing FROM hq_stores s ORDER BY s.store",
+    **COMMON_QUERIES,
     "alerts": "SELECT a.store, a.ts, a.payload->>'severity' AS severity, a.payload->>'rule' AS rule, "
               "a.payload->>'device' AS device, a.payload->'value' AS value FROM hq_messages a "
               "WHERE a.kind = 'alerts' AND a.payload->>'state' = 'raised' AND NOT EXISTS (SELECT 1 FROM "
               "hq_messages c WHERE c.id = (a.payload->>'episode') || ':cleared') ORDER BY a.ts DESC LIMIT 500",
     "latest": "SELECT DISTINCT ON (store, kind) store, kind, ts, payload FROM hq_messages "
               "WHERE kind LIKE '%%summary' OR kind LIKE 'reports/%%' ORDER BY store, kind, ts DESC",
-    "dead_letters": "SELECT seq, received_at, topic, store, reason FROM hq_dead_letters ORDER BY seq DESC LIMIT 50",
-    "counts": "SELECT (SELECT count(*) FROM hq_messages) AS messages, "
-              "(SELECT count(*) FROM hq_dead_letters) AS dead_letters, "
-              "(SELECT count(*) FROM hq_manifests WHERE state NOT IN ('complete', 'lost')) AS manifests_open, "
-              "(SELECT coalesce(sum(missing), 0) FROM hq_manifests WHERE state NOT IN ('complete', 'lost')) AS missing",
-    "consumers": "SELECT consumer, updated_at, stats FROM hq_consumers ORDER BY consumer",
 }
 
 RETRYABLE = (pgerrors.DeadlockDetected, pgerrors.SerializationFailure)

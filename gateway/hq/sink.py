@@ -226,11 +226,21 @@ class Sink:
         return False
 
 
-# The fleet page's queries (SQLite dialect; gateway.hq.pgsink has the PostgreSQL ones).
-SQLITE_QUERIES = {
+# The fleet page's queries: the same in both dialects, then SQLite's own (gateway.hq.pgsink has
+# PostgreSQL's).
+COMMON_QUERIES = {
     "stores": "SELECT s.store, s.state, s.changed_at, s.last_seen, s.lag_ms, s.messages, s.version, "
               "coalesce((SELECT sum(m.missing) FROM hq_manifests m WHERE m.store = s.store "
               "AND m.state NOT IN ('complete', 'lost')), 0) AS missing FROM hq_stores s ORDER BY s.store",
+    "dead_letters": "SELECT seq, received_at, topic, store, reason FROM hq_dead_letters ORDER BY seq DESC LIMIT 50",
+    "counts": "SELECT (SELECT count(*) FROM hq_messages) AS messages, "
+              "(SELECT count(*) FROM hq_dead_letters) AS dead_letters, "
+              "(SELECT count(*) FROM hq_manifests WHERE state NOT IN ('complete', 'lost')) AS manifests_open, "
+              "(SELECT coalesce(sum(missing), 0) FROM hq_manifests WHERE state NOT IN ('complete', 'lost')) AS missing",
+    "consumers": "SELECT consumer, updated_at, stats FROM hq_consumers ORDER BY consumer",
+}
+SQLITE_QUERIES = {
+    **COMMON_QUERIES,
     "alerts": "SELECT a.store, a.ts, json_extract(a.payload, '$.severity') AS severity, "
               "json_extract(a.payload, '$.rule') AS rule, json_extract(a.payload, '$.device') AS device, "
               "json_extract(a.payload, '$.value') AS value FROM hq_messages a WHERE a.kind = 'alerts' "
@@ -239,12 +249,6 @@ SQLITE_QUERIES = {
     "latest": "SELECT m.store, m.kind, m.ts, m.payload FROM hq_messages m JOIN (SELECT store, kind, max(ts) AS ts "
               "FROM hq_messages WHERE kind LIKE '%summary' OR kind LIKE 'reports/%' GROUP BY store, kind) l "
               "ON l.store = m.store AND l.kind = m.kind AND l.ts = m.ts ORDER BY m.store, m.kind",
-    "dead_letters": "SELECT seq, received_at, topic, store, reason FROM hq_dead_letters ORDER BY seq DESC LIMIT 50",
-    "counts": "SELECT (SELECT count(*) FROM hq_messages) AS messages, "
-              "(SELECT count(*) FROM hq_dead_letters) AS dead_letters, "
-              "(SELECT count(*) FROM hq_manifests WHERE state NOT IN ('complete', 'lost')) AS manifests_open, "
-              "(SELECT coalesce(sum(missing), 0) FROM hq_manifests WHERE state NOT IN ('complete', 'lost')) AS missing",
-    "consumers": "SELECT consumer, updated_at, stats FROM hq_consumers ORDER BY consumer",
 }
 
 
