@@ -13,6 +13,7 @@ protocol error or a bug in a hook end the thread: those are counted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 2.0  # a replugged device is noticed within BACKOFF_MAX plus one open
+RAW_KEEP = 4096  # DeviceEvent.raw: the newest bytes before an event
 READ_INTERVAL = 0.05  # read timeout: how often the thread checks stop, idle, path and tick
 
 
@@ -150,6 +152,7 @@ class SerialDriver(Presence):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bug_logged = False
+        self._raw = bytearray()  # bytes since the last event (DeviceEvent.raw), the newest RAW_KEEP
 
     # -- Driver protocol
     def start(self, sink: EventSink) -> None:
@@ -186,8 +189,11 @@ class SerialDriver(Presence):
             raise DeviceUnavailable(f"write to {self.port} failed: {err}") from err
 
     def emit(self, event: DeviceEvent) -> None:
-        """Deliver an event to the sink."""
+        """Deliver an event to the sink, with the bytes received since the previous event (``raw``)."""
         self.stats.events += 1
+        if self._raw and not event.raw:
+            event = dataclasses.replace(event, raw=bytes(self._raw))
+        self._raw.clear()
         if self._sink is not None:
             self._sink.event(event)
 
@@ -269,6 +275,8 @@ class SerialDriver(Presence):
             now = time.monotonic()
             if data:
                 self.stats.bytes_in += len(data)
+                self._raw += data
+                del self._raw[:-RAW_KEEP]
                 last_data, pending = now, True
                 self._call(self.data_received, data, now)
             elif pending and self.idle_timeout > 0 and now - last_data >= self.idle_timeout:

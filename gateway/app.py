@@ -86,6 +86,7 @@ class Gateway:
         self._stopping = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
         self.privacy: KeyService | None = None  # keys, field cipher, rotation (set by build)
+        self.tech: Any = None  # the technician page's service (provisioning/tech.py), set at start
 
     # -- lifecycle
     def start(self, *, web: bool = True, devices: bool = True) -> None:
@@ -112,6 +113,7 @@ class Gateway:
         self._start_audit()
         self._start_privacy()
         self._build_services()
+        self._build_tech()
         self.hub.start()
         if devices:
             self._start_drivers()
@@ -210,6 +212,17 @@ class Gateway:
         self.tombstones.record_run(now)
         return result
 
+    def privacy_report(self, now: int | None = None) -> dict[str, Any]:
+        """``storegw privacy report`` of the running gateway, for the auditor's page: counts and oldest
+        record per category, next retention run, last receipt, unmasks this week (by reference), key
+        versions. Never a value."""
+        from gateway.privacy import report
+
+        conn = self.store.read()
+        versions = self.privacy.versions(conn) if self.privacy is not None else None
+        return report.build(conn, domains.INVENTORY, now_ms=now_ms() if now is None else now,
+                            tz=self.cfg.store.timezone, at=self.cfg.privacy.retention_at, key_versions=versions)
+
     def _build_services(self) -> None:
         """Build and start the domain services, in order (later ones may use earlier ones)."""
         for name, factory in domains.SERVICES:
@@ -218,6 +231,20 @@ class Gateway:
             self.services[name] = svc
             svc.start()
             self.on_stop(svc.stop)
+
+    def _build_tech(self) -> None:
+        """The technician page's service; doctor's checks run in it on demand (web cannot import provisioning)."""
+        from provisioning.tech import TechService
+
+        cfg = self.cfg
+
+        def doctor() -> list[Any]:
+            from provisioning.doctor import run_checks
+
+            return run_checks(cfg, timeout=3.0)
+
+        self.tech = TechService(cfg, self.hub, self.telemetry, self.ingest, self.alerts, self.store.writer,
+                                self.services, doctor=doctor)
 
     def _start_drivers(self) -> None:
         from devices import cardref, registry

@@ -53,6 +53,15 @@ def db_key(cfg: Any, *, create: bool = False) -> Any:
     return current_db_key(cfg.data_path, cfg.keys_path, cfg.store.key_file, create=create)
 
 
+def field_cipher(cfg: Any) -> Any:
+    """The keyring's field cipher (``gateway.privacy.fields.FieldCipher``) for commands that write
+    field-encrypted values themselves (``storegw staff add`` of a manager: the TOTP secret)."""
+    from gateway.privacy.fields import FieldCipher
+    from gateway.privacy.keys import Keyring
+
+    return FieldCipher(Keyring.open(cfg.keys_path, create=True))
+
+
 def health_url(cfg: Any) -> str:
     """Return the running gateway's health URL on this board, from ``web.listen``."""
     host, _, port = cfg.web.listen.rpartition(":")

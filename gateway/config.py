@@ -196,6 +196,21 @@ class StaffConfig:
 
 
 @dataclass(frozen=True)
+class WifiConfig:
+    """[wifi]: the diners' access point and captive portal (`storegw provision wifi`, docs/operations.md)."""
+
+    interface: str = opt("str", "wlan0", help="Interface of the diners' access point (its own subnet).")
+    ssid: str = opt("str", "", help="Network name diners see; \"\" = the store's name.")
+    address: str = opt("str", "10.42.0.1/24", help="The gateway's address and prefix on the diners' subnet.")
+    uplink: str = opt("str", "", help="Interface to the internet (eth0); diners are never routed to it.")
+    staff_networks: tuple[str, ...] = opt("list[str]", (), help="Staff subnets (CIDR) diners must never reach, "
+                                          "besides everything behind the uplink.")
+    country: str = opt("str", "CN", help="Regulatory country code of the radio (hostapd country_code).")
+    channel: int = opt("int", 6, help="2.4 GHz channel of the access point.")
+    lease: float = opt("duration", "2h", help="DHCP lease time on the diners' subnet.")
+
+
+@dataclass(frozen=True)
 class BackupConfig:
     """[backup]: a daily backup of the database made by storegw itself (off until ``at`` is set)."""
 
@@ -327,6 +342,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
+    wifi: WifiConfig = field(default_factory=WifiConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
 
@@ -377,6 +393,7 @@ SECTIONS: dict[str, type] = {
     "audit": AuditConfig,
     "privacy": PrivacyConfig,
     "staff": StaffConfig,
+    "wifi": WifiConfig,
 }
 
 # Defaults that cannot live in the dataclass because they are duration/size strings.
@@ -526,6 +543,7 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.telemetry.summary_window < 1:
         raise ConfigError("telemetry.summary_window: must be at least \"1s\"", key="telemetry.summary_window")
     _check_members(cfg)
+    _check_wifi(cfg)
     lm = cfg.local_mqtt
     local_id = lm.client_id or f"storegw-{cfg.store.id}-local"
     if (lm.host, lm.port) == (up.host, up.port) and local_id == (up.client_id or f"storegw-{cfg.store.id}"):
@@ -533,6 +551,33 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"local_mqtt.client_id: {local_id!r} is also the uplink's client id on the same broker "
                           f"{up.host}:{up.port}; the broker would keep disconnecting one for the other. "
                           "Give them different ids (or leave both unset)", key="local_mqtt.client_id")
+
+
+def _check_wifi(cfg: Config) -> None:
+    import ipaddress
+
+    w = cfg.wifi
+    try:
+        iface = ipaddress.ip_interface(w.address)
+    except ValueError:
+        raise ConfigError(f"wifi.address: expected the gateway's address with a prefix such as \"10.42.0.1/24\", "
+                          f"found \"{w.address}\"", key="wifi.address") from None
+    if iface.version != 4 or iface.network.prefixlen > 29 or iface.ip == iface.network.network_address:
+        raise ConfigError(f"wifi.address: an IPv4 host address in a /29 or larger subnet, e.g. \"10.42.0.1/24\"; "
+                          f"found \"{w.address}\"", key="wifi.address")
+    for i, net in enumerate(w.staff_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"wifi.staff_networks[{i}]: expected a subnet such as \"192.168.10.0/24\", "
+                              f"found \"{net}\"", key="wifi.staff_networks") from None
+    if w.uplink and w.uplink == w.interface:
+        raise ConfigError(f"wifi.uplink: \"{w.uplink}\" is also wifi.interface; the diners' AP needs its own "
+                          "interface (use Ethernet or a second Wi-Fi adapter for the uplink)", key="wifi.uplink")
+    if not 1 <= w.channel <= 14:
+        raise ConfigError("wifi.channel: a 2.4 GHz channel, 1-14", key="wifi.channel")
+    if len(w.ssid.encode()) > 32:
+        raise ConfigError("wifi.ssid: at most 32 bytes (UTF-8)", key="wifi.ssid")
 
 
 def _check_members(cfg: Config) -> None:

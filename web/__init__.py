@@ -15,9 +15,10 @@ from web.portal import views as portal
 from web.staff import frontdesk
 from web.staff import member_views as staff_members
 from web.staff import views as staff
+from web.tech import views as tech
 
 # The pages of this build, registered in this order; each module has ``bp`` and may have ``init_app``.
-BLUEPRINTS = (health, diner, staff, portal)
+BLUEPRINTS = (health, diner, staff, tech, portal)
 # Modules that add routes to a blueprint above (the diner queue pages are on the diner blueprint).
 _ROUTES_ON_BLUEPRINTS = (diner_queue, diner_members, staff_members, frontdesk)
 

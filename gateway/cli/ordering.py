@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from gateway.cli.db import database
-from gateway.clikit import CONFIG
+from gateway.clikit import CONFIG, field_cipher
 from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
 from gateway.core.errors import OrderingError
@@ -315,7 +315,8 @@ def staff_add(name: str, role: str, pin_stdin: bool, password_file: str | None, 
             password = lines[0] if lines else ""
         else:
             password = click.prompt("Password (12-128 characters)", hide_input=True, confirmation_prompt=True)
-        secret = write(cfg, lambda c: enrol(c, name, role, password, "cli"))
+        cipher = field_cipher(cfg)
+        secret = write(cfg, lambda c: enrol(c, name, role, password, "cli", cipher=cipher))
         uri = totp_mod.uri(secret, name, f"storegw {cfg.store.id}")
         import segno
 

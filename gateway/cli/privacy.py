@@ -229,11 +229,9 @@ def report_cmd(config_path: str, as_json: bool) -> None:
 
     cfg = load_config(config_path)
     keys = status(cfg)
-    fields = keys.get("fields") or {}
-    versions = {"database": (keys.get("database") or {}).get("primary") or "n/a",
-                "fields": ", ".join(f"v{v['version']} {v['status']} ({v['rows']} rows)"
-                                    for v in fields.get("versions", [])) or "n/a",
-                "signing": (keys.get("signing") or {}).get("key_id", "n/a")}
+    versions = report.key_versions((keys.get("database") or {}).get("primary"),
+                                   (keys.get("fields") or {}).get("versions", []),
+                                   (keys.get("signing") or {}).get("key_id"))
     with database(cfg) as conn:
         doc = report.build(conn, domains.INVENTORY, now_ms=now_ms(), tz=cfg.store.timezone,
                            at=cfg.privacy.retention_at, key_versions=versions)

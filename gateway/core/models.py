@@ -51,7 +51,9 @@ class DeviceEvent:
     """Something a staff device reported (a scan, a card, an ID, a printer state).
 
     ``data`` holds only what may be shown or forwarded (masked); ``sensitive`` holds the
-    unmasked fields for the one service allowed to see them and is never logged.
+    unmasked fields for the one service allowed to see them and is never logged. ``raw`` is what
+    a serial device sent up to this event (at most 4 KiB): kept in memory only, for the technician
+    page's audited raw view; never logged, stored or forwarded.
     """
 
     device: str
@@ -59,6 +61,7 @@ class DeviceEvent:
     ts_ms: int
     data: Mapping[str, Any]
     sensitive: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -444,9 +444,8 @@ INVENTORY = Declaration("ordering", (
            Column("pin_hash", "user.authorization.credentials", "Argon2 hash of the PIN (or of the password, "
                   "auth = 'totp')", EMPLOYMENT, _ACCOUNT, mask=HIDDEN),
            # the staff package's columns (gateway/staff/schema.py, 0400_staff_totp_unmask)
-           Column("totp_sealed", "user.authorization.credentials", "TOTP secret of a manager, technician or auditor "
-                  "(AES-GCM sealed: gateway/staff/sealed.py, a stopgap until field encryption takes it)", EMPLOYMENT,
-                  _ACCOUNT, mask=HIDDEN),
+           Column("totp_sealed", "user.authorization.credentials", "TOTP secret of a manager, technician or auditor",
+                  EMPLOYMENT, _ACCOUNT, mask=HIDDEN, encrypted=True),
            *ops("active created_ms failures failed_ms locked_ms auth totp_step", _ACCOUNT, "sign-in state")),
           created="created_ms",
           subjects=(SubjectHook("staff", "staff:NAME (the sign-in name)", subjects.staff_export, subjects.staff_erase,

@@ -83,6 +83,7 @@ FIELDS: list[EncryptedField] = [
     EncryptedField("guest_people", "photo_ct", ref="ref"),
     EncryptedField("guest_people", "guardian_ct", ref="ref"),
     EncryptedField("guest_reports", "payload_ct", ref="id"),
+    EncryptedField("ord_staff", "totp_sealed", ref="id"),  # a manager's, technician's or auditor's TOTP secret
 ]
 
 
@@ -235,19 +236,67 @@ class FieldCipher:
 
 
 # ---------------------------------------------------------------------------
+# values of the staff package's interim seal (before field encryption existed)
+#
+# ``ord_staff.totp_sealed`` was once sealed with AES-256-GCM under a random key kept in the database's
+# own ``meta`` table (``secret:staff-fields``; format byte 0x53 "S", AAD ``storegw-staff-sealed``): it
+# protected a column dump, not a copy of the database with its key. Such values are read here only to
+# move them under the keyring's field keys (``migrate_legacy``: at start, and by every re-wrap, so
+# ``keys rotate`` moves them too); once none is left the interim key is deleted.
+
+LEGACY_BYTE = 0x53
+LEGACY_SECRET = "secret:staff-fields"
+LEGACY_VERSION = 0  # how ``rows_per_version`` counts them: under no keyring version
+
+
+def _legacy_open(conn: Connection, table: str, column: str, ref: str | int | None, blob: bytes) -> bytes:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (LEGACY_SECRET,)).fetchone()
+    if row is None:
+        raise FieldCryptoError(f"{table}.{column}: an interim-sealed value, but its key is gone")
+    aad = b"storegw-staff-sealed\x00" + f"{table}\x00{column}\x00{'' if ref is None else ref}".encode()
+    try:
+        return AESGCM(bytes.fromhex(row[0])).decrypt(blob[1:1 + NONCE_LEN], blob[1 + NONCE_LEN:], aad)
+    except InvalidTag:
+        raise FieldCryptoError(f"{table}.{column}: the interim-sealed value was altered or belongs elsewhere") \
+            from None
+
+
+def migrate_legacy(conn: Connection, cipher: FieldCipher) -> int:
+    """Re-encrypt every interim-sealed value of a declared column under the primary field key (in a
+    write transaction); delete the interim key once none is left. Return how many were moved."""
+    moved = 0
+    for f in FIELDS:
+        if not _exists(conn, f.table):
+            continue
+        ref = f.ref or "NULL"
+        rows = conn.execute(f"SELECT rowid, {f.column}, {ref} FROM {f.table} "  # noqa: S608 - declared names
+                            f"WHERE substr({f.column}, 1, 1) = ?", (bytes([LEGACY_BYTE]),)).fetchall()
+        for rowid, blob, ref_value in rows:
+            plain = _legacy_open(conn, f.table, f.column, ref_value, bytes(blob))
+            conn.execute(f"UPDATE {f.table} SET {f.column} = ? WHERE rowid = ?",  # noqa: S608
+                         (cipher.encrypt(f.table, f.column, plain, ref_value), rowid))
+            moved += 1
+    if _exists(conn, "meta"):
+        conn.execute("DELETE FROM meta WHERE key = ?", (LEGACY_SECRET,))
+    return moved
+
+
+# ---------------------------------------------------------------------------
 # the database side: rows per version, re-wrap in batches
 
 
 def rows_per_version(conn: Connection, fields: list[EncryptedField] | None = None) -> dict[int, int]:
-    """Count the ciphertexts of every declared column per key version (tables not yet made count 0)."""
+    """Count the ciphertexts of every declared column per key version (tables not yet made count 0;
+    interim-sealed values count under ``LEGACY_VERSION``)."""
     counts: dict[int, int] = {}
     for f in FIELDS if fields is None else fields:
         if not _exists(conn, f.table):
             continue
-        rows = conn.execute(f"SELECT substr({f.column}, 2, 4), count(*) FROM {f.table} "  # noqa: S608
+        rows = conn.execute(f"SELECT substr({f.column}, 1, 5), count(*) FROM {f.table} "  # noqa: S608
                             f"WHERE {f.column} IS NOT NULL GROUP BY 1").fetchall()
         for head, n in rows:
-            version = int.from_bytes(bytes(head), "big") if head is not None else 0
+            head = bytes(head) if head is not None else b""
+            version = int.from_bytes(head[1:5], "big") if head[:1] == bytes([FORMAT_BYTE]) else LEGACY_VERSION
             counts[version] = counts.get(version, 0) + n
     return counts
 
@@ -260,8 +309,8 @@ def _exists(conn: Connection, table: str) -> bool:
 def rewrap_batch(conn: Connection, cipher: FieldCipher, limit: int = 200) -> int:
     """Re-encrypt up to ``limit`` ciphertexts of older versions under the primary key (run it as a
     write, through the writer); return how many were re-encrypted."""
+    done = migrate_legacy(conn, cipher)
     head = prefix(cipher.primary_version)
-    done = 0
     for f in list(FIELDS):
         if done >= limit or not _exists(conn, f.table):
             continue

@@ -40,6 +40,14 @@ def unmasks(conn: Connection, since_ms: int) -> dict[str, int]:
     return {str(who): int(n) for who, n in conn.execute(sql, (since_ms,))}
 
 
+def key_versions(db_primary: object, fields: list[dict[str, Any]], signing: object) -> dict[str, Any]:
+    """The report's key versions: the database key's primary version, each field-key version with its
+    status and rows, the signing key's id (``storegw keys status`` has the rest)."""
+    return {"database": db_primary or "n/a",
+            "fields": ", ".join(f"v{v['version']} {v['status']} ({v['rows']} rows)" for v in fields) or "n/a",
+            "signing": signing or "n/a"}
+
+
 def build(conn: Connection, inventory: Inventory, *, now_ms: int, tz: str, at: str,
           key_versions: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report as plain data."""

@@ -31,7 +31,7 @@ from typing import Any
 from gateway.config import Config
 from gateway.core.errors import GatewayError
 from gateway.privacy import control
-from gateway.privacy.fields import FIELDS, NORMALISERS, FieldCipher, rewrap_batch, rows_per_version
+from gateway.privacy.fields import FIELDS, NORMALISERS, FieldCipher, migrate_legacy, rewrap_batch, rows_per_version
 from gateway.privacy.keys import (
     ACTIVE,
     CONTROL_SOCKET,
@@ -113,7 +113,11 @@ class KeyService:
         self.rewrapped = 0
 
     def start(self) -> None:
-        """Serve the control socket in the keys directory."""
+        """Move values of the staff package's interim seal under the field keys; serve the control socket."""
+        moved = self.store.writer.call(lambda c: migrate_legacy(c, self.cipher))
+        if moved:
+            _LOGGER.info("%d interim-sealed value(s) moved under field key version %d", moved,
+                         self.cipher.primary_version)
         self._control = control.ControlServer(self.ring.dir / CONTROL_SOCKET, self.handle)
         try:
             self._control.start()
@@ -136,15 +140,28 @@ class KeyService:
         """The background re-wrap."""
         return [Job("privacy-rewrap", self.cfg.keys.rewrap_every, self.rewrap_tick)]
 
+    def versions(self, conn: Connection) -> dict[str, Any]:
+        """Key versions for the privacy report (``report.key_versions``): no key material."""
+        from gateway.privacy import report
+
+        counts = rows_per_version(conn)
+        primary = [e.version for e in self.ring.entries(DB) if e.status == PRIMARY]
+        fields = [{"version": e.version, "status": e.status, "rows": counts.get(e.version, 0)}
+                  for e in self.ring.entries(FIELD)]
+        return report.key_versions(primary[-1] if primary else None, fields, self.ring.signer().key_id)
+
     def health(self) -> dict[str, Any]:
         """Key versions for the health document (no key material)."""
         return {"field_key": self.cipher.primary_version, "rotations": self.rotations, "rewrapped": self.rewrapped}
 
     # -- work
     def rewrap_tick(self) -> int:
-        """Re-encrypt one batch of older ciphertexts; retire versions left with no rows."""
+        """Re-encrypt one batch of older ciphertexts (and any interim-sealed value); retire versions left
+        with no rows."""
         if not any(e.status == ACTIVE for e in self.ring.entries(FIELD)):
-            return 0
+            moved = self.store.writer.call(lambda c: migrate_legacy(c, self.cipher))
+            self.rewrapped += moved
+            return moved
         n = self.store.writer.call(lambda c: rewrap_batch(c, self.cipher, self.cfg.keys.rewrap_batch), timeout=120)
         self.rewrapped += n
         if n == 0:

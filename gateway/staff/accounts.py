@@ -19,7 +19,8 @@ from gateway.core.errors import CardNumberRefused, OrderingError
 from gateway.core.models import now_ms
 from gateway.core.text import clean, free_text
 from gateway.privacy import audit as audit_chain
-from gateway.staff import matrix, sealed, totp
+from gateway.privacy.fields import FieldCipher
+from gateway.staff import matrix, totp
 from gateway.staff.clock import ClockState
 from gateway.staff.clock import remember as clock_remember
 from gateway.store.db import Connection, IntegrityError
@@ -91,10 +92,11 @@ def valid_password(password: str) -> bool:
     return isinstance(password, str) and PASSWORD_MIN <= len(password) <= PASSWORD_MAX and password.isprintable()
 
 
-def enrol(conn: Connection, name: str, role: str, password: str, who: str = "cli") -> str:
+def enrol(conn: Connection, name: str, role: str, password: str, who: str = "cli", *, cipher: FieldCipher) -> str:
     """Create or reset a manager, technician or auditor: a password hash and a new TOTP secret.
 
-    Returns the TOTP secret for the person to scan (shown once; stored only sealed). A reset
+    Returns the TOTP secret for the person to scan (shown once; stored only field-encrypted with
+    ``cipher``, the keyring's: ``ord_staff.totp_sealed`` is declared in gateway/privacy/fields.py). A reset
     (the name exists: a lost phone, a forgotten password, or a PIN account enrolling) ends the
     member's sessions, clears its wrong-try count, lock and last accepted TOTP step; audited.
     """
@@ -115,19 +117,19 @@ def enrol(conn: Connection, name: str, role: str, password: str, who: str = "cli
                  (name, role, digest, now_ms()))
     staff_id = int(conn.execute("SELECT id FROM ord_staff WHERE name = ?", (name,)).fetchone()[0])
     conn.execute("UPDATE ord_staff SET totp_sealed = ? WHERE id = ?",
-                 (sealed.seal(conn, "ord_staff", "totp_sealed", staff_id, secret.encode()), staff_id))
+                 (cipher.encrypt("ord_staff", "totp_sealed", secret, staff_id), staff_id))
     if known is not None:
         end_sessions(conn, "sign-in-reset", staff_id=staff_id)
     audit(conn, who, "enrol" if known is None else "reset-sign-in", f"staff:{name}", f"{role}, password + TOTP")
     return secret
 
 
-def totp_secret(conn: Connection, staff_id: int) -> str | None:
-    """The account's TOTP secret (unsealed), or None when it has none."""
+def totp_secret(conn: Connection, staff_id: int, cipher: FieldCipher) -> str | None:
+    """The account's TOTP secret (decrypted), or None when it has none."""
     row = conn.execute("SELECT totp_sealed FROM ord_staff WHERE id = ?", (staff_id,)).fetchone()
     if row is None or row[0] is None:
         return None
-    return sealed.unseal(conn, "ord_staff", "totp_sealed", staff_id, bytes(row[0])).decode()
+    return cipher.decrypt_text("ord_staff", "totp_sealed", bytes(row[0]), staff_id)
 
 
 def accept_step(conn: Connection, staff_id: int, step: int) -> bool:
@@ -198,7 +200,7 @@ def _failed(c: Connection, staff_id: int) -> int:
 
 
 def check_login(conn: Connection, write: Any, name: str, secret: str, code: str = "", *,
-                clock: Any = None) -> tuple[StaffMember | None, str]:
+                clock: Any = None, cipher: FieldCipher | None = None) -> tuple[StaffMember | None, str]:
     """Sign-in check with the account's back-off and lock; return (member, "") or (None, why).
 
     ``secret`` is the PIN, or the password of an account that signs in with password + TOTP
@@ -208,7 +210,8 @@ def check_login(conn: Connection, write: Any, name: str, secret: str, code: str 
     checked) or ``replay`` (the right password and a code already used). Every try that reaches a
     known account and is not right counts as a consecutive failure, including tries refused during
     the back-off and replayed codes, so at most ``LOCK_AFTER`` come before the lock however many
-    addresses they come from. ``write(fn)`` runs ``fn(conn)`` in the writer.
+    addresses they come from. ``write(fn)`` runs ``fn(conn)`` in the writer; ``cipher`` (the
+    keyring's) decrypts TOTP secrets: without it a TOTP account cannot sign in (``clock``).
     """
     try:
         name = free_text(name, 32)  # as stored by add_staff
@@ -227,7 +230,7 @@ def check_login(conn: Connection, write: Any, name: str, secret: str, code: str 
         return None, "code"
     if mfa:
         state: ClockState = clock() if clock is not None else ClockState(False, "no clock policy")
-        if not state.trusted:
+        if not state.trusted or cipher is None:
             return None, "clock"
     if failures and now_ms() < (failed_ms or 0) + backoff_ms(failures):
         n = write(lambda c: _failed(c, staff_id))
@@ -240,7 +243,7 @@ def check_login(conn: Connection, write: Any, name: str, secret: str, code: str 
         return None, "locked" if n >= LOCK_AFTER else "wrong"
     step = None
     if mfa:
-        step = totp.match(totp_secret(conn, staff_id) or "", code)
+        step = totp.match(totp_secret(conn, staff_id, cipher) or "", code)
         if step is None:
             n = write(lambda c: _failed(c, staff_id))
             return None, "locked" if n >= LOCK_AFTER else "wrong"

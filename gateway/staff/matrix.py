@@ -37,6 +37,9 @@ ACTIONS: dict[str, str] = {
     "members-admin": "credit points, issue campaign coupons, complete export and erasure requests",
     "guests": "hotel front desk: register guests from the ID or MRZ reader, stays, checkout (docs/guests.md)",
     "authority": "the police-report outbox: send, resend, mark acknowledged or refused (audited)",
+    "tech": "the technician page /tech: devices live, test print, scan test, the broker's equipment, doctor, "
+            "the QR sticker sheet",
+    "tech-raw": "the raw bytes of a device's last frames on the technician page (reason; audited)",
 }
 
 # The actions floor staff have (the union of the floor roles'): what a privileged account that has
@@ -51,7 +54,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff",
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
                           "unmask-passport", "members", "members-admin", "guests", "authority"}),
-    "technician": frozenset({"reprint", "kds"}),
+    "technician": frozenset({"reprint", "kds", "tech", "tech-raw"}),
     "auditor": frozenset({"audit-read", "privacy-report"}),  # sees no unmasked data
 }
 

@@ -14,8 +14,8 @@ def _totp_and_unmask(conn: Connection) -> None:
 
     ``ord_staff.auth``: ``pin`` (``pin_hash`` holds a PIN's argon2 hash) or ``totp``
     (``pin_hash`` holds a password's argon2 hash and ``totp_sealed`` the TOTP secret).
-    ``totp_sealed`` is STOPGAP-SEALED: AES-GCM under a key in ``meta`` (gateway/staff/sealed.py)
-    until field encryption (gateway/privacy/fields.py) takes it over.
+    ``totp_sealed`` is field-encrypted with the keyring's field keys (gateway/privacy/fields.py;
+    values of the interim seal this column first had are moved there at start and by every re-wrap).
     ``totp_step``: the last accepted RFC 6238 time step (a code of that step or earlier is refused).
     ``staff_unmasks``: every unmask attempt (for the per-member rate limit and the privacy
     report); the field and the subject's reference, never the value.

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.core.errors import OrderingError
 from gateway.privacy import audit as audit_chain
+from gateway.privacy.fields import FieldCipher
 from gateway.spine.context import Periodic, ServiceContext
 from gateway.staff import accounts, clock, totp, unmask
 from gateway.staff.accounts import StaffMember
@@ -32,6 +34,8 @@ class StaffService:
         self._max_ms = int(ctx.cfg.ordering.staff_session_max * 1000)
         self.clock_policy = ClockPolicy(sync_files=tuple(ctx.cfg.staff.clock_sync_files))
         self.issuer = f"storegw {ctx.cfg.store.id}"
+        # TOTP secrets and unmasked values are field-encrypted with the keyring's keys (gateway/privacy/fields.py)
+        self.cipher = ctx.privacy.cipher if ctx.privacy is not None else None
 
     # -- lifecycle (nothing runs in the background)
     def start(self) -> None:
@@ -55,6 +59,12 @@ class StaffService:
         if self.clock_state().trusted:
             self._write(clock.remember)
 
+    def _need_cipher(self) -> FieldCipher:
+        if self.cipher is None:
+            raise OrderingError("Authenticator secrets and unmasked values need the keyring's field keys, and this "
+                                "gateway has none.", status=503)
+        return self.cipher
+
     def _read(self) -> Connection:
         return self._store.read()
 
@@ -65,7 +75,8 @@ class StaffService:
     def check_login(self, name: str, secret: str, code: str = "") -> tuple[StaffMember | None, str]:
         """Check a name and PIN (or password and TOTP code) with the account's back-off and lock:
         (member, "") or (None, why) (``accounts.check_login``)."""
-        return accounts.check_login(self._read(), self._write, name, secret, code, clock=self.clock_state)
+        return accounts.check_login(self._read(), self._write, name, secret, code, clock=self.clock_state,
+                                    cipher=self.cipher)
 
     def clock_state(self) -> ClockState:
         """Whether the board's clock is trusted for TOTP, and why (``gateway/staff/clock.py``)."""
@@ -131,7 +142,7 @@ class StaffService:
 
     def enrol(self, name: str, role: str, password: str, who: str) -> tuple[str, str]:
         """Create or reset a manager, technician or auditor: (TOTP secret, otpauth URI), shown once."""
-        secret = self._write(lambda c: accounts.enrol(c, name, role, password, who))
+        secret = self._write(lambda c: accounts.enrol(c, name, role, password, who, cipher=self._need_cipher()))
         return secret, totp.uri(secret, name, self.issuer)
 
     def pending_enrolment(self) -> list[tuple[str, str]]:
@@ -145,11 +156,18 @@ class StaffService:
 
     def unmaskable(self, kind: str) -> list[str]:
         """The fields of ``kind`` that can be unmasked (``table.column``)."""
-        return [u.key for u in unmask.UNMASKABLE if u.kind == kind]
+        return [u.key for u in unmask.UNMASKABLE if u.offers(kind)]
+
+    def unmask_kind(self, field: str, value: str) -> str | None:
+        """Which unmask page reveals the row of ``field`` (``table.column``) whose kind column holds
+        ``value`` (a guest's ``doc_type``): ``id``, ``passport``, ``phone``, or None."""
+        spec = unmask.lookup(field)
+        return spec.kind_of(value) if spec is not None else None
 
     def unmask(self, member: StaffMember, kind: str, field: str, ref: str, reason: str,
                code: str = "") -> unmask.Outcome:
         """Reveal one masked value, or refuse; every attempt is recorded and audited (``gateway/staff/unmask.py``)."""
         def write(c: Connection) -> unmask.Outcome:
-            return unmask.attempt(c, member, kind, field, ref, reason, code, clock.assess(c, self.clock_policy))
+            return unmask.attempt(c, member, kind, field, ref, reason, code, clock.assess(c, self.clock_policy),
+                                  self._need_cipher())
         return self._write(write)

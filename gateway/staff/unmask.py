@@ -14,6 +14,14 @@ column, kind, roles, ref=...)``; the staff page ``/staff/unmask/<kind>`` and
   a time step after the last one the account used (at sign-in or an earlier unmask), so a
   replayed code is refused.
 
+A column that holds more than one kind (``guest_people.doc_number_ct``: resident ID numbers and
+passport or travel-permit numbers) names the column that tells them apart (``kind_column``) and
+what each of its values is (``kinds``): the row decides, so a passport number is revealed only on
+the passport page and shown with its document type.
+
+Values are field-encrypted (``gateway/privacy/fields.py``): ``open_value`` decrypts with the
+keyring's cipher, the AAD bound to the row's reference column declared there.
+
 Every attempt, refused or granted, is recorded in ``staff_unmasks`` (for the limit and the
 privacy report) and audited with ``accounts.audit``: who, which field, which subject (its
 reference, never the value), the outcome and the reason.
@@ -27,7 +35,8 @@ from dataclasses import dataclass
 
 from gateway.core.errors import CardNumberRefused
 from gateway.core.text import free_text
-from gateway.staff import matrix, sealed, totp
+from gateway.privacy.fields import FieldCipher, FieldCryptoError, field
+from gateway.staff import matrix, totp
 from gateway.staff.accounts import StaffMember, accept_step, audit, totp_secret
 from gateway.staff.clock import ClockState
 from gateway.store.db import Connection
@@ -47,13 +56,17 @@ class Unmaskable:
     kind: str
     roles: frozenset[str]
     ref: str = "id"
+    kind_column: str | None = None  # a column of the row whose value decides the kind ...
+    kinds: tuple[tuple[str, str], ...] = ()  # ... (value, kind) pairs; other values are not unmaskable
 
     def __post_init__(self) -> None:
-        for name in (self.table, self.column, self.ref):
+        for name in (self.table, self.column, self.ref, self.kind_column or "x"):
             if not name.isidentifier():
                 raise ValueError(f"not an SQL identifier: {name!r}")
-        if self.kind not in KINDS:
+        if self.kind not in KINDS or any(k not in KINDS for _, k in self.kinds):
             raise ValueError(f"kind must be one of {KINDS}")
+        if (self.kind_column is None) != (not self.kinds):
+            raise ValueError("give both kind_column and kinds, or neither")
         unknown = set(self.roles) - set(matrix.ROLES)
         if unknown:
             raise ValueError(f"unknown roles {sorted(unknown)}")
@@ -63,10 +76,24 @@ class Unmaskable:
         """How pages and the audit name the field: ``table.column``."""
         return f"{self.table}.{self.column}"
 
+    def offers(self, kind: str) -> bool:
+        """Whether values of ``kind`` can be revealed from this column."""
+        return kind == self.kind if not self.kinds else any(k == kind for _, k in self.kinds)
+
+    def kind_of(self, value: object) -> str | None:
+        """The kind of a row whose ``kind_column`` holds ``value`` (the declared kind without one)."""
+        if not self.kinds:
+            return self.kind
+        return dict(self.kinds).get(str(value))
+
 
 # Every unmaskable field, one line each, e.g.
 #   Unmaskable("members", "phone_ct", "phone", frozenset({"manager", "cashier"}), ref="member_id"),
+_DOCS = (("resident_id", "id"), ("hmt_residence", "id"),  # GB 11643 numbers
+         ("passport", "passport"), ("hk_mo_permit", "passport"), ("tw_permit", "passport"))  # travel documents
 UNMASKABLE: list[Unmaskable] = [
+    Unmaskable("guest_people", "doc_number_ct", "id", frozenset({"manager"}), kind_column="doc_type", kinds=_DOCS),
+    Unmaskable("mem_members", "phone_ct", "phone", frozenset({"manager"})),
 ]
 
 
@@ -93,16 +120,27 @@ def lookup(key: str) -> Unmaskable | None:
     return next((u for u in UNMASKABLE if u.key == key), None)
 
 
-def open_value(conn: Connection, spec: Unmaskable, ref: str, blob: bytes) -> str:
-    """Decrypt a stored value: the one line to change when gateway/privacy/fields.py lands
-    (``FieldCipher.decrypt_text(spec.table, spec.column, blob, ref)``)."""
-    return sealed.unseal(conn, spec.table, spec.column, ref, blob).decode()
+def find(conn: Connection, spec: Unmaskable, ref: str) -> tuple[bytes, object, str] | None:
+    """The row ``ref`` of a field: (ciphertext, the value its AAD is bound to, the value of its
+    ``kind_column`` or ""), or None."""
+    aad_ref = field(spec.table, spec.column).ref or "NULL"
+    kind = spec.kind_column or "NULL"
+    row = conn.execute(f"SELECT {spec.column}, {aad_ref}, {kind} FROM {spec.table} "  # noqa: S608 - declared names
+                       f"WHERE {spec.ref} = ?", (ref,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return bytes(row[0]), row[1], "" if row[2] is None else str(row[2])
+
+
+def open_value(cipher: FieldCipher, spec: Unmaskable, blob: bytes, aad_ref: object) -> str:
+    """Decrypt a stored value (``gateway/privacy/fields.py``)."""
+    return cipher.decrypt_text(spec.table, spec.column, blob, aad_ref)  # type: ignore[arg-type]
 
 
 # cause -> HTTP status of the refusal
 REFUSALS = {
     "role": 403, "unknown-field": 404, "rate": 429, "no-reason": 400, "clock": 503, "no-totp": 401,
-    "bad-totp": 401, "replayed-totp": 401, "no-subject": 404, "cannot-open": 409,
+    "bad-totp": 401, "replayed-totp": 401, "no-subject": 404, "cannot-open": 409, "other-kind": 409,
 }
 MESSAGES = {
     "role": "Your role may not reveal this field.",
@@ -115,6 +153,7 @@ MESSAGES = {
     "replayed-totp": "That code was already used; wait for the next one.",
     "no-subject": "No such record.",
     "cannot-open": "The stored value cannot be decrypted.",
+    "other-kind": "That record holds another kind of document: reveal it from that document's page.",
 }
 
 
@@ -124,6 +163,7 @@ class Outcome:
 
     value: str | None
     cause: str = ""
+    label: str = ""  # what the value is, e.g. the document type of a guest's number
 
     @property
     def status(self) -> int:
@@ -135,7 +175,7 @@ class Outcome:
 
 
 def attempt(conn: Connection, member: StaffMember, kind: str, key: str, ref: str, reason: str, code: str,
-            clock: ClockState, now_ms: int | None = None) -> Outcome:
+            clock: ClockState, cipher: FieldCipher, now_ms: int | None = None) -> Outcome:
     """Check, record and audit one unmask attempt (inside a write, so the record always commits)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     key, ref = _typed(key, 80), _typed(ref, 40)
@@ -154,30 +194,33 @@ def attempt(conn: Connection, member: StaffMember, kind: str, key: str, ref: str
     if not action or not matrix.allowed(member.role, action, mfa=member.mfa) or (
             spec is not None and member.role not in spec.roles):
         cause = "role"
-    elif spec is None or spec.kind != kind:
+    elif spec is None or not spec.offers(kind):
         cause = "unknown-field"
     elif recent >= PER_HOUR:
         cause = "rate"
     elif not why or reason_refused:
         cause = "no-reason"
     elif kind in TOTP_KINDS:
-        cause = _fresh_totp(conn, member, code, clock, now_ms)
+        cause = _fresh_totp(conn, member, code, clock, now_ms, cipher)
+    label = ""
     if not cause and spec is not None:
-        row = conn.execute(f"SELECT {spec.column} FROM {spec.table} WHERE {spec.ref} = ?",  # noqa: S608 - declared
-                           (ref,)).fetchone()
-        if row is None or row[0] is None:
+        found = find(conn, spec, ref)
+        if found is None:
             cause = "no-subject"
+        elif spec.kind_of(found[2]) != kind:
+            cause = "other-kind"
         else:
             try:
-                value = open_value(conn, spec, ref, bytes(row[0]))
-            except sealed.SealError:
+                value = open_value(cipher, spec, found[0], found[1])
+            except FieldCryptoError:
                 cause = "cannot-open"
+            label = found[2]
     conn.execute("INSERT INTO staff_unmasks (ts_ms, staff_id, field, ref, granted, cause) VALUES (?, ?, ?, ?, ?, ?)",
                  (now_ms, member.id, key, ref, int(not cause), cause))
     audit(conn, member.name, "unmask" if not cause else "unmask-refused", subject_of(key, ref),
           f"{kind}; {cause or 'granted'}; {why}",
           {"kind": kind if kind in KINDS else "other", "outcome": cause or "granted"})
-    return Outcome(None if cause else value, cause)
+    return Outcome(None if cause else value, cause, "" if cause else label)
 
 
 def _typed(value: object, limit: int) -> str:
@@ -195,12 +238,13 @@ def subject_of(key: str, ref: str) -> str:
     return f"field:{field}/{ref if _REF_RE.fullmatch(ref) else 'invalid'}"
 
 
-def _fresh_totp(conn: Connection, member: StaffMember, code: str, clock: ClockState, now_ms: int) -> str:
+def _fresh_totp(conn: Connection, member: StaffMember, code: str, clock: ClockState, now_ms: int,
+                cipher: FieldCipher) -> str:
     if not clock.trusted:
         return "clock"
     if not isinstance(code, str) or not code.strip():
         return "no-totp"
-    secret = totp_secret(conn, member.id)
+    secret = totp_secret(conn, member.id, cipher)
     step = totp.match(secret, code, now_ms / 1000) if secret else None
     if step is None:
         return "bad-totp"

@@ -29,7 +29,9 @@ def make_gw(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         started.append(gw)
         for name, role in (("lin", "cashier"), ("wang", "waiter")):
             gw.store.writer.call(lambda c, n=name, r=role: accounts.add_staff(c, n, r, PIN))
-        gw.boss = Authenticator(gw.store.writer.call(lambda c: accounts.enrol(c, "boss", "manager", PASSWORD)))
+        cipher = gw.privacy.cipher
+        gw.boss = Authenticator(gw.store.writer.call(lambda c: accounts.enrol(c, "boss", "manager", PASSWORD,
+                                                                               cipher=cipher)))
         return gw
 
     yield make

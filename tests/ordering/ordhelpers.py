@@ -76,7 +76,8 @@ def add_privileged(svc: Any, name: str, role: str = "manager", password: str = P
     """Enrol a manager/technician/auditor (password + TOTP) through the store; return their authenticator."""
     from gateway.staff import accounts
 
-    return Authenticator(svc.writer.call(lambda c: accounts.enrol(c, name, role, password, "test")))
+    cipher = svc.gw.privacy.cipher  # TOTP secrets are field-encrypted with the keyring's keys
+    return Authenticator(svc.writer.call(lambda c: accounts.enrol(c, name, role, password, "test", cipher=cipher)))
 
 
 def staff_login(c: Any, name: str, secret: str, code: str = "", addr: str = "10.20.0.1") -> Any:

@@ -381,7 +381,8 @@ def test_staff_actions_land_on_the_chain_without_personal_data(tmp_path, cfg_pat
         svc.import_menu(sample_document())
         svc.add_table("A1")
         # managers enrol a password and TOTP (gateway/staff/matrix.py); the enrolment is audited too
-        gw.store.writer.call(lambda c: staff.enrol(c, "Wang Fang", "manager", "a long password 246802", "cli"))
+        gw.store.writer.call(lambda c: staff.enrol(c, "Wang Fang", "manager", "a long password 246802", "cli",
+                                                       cipher=gw.privacy.cipher))
         svc.open_table("A1", 2, "Wang Fang")
         client = create_app(gw, {"TESTING": True}).test_client()
         token = svc.token_for("A1")

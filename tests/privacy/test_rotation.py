@@ -1,6 +1,7 @@
 """Key rotation with real parts: kill -9 at every step (offline and inside a running gateway), and a
-rotation while `storegw run` ingests MQTT telemetry and serves HTTP; the field re-wrap in a running
-gateway down to 0 rows on the old version."""
+rotation while `storegw run` ingests MQTT telemetry, diners order, the counter registers members
+(field-encrypted phones) and a manager's TOTP secret waits for its re-wrap; the field re-wrap in a
+running gateway down to 0 rows on the old version."""
 
 from __future__ import annotations
 
@@ -71,6 +72,48 @@ def test_offline_rotation_killed_at_each_step_leaves_a_database_that_opens(tmp_p
     assert opens(data / DB_NAME, after) and not opens(data / DB_NAME, key) and _count(data, "meta") == 2000
 
 
+class Diners(threading.Thread):
+    """Diners ordering on their phones and a cashier registering members (field-encrypted phones) over
+    HTTP; every answer must be the success one (303 for a diner's form, 200 for the counter's JSON)."""
+
+    def __init__(self, origin: str, urls: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.origin, self.urls = origin, urls
+        self.rounds = self.members = self.failed = 0
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def _check(self, what: str, status: int, body: str, want: tuple[int, ...]) -> bool:
+        if status in want:
+            return True
+        self.failed += 1
+        self.errors.append(f"{what}: {status} {body[-300:]}")
+        return False
+
+    def run(self) -> None:
+        from test_planted import Http
+        from test_scripted_day import StaffWeb
+
+        counter = StaffWeb(self.origin).sign_in("lin", "246813")
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            try:
+                phone = Http(self.urls[i % len(self.urls)])
+                phone.d = f"rot{i:06d}"
+                ok = self._check("add", *phone.post("add", item="h01"), want=(200, 303))
+                if ok and self._check("submit", *phone.post("submit"), want=(200, 303)):
+                    self.rounds += 1
+                status, body, _ = counter.post("/staff/members/register", nickname=f"m{i}", phone=f"139{i:08d}",
+                                               consent_benefits="1")
+                if self._check("register", status, body, (200,)):
+                    self.members += 1
+            except Exception as err:  # noqa: BLE001 - counted
+                self.failed += 1
+                self.errors.append(repr(err))
+            time.sleep(0.05)
+
+
 class Load(threading.Thread):
     """HTTP requests against the gateway (health reads the outbox; every response must be 200)."""
 
@@ -93,14 +136,40 @@ class Load(threading.Thread):
 
 def test_rotation_while_running_loses_nothing_and_fails_no_request(mosquitto_factory, write_config,
                                                                    gateway_process, tmp_path):
+    import re
+
+    import pyotp
+
+    from gateway.privacy import control
+    from gateway.privacy.keys import CONTROL_SOCKET
+
     local, hq = mosquitto_factory("local"), mosquitto_factory("hq")
-    cfg = write_config(local_port=local.port, hq_port=hq.port)
+    synced = tmp_path / "synchronized"
+    synced.touch()
+    cfg = write_config(local_port=local.port, hq_port=hq.port,
+                       extra=f'[ordering]\nsubmit_rate = 100000\n[staff]\nclock_sync_files = ["{synced.as_posix()}"]\n')
+    tables = [f"A{i}" for i in range(1, 5)]
+    for args in (("menu", "import", "--sample"), ("tables", "add", *tables)):
+        assert _cli(*args, "--config", str(cfg)).returncode == 0
+    res = subprocess.run([sys.executable, "-m", "gateway", "staff", "add", "lin", "--role", "cashier", "--pin-stdin",
+                          "--config", str(cfg)], input="246813\n", capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    pw = tmp_path / "boss.pw"
+    pw.write_text("a long manager password\n")
+    res = _cli("staff", "add", "boss", "--role", "manager", "--password-file", str(pw), "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    totp = pyotp.parse_uri(re.search(r"otpauth://\S+", res.stdout).group(0))  # its secret: a field ciphertext
+    urls = [_cli("tables", "url", t, "--config", str(cfg)).stdout.strip() for t in tables]
     gw = gateway_process(cfg).start()
     wait_for(lambda: gw.health()["local_mqtt"]["connected"], timeout=20, what="subscribed")
+    origin = f"http://127.0.0.1:{gw.web_port}"
+    urls = [re.sub(r"^https?://[^/]+", origin, u) for u in urls]
     data = tmp_path / "data"
     old = current_db_key(data, tmp_path / "data-keys")
     load = Load(gw.web_port)
     load.start()
+    diners = Diners(origin, urls)
+    diners.start()
     client = equipment(local.port, "rotation-feeder")
     n = 6000
     start = int(time.time() * 1000) - 600_000
@@ -122,14 +191,30 @@ def test_rotation_while_running_loses_nothing_and_fails_no_request(mosquitto_fac
     feeder.join(60)
     wait_for(lambda: gw.health()["ingest"]["committed"] >= n, timeout=60, what="every reading committed")
     load.stop.set()
+    diners.stop.set()
     load.join(40)
+    diners.join(40)
     client.loop_stop()
     assert load.failed == 0, load.errors[:3]
-    assert load.ok > 50
+    assert diners.failed == 0, diners.errors[:3]
+    assert load.ok > 50 and diners.rounds >= 5 and diners.members >= 5
     health = gw.health()
     assert health["db"]["failed_writes"] == 0 and health["keys"]["rotations"] == 3
+    # the background re-wrap (run to the end now) moves every field ciphertext, the TOTP secret included,
+    # to the newest field key; the older versions retire at 0 rows, and the manager still signs in
+    assert control.request(tmp_path / "data-keys" / CONTROL_SOCKET, {"op": "rewrap"})["ok"]
+    versions = json.loads(_cli("keys", "status", "--config", str(cfg), "--json").stdout)["fields"]["versions"]
+    assert [(v["status"], v["rows"]) for v in versions[:-1]] == [("retired", 0)] * 3
+    assert versions[-1]["status"] == "primary" and versions[-1]["rows"] == diners.members + 1  # phones, the TOTP
+    from test_scripted_day import StaffWeb
+
+    StaffWeb(origin).sign_in("boss", "a long manager password", totp.now())
     assert gw.stop() == 0
     assert _count(data) == n  # 0 lost readings
+    assert _count(data, "ord_rounds") == diners.rounds and _count(data, "mem_members") == diners.members
+    print(json.dumps({"rotations": 3, "readings": n, "readings_stored": _count(data), "health_reads": load.ok,
+                      "rounds": diners.rounds, "members": diners.members, "failed": load.failed + diners.failed,
+                      "field_versions": [(v["version"], v["status"], v["rows"]) for v in versions]}))
     new = current_db_key(data, tmp_path / "data-keys")
     assert not opens(data / DB_NAME, old) and opens(data / DB_NAME, new)
     ring = Keyring.open(tmp_path / "data-keys", create=False)

@@ -74,14 +74,17 @@ def test_privileged_roles_cannot_have_pins_and_passwords_are_long_and_secrets_se
     with pytest.raises(OrderingError, match="password and an authenticator"):
         svc.writer.call(lambda c: staffops.add_staff(c, "boss", "manager", PIN))
     with pytest.raises(OrderingError, match="12-128"):
-        svc.writer.call(lambda c: staffops.enrol(c, "boss", "manager", "short pw"))
+        svc.writer.call(lambda c: staffops.enrol(c, "boss", "manager", "short pw", cipher=gw.privacy.cipher))
     with pytest.raises(OrderingError, match="PIN"):
-        svc.writer.call(lambda c: staffops.enrol(c, "li", "waiter", PASSWORD))
+        svc.writer.call(lambda c: staffops.enrol(c, "li", "waiter", PASSWORD, cipher=gw.privacy.cipher))
     auth = add_privileged(svc, "audrey", "auditor")
     row = gw.store.read().execute("SELECT pin_hash, auth, totp_sealed FROM ord_staff WHERE name = 'audrey'").fetchone()
     assert row[0].startswith("$argon2id$v=19$m=8192,t=3,p=1") and row[1] == "totp"
     secret = auth.totp.secret
-    assert secret.encode() not in bytes(row[2]) and bytes(row[2])[:1] == b"S"
+    # field-encrypted under the keyring's primary field key (gateway/privacy/fields.py), bound to the row
+    assert secret.encode() not in bytes(row[2]) and bytes(row[2])[:1] == b"\x01"
+    from gateway.privacy.fields import version_of
+    assert version_of(bytes(row[2])) == gw.privacy.cipher.primary_version
     import base64
 
     assert base64.b32decode(secret) not in bytes(row[2])
@@ -194,3 +197,44 @@ def test_brute_force_of_a_password_and_code_stops_at_the_lock(app, svc, gw):
     row = gw.store.read().execute("SELECT failures, locked_ms FROM ord_staff WHERE name = 'wang'").fetchone()
     assert row[1] is not None and staffops.LOCK_AFTER <= row[0] <= 120
     assert len(_audit(gw, "lock")) == 1
+
+
+def test_totp_secret_is_under_the_field_keys_rewrapped_by_rotation_and_interim_values_move(svc, gw):
+    """The TOTP secret is a field ciphertext of the keyring's keys: a field-key rotation re-wraps it
+    (the old version retires at 0 rows) and sign-in still works; a value of the interim seal an older
+    version wrote (a key in ``meta``) is moved under the field key by the re-wrap and its key deleted."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from gateway.privacy import fields
+
+    auth = add_privileged(svc, "wang", "manager")
+    staff_svc = gw.services["staff"]
+    sid = gw.store.read().execute("SELECT id FROM ord_staff WHERE name = 'wang'").fetchone()[0]
+
+    def stored() -> bytes:
+        return bytes(gw.store.read().execute("SELECT totp_sealed FROM ord_staff WHERE id = ?", (sid,)).fetchone()[0])
+
+    old = fields.version_of(stored())
+    new = gw.privacy.rotate(db=False, fields=True)["field_version"]
+    assert gw.privacy.handle({"op": "rewrap"})["rewrapped"] >= 1
+    assert fields.version_of(stored()) == new != old
+    assert old not in fields.rows_per_version(gw.store.read())
+    assert staff_svc.check_login("wang", PASSWORD, auth.code())[1] == ""
+
+    # what an older version stored: format byte "S", AES-GCM under a key in meta
+    key, nonce = os.urandom(32), os.urandom(12)
+    aad = b"storegw-staff-sealed\x00" + f"ord_staff\x00totp_sealed\x00{sid}".encode()
+    blob = b"S" + nonce + AESGCM(key).encrypt(nonce, auth.totp.secret.encode(), aad)
+
+    def plant(c):
+        c.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (fields.LEGACY_SECRET, key.hex()))
+        c.execute("UPDATE ord_staff SET totp_sealed = ? WHERE id = ?", (blob, sid))
+    gw.store.writer.call(plant)
+    assert fields.rows_per_version(gw.store.read()).get(fields.LEGACY_VERSION) == 1
+    assert gw.privacy.handle({"op": "rewrap"})["rewrapped"] == 1
+    assert fields.version_of(stored()) == new
+    left = gw.store.read().execute("SELECT count(*) FROM meta WHERE key = ?", (fields.LEGACY_SECRET,)).fetchone()[0]
+    assert left == 0  # the interim key is deleted
+    assert staff_svc.check_login("wang", PASSWORD, auth.code())[1] == ""

@@ -18,11 +18,12 @@ PIN = "246813"
 PARAMS = {"table_id": "ZZ9", "station": "hot", "task_id": 999999, "entry_id": 999999, "line_id": 999999,
           "ticket_id": 999999, "staff_id": 999999, "session_id": 999999, "item_id": "nope", "member_id": 999999,
           "request_id": 999999, "benefit_id": 999999,
-          "stay_id": 999999, "report_id": 999999, "action": "send"}  # guests: the front desk (off: 404)
+          "stay_id": 999999, "report_id": 999999, "action": "send",
+          "device_id": "nope", "n": 999999}  # guests: the front desk (off: 404)
 
 
 def _staff_rules(app):
-    return sorted((r for r in app.url_map.iter_rules() if r.endpoint.startswith("staff.")),
+    return sorted((r for r in app.url_map.iter_rules() if r.endpoint.startswith(("staff.", "tech."))),
                   key=lambda r: (r.rule, sorted(r.methods)))
 
 
@@ -62,7 +63,7 @@ def _signed_in(app, svc, role):
         svc.writer.call(lambda conn: staffops.add_staff(conn, name, role, PIN))
         r = staff_login(c, name, PIN, addr=f"10.77.0.{matrix.ROLES.index(role) + 1}")
     assert r.status_code == 303, (role, r.get_data(as_text=True)[:300])
-    home = {"kitchen": "/staff/kds", "technician": "/staff/kds", "auditor": "/staff/audit"}.get(role, "/staff/")
+    home = {"kitchen": "/staff/kds", "technician": "/tech/", "auditor": "/staff/audit"}.get(role, "/staff/")
     assert r.headers["Location"].endswith(home), (role, r.headers["Location"])  # each role lands on a page it may open
     return c
 

@@ -1,4 +1,4 @@
-"""Issue 10, item 5: audited unmask. A test-only table holds field-encrypted-style values; unmask
+"""Issue 10, item 5: audited unmask. A test-only table holds field-encrypted values; unmask
 needs a role allowed to, a typed reason, a fresh TOTP for ID and passport numbers (a replayed one is
 refused), at most 20 attempts an hour per member, and every attempt, refused or granted, is audited
 (who, field, subject reference, why; never the value)."""
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from ordhelpers import PASSWORD, add_privileged, staff_login
 
+from gateway.privacy import fields
 from gateway.staff import accounts as staffops
-from gateway.staff import sealed, unmask
+from gateway.staff import unmask
 
 PIN = "246813"
 ID_NUMBER = "11010519491231002X"  # checksum-valid synthetic GB 11643 number
@@ -24,19 +25,24 @@ PASSPORT_FIELD = unmask.Unmaskable("test_guests", "passport", "passport", frozen
 
 
 @pytest.fixture
-def guests(svc):
-    """A test-only table of sealed values, declared unmaskable for the test's duration."""
+def guests(svc, gw):
+    """A test-only table of field-encrypted values, declared encrypted and unmaskable for the test's duration."""
+    cols = ("id_number", "phone", "passport")
+    encrypted = [fields.declare("test_guests", col, ref="id") for col in cols]
+
     def make(c):
         c.execute("CREATE TABLE test_guests (id INTEGER PRIMARY KEY, id_number BLOB, phone BLOB, passport BLOB)")
         c.execute("INSERT INTO test_guests (id) VALUES (7)")
-        for col, value in (("id_number", ID_NUMBER), ("phone", PHONE), ("passport", PASSPORT)):
+        for col, value in zip(cols, (ID_NUMBER, PHONE, PASSPORT), strict=True):
             c.execute(f"UPDATE test_guests SET {col} = ? WHERE id = 7",
-                      (sealed.seal(c, "test_guests", col, "7", value.encode()),))
+                      (gw.privacy.cipher.encrypt("test_guests", col, value, 7),))
     svc.writer.call(make)
     specs = [unmask.declare(s) for s in (ID_FIELD, PHONE_FIELD, PASSPORT_FIELD)]
     yield
     for s in specs:
         unmask.undeclare(s)
+    for f in encrypted:
+        fields.undeclare(f)
 
 
 def _client(app, svc, name, role):

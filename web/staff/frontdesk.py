@@ -18,7 +18,7 @@ from flask import Response, abort, current_app, g, redirect, request, url_for
 from gateway.core.errors import GuestError, OrderingError
 from gateway.guests.rules import DOC_TYPES, LABELS
 from web.kit import services_of
-from web.staff.views import _act, _render, bp, flash, need
+from web.staff.views import _act, _render, bp, flash, need, staff
 
 
 def guests() -> Any:
@@ -116,7 +116,15 @@ def frontdesk_stay(stay_id: int) -> Any:
     found = svc.stay(stay_id)
     if found is None:
         abort(404)
-    return _page("staff/frontdesk_stay.html", stay=found, scans=svc.scans() if found["checked_out_ms"] is None else [])
+    return _page("staff/frontdesk_stay.html", stay=found, scans=svc.scans() if found["checked_out_ms"] is None else [],
+                 reveal=_reveal_kind)
+
+
+def _reveal_kind(doc_type: str) -> str | None:
+    """The unmask page (``id`` or ``passport``) for a guest's document number, when this member's role
+    may reveal it (a manager: reason and a fresh authenticator code, audited); else None."""
+    kind = staff().unmask_kind("guest_people.doc_number_ct", doc_type)
+    return kind if kind is not None and g.staff.can(f"unmask-{kind}") else None
 
 
 @bp.post("/frontdesk/stays/<int:stay_id>/checkout")

@@ -38,6 +38,7 @@ from markupsafe import Markup
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
 from gateway.core.text import parse_uint_or, same_secret
+from gateway.guests.rules import DOC_TYPES
 from gateway.ordering.floor import PAY_METHODS
 from gateway.ordering.live import RateLimiter
 from gateway.ordering.tables import qr_bytes
@@ -202,10 +203,13 @@ def need(perm: str, *, on_refused: Any = None) -> Any:
 
 
 def landing(member: Any) -> str:
-    """The first page a member's role may open: the table map, the KDS (first for the kitchen) or the audit log."""
+    """The first page a member's role may open: the table map, the KDS (first for the kitchen), the technician
+    page (first for technicians) or the audit log."""
     pages = [("tasks", "staff.home"), ("kds", "staff.kds_index"), ("audit-read", "staff.audit_log")]
     if member.role == "kitchen":
         pages.reverse()
+    if member.role == "technician":
+        pages.insert(0, ("tech", "tech.page"))
     for perm, endpoint in pages:
         if member.can(perm):
             return url_for(endpoint)
@@ -279,7 +283,9 @@ def login() -> Any:
                 staff().start_session(member.id, _hash(token), client_address(), request.headers.get("User-Agent", ""))
                 if member.must_enrol:
                     flash(ENROL_MESSAGE.format(name=member.name, role=member.role), "error")
-                return redirect(safe_path(request.args.get("next"), landing(member), prefix="/staff/"), code=303)
+                back = request.args.get("next")  # a staff page or the technician page (/tech/)
+                return redirect(safe_path(back, safe_path(back, landing(member), prefix="/staff/"), prefix="/tech/"),
+                                code=303)
     return Response(_render("staff/login.html", error=error), status=401 if error else 200)
 
 
@@ -670,6 +676,15 @@ def audit_log() -> Any:
     return _render("staff/audit.html", rows=staff().audit_log(300))
 
 
+@bp.get("/privacy")
+@need("privacy-report")
+def privacy_report() -> Any:
+    """The privacy report (``storegw privacy report``): what is held per category and since when, the next
+    retention run, the last deletion receipt, unmasks this week by staff reference, key versions. Counts,
+    dates and references only: the auditor's page shows no personal value."""
+    return _render("staff/privacy.html", doc=services_of(current_app).privacy_report())
+
+
 def _unmask(kind: str) -> Any:
     """Run one unmask attempt of ``kind`` (refused or granted, the service records and audits it)."""
     f = request.form
@@ -677,9 +692,11 @@ def _unmask(kind: str) -> Any:
     if request.headers.get("X-Requested-With") == "js" or request.accept_mimetypes.best == "application/json":
         if out.cause:
             return {"ok": False, "error": out.message, "code": out.cause}, out.status
-        return {"ok": True, "value": out.value}
+        return {"ok": True, "value": out.value, **({"document": out.label} if out.label else {})}
+    en, zh = DOC_TYPES.get(out.label, (out.label, out.label))
     return Response(_render("staff/unmask.html", kind=kind, fields=staff().unmaskable(kind), value=out.value,
-                            error=out.message, field=f.get("field", ""), ref=f.get("ref", "")),
+                            error=out.message, field=f.get("field", ""), ref=f.get("ref", ""),
+                            document=f"{en} {zh}" if out.label else ""),
                     status=out.status)
 
 
@@ -693,7 +710,7 @@ def _unmask_refused(kind: str) -> Any:
 
 def _unmask_form(kind: str) -> Any:
     return _render("staff/unmask.html", kind=kind, fields=staff().unmaskable(kind), value=None, error="",
-                   field=request.args.get("field", ""), ref=request.args.get("ref", ""))
+                   field=request.args.get("field", ""), ref=request.args.get("ref", ""), document="")
 
 
 @bp.route("/unmask/phone", methods=["GET", "POST"])
