@@ -51,6 +51,8 @@ class StoreConfig:
                         "$STOREGW_DB_KEY is set; default DATA_DIR/db.key (generated, mode 0600).")
     name: str = opt("str", "", help="Human-readable store name shown on pages and tickets.")
     timezone: str = opt("str", "Asia/Shanghai", help="IANA time zone used to show local times and cut business days.")
+    time_server: str = opt("str", "", help="NTP server `storegw doctor` compares the board's clock with (SNTP, "
+                           "UDP 123), e.g. \"pool.ntp.org\"; \"\" = only ask timedatectl.")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class LocalMqttConfig:
     username: str = opt("str", "", help="Username on the local broker.")
     password_file: str = opt("path", "", help="File holding the local broker password (never in this file).",
                              secret=True)
+    broker_passwd_file: str = opt("path", "/etc/mosquitto/storegw.passwd", help="Mosquitto password file of the "
+                                  "store broker's accounts (the gateway's and one per device), written by "
+                                  "`storegw provision mosquitto` and `storegw equipment add`.")
+    broker_acl_file: str = opt("path", "/etc/mosquitto/storegw.acl", help="Mosquitto ACL generated from those "
+                               "accounts: each device writes only devices/ID/#, the gateway reads them all.")
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,9 @@ class AlertRule:
                                     "(default: the threshold).")
     clear_above: float | None = opt("float", None, help="Hysteresis for below-rules: clear only above this.")
     severity: str = opt("enum:critical|major|minor|warning", "major", help="critical, major, minor or warning.")
+    no_data: float | None = opt("duration", None, help="No value of the metric from a device that is otherwise "
+                                "online for this long is the rule's no-data state (its own alert, not an alarm); "
+                                "\"0s\": never. Default: alerts.no_data_after.")
 
     def matches(self, device: str) -> bool:
         """Return whether the rule applies to a device id."""
@@ -151,6 +161,11 @@ class AlertsConfig:
 
     device_offline_after: float = opt("duration", "2m", help="A device silent this long is offline (alert).")
     rules: tuple[AlertRule, ...] = opt("rules", (), help="Threshold rules, see [[alerts.rules]].")
+    no_data_after: float = opt("duration", "15m", help="Default no-data time of a rule: a device that stays online "
+                               "but sends no value of the rule's metric this long raises the rule's no-data alert "
+                               "(\"0s\": never). After a start every known series gets this long again (no storm).")
+    pending_resume: float = opt("duration", "15m", help="A rule's pending `for` timer survives a restart when its "
+                                "last breaching reading is at most this old; older, the breach starts over.")
 
 
 @dataclass(frozen=True)
@@ -325,6 +340,31 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class EquipmentConfig:
+    """[equipment]: maintenance plans, end of life, meters and drift (docs/equipment.md)."""
+
+    check_every: float = opt("duration", "1m", help="How often meters are updated from telemetry and maintenance, "
+                             "end-of-life and drift alerts are evaluated.")
+    due_soon_pct: float = opt("float", 10.0, help="A plan is due soon when any trigger is within this percent of "
+                              "its interval from its due point (10: 9 days of a 90-day plan, 50 h of 500 h).")
+    eol_warn: float = opt("duration", "90d", help="Raise end-of-life this long before a device's purchase date plus "
+                          "its expected service life.")
+    running_metric: str = opt("str", "running", help="Telemetry metric (boolean, or 0/1) saying a device runs; its "
+                              "share of each summary window adds to the device's hours-running meter.")
+    cycles_metric: str = opt("str", "cycles", help="Telemetry metric a device counts its cycles in (a counter; a "
+                             "drop is taken as a reset); it drives the cycles meter.")
+    drift_metrics: tuple[str, ...] = opt("list[str]", (), help="Globs of metric names watched for drift from the "
+                                         "device's own weekly profile (median/MAD per weekday x hour), e.g. "
+                                         "[\"temp_c\", \"power_w\"]. Empty: no drift alerts.")
+    drift_z: float = opt("float", 6.0, help="Raise metric-drift when an hour's mean is this many robust deviations "
+                         "(MAD x 1.4826) from the median of the same weekday and hour, two hours running.")
+    drift_clear_z: float = opt("float", 3.0, help="Clear metric-drift when an hour is back within this many robust "
+                               "deviations (hysteresis).")
+    drift_weeks: int = opt("int", 3, help="Weeks of the same weekday and hour needed before drift is judged "
+                           "(8 are kept).")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -342,6 +382,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
+    equipment: EquipmentConfig = field(default_factory=EquipmentConfig)
     wifi: WifiConfig = field(default_factory=WifiConfig)
     devices: tuple[DeviceConfig, ...] = ()
     source: str = ""
@@ -393,6 +434,7 @@ SECTIONS: dict[str, type] = {
     "audit": AuditConfig,
     "privacy": PrivacyConfig,
     "staff": StaffConfig,
+    "equipment": EquipmentConfig,
     "wifi": WifiConfig,
 }
 
@@ -543,6 +585,16 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.telemetry.summary_window < 1:
         raise ConfigError("telemetry.summary_window: must be at least \"1s\"", key="telemetry.summary_window")
     _check_members(cfg)
+    eq = cfg.equipment
+    if not 0 <= eq.due_soon_pct < 100:
+        raise ConfigError(f"equipment.due_soon_pct: 0-99, found {eq.due_soon_pct}", key="equipment.due_soon_pct")
+    if eq.check_every < 1:
+        raise ConfigError('equipment.check_every: at least "1s"', key="equipment.check_every")
+    if not 0 < eq.drift_clear_z < eq.drift_z:
+        raise ConfigError(f"equipment.drift_clear_z: must be above 0 and below equipment.drift_z ({eq.drift_z}) "
+                          f"for hysteresis, found {eq.drift_clear_z}", key="equipment.drift_clear_z")
+    if not 2 <= eq.drift_weeks <= 8:
+        raise ConfigError(f"equipment.drift_weeks: 2-8, found {eq.drift_weeks}", key="equipment.drift_weeks")
     _check_wifi(cfg)
     lm = cfg.local_mqtt
     local_id = lm.client_id or f"storegw-{cfg.store.id}-local"

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.core.inventory import Inventory
+from gateway.equipment import schema as equipment_schema
+from gateway.equipment import service as equipment
 from gateway.guests import schema as guests_schema
 from gateway.guests import service as guests
 from gateway.members import schema as members_schema
@@ -25,12 +27,13 @@ from gateway.staff import service as staff
 from gateway.store import inventory as store_inventory
 
 # Migrations after the store's own, in this order (gateway.store.migrations).
-SCHEMAS = (privacy_schema, printing_schema, ordering_schema, staff_schema, members_schema, guests_schema)
+SCHEMAS = (privacy_schema, printing_schema, ordering_schema, staff_schema, members_schema, guests_schema,
+           equipment_schema)
 
 # The data inventory: the store's own tables, then each domain's (gateway/core/inventory.py).
 INVENTORY = Inventory((store_inventory.DECLARATION, privacy_schema.INVENTORY, printing_schema.INVENTORY,
                        ordering_schema.INVENTORY, staff_schema.INVENTORY,
-                       members_schema.INVENTORY, guests_schema.INVENTORY))
+                       members_schema.INVENTORY, guests_schema.INVENTORY, equipment_schema.INVENTORY))
 
 # Built and started in this order; a later service may use an earlier one.
 SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
@@ -39,4 +42,5 @@ SERVICES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("ordering", ordering.build),
     ("members", members.build),  # adds its bill hook to ordering (members sits above ordering)
     ("guests", guests.build),
+    ("equipment", equipment.build),
 )

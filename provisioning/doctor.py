@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +28,12 @@ import click
 
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
 from gateway.config import Config
+from provisioning import checks as provisioned
+from provisioning.credentials import borrowed
+from provisioning.findings import FAIL, OK, WARN, Finding
 
-OK, WARN, FAIL = "ok", "warn", "FAIL"
 MIN_FREE = 200 * 1024 * 1024
 SYSTEMD_RUN = Path("/run/systemd/system")  # present when systemd is the init system
-
-
-@dataclass
-class Finding:
-    """One check's outcome."""
-
-    check: str
-    level: str
-    text: str
-    fix: str = ""
 
 
 def check_data_dir(cfg: Config) -> list[Finding]:
@@ -252,9 +244,9 @@ def check_local_broker(cfg: Config, timeout: float) -> list[Finding]:
     fixes = {
         "tcp": "start Mosquitto: systemctl enable --now mosquitto (docs/operations.md), or fix local_mqtt.host/port",
         "refused": "check local_mqtt.username and the password in local_mqtt.password_file against "
-                   "/etc/mosquitto/storegw.passwd",
+                   f"{lm.broker_passwd_file}: storegw provision mosquitto --config CFG re-hashes it",
         "denied": "the ACL must let the gateway's user read devices/+/telemetry and devices/+/status "
-                  "(systemd/mosquitto/acl.example)",
+                  "(storegw provision mosquitto --config CFG writes it)",
         "timeout": "is something else listening on that port?",
     }
     if kind == OK:
@@ -412,7 +404,7 @@ def check_unit() -> list[Finding]:
     if state == "enabled":
         return [Finding("boot", OK, "storegw.service is enabled")]
     return [Finding("boot", FAIL, f"storegw.service is {state}: it will not start after a reboot or power cut",
-                    "cp systemd/storegw.service /etc/systemd/system/ && systemctl enable --now storegw")]
+                    "storegw install --config CFG (or, with the unit in place: systemctl enable --now storegw)")]
 
 
 def check_running(cfg: Config) -> list[Finding]:
@@ -441,6 +433,7 @@ def run_checks(cfg: Config, timeout: float = 5.0) -> list[Finding]:
         ("clock", check_clock),
         ("staff sign-in", lambda: check_staff(cfg)),
         ("boot", check_unit),
+        *provisioned.checks(cfg, timeout),  # certificate, broker ACL, unit hardening, clock skew
         ("service", lambda: check_running(cfg)),
     ]
     out: list[Finding] = []
@@ -472,7 +465,8 @@ def doctor(config_path: str, timeout: float, as_json: bool) -> None:
       sudo -u storegw storegw doctor --config /etc/storegw/storegw.toml
     """
     cfg = load_config(config_path)
-    findings = run_checks(cfg, timeout)
+    with borrowed():  # as root: the credentials the installed unit gives the service
+        findings = run_checks(cfg, timeout)
     failed = [f for f in findings if f.level == FAIL]
     if as_json:
         click.echo(json.dumps({"store": cfg.store.id, "ok": not failed, "findings": [asdict(f) for f in findings]},

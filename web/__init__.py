@@ -12,6 +12,7 @@ from web.diner import queue_views as diner_queue
 from web.diner import views as diner
 from web.kit import AsciiIntConverter, allowed_hosts, same_origin_location
 from web.portal import views as portal
+from web.staff import equipment_views as staff_equipment
 from web.staff import frontdesk
 from web.staff import member_views as staff_members
 from web.staff import views as staff
@@ -20,7 +21,7 @@ from web.tech import views as tech
 # The pages of this build, registered in this order; each module has ``bp`` and may have ``init_app``.
 BLUEPRINTS = (health, diner, staff, tech, portal)
 # Modules that add routes to a blueprint above (the diner queue pages are on the diner blueprint).
-_ROUTES_ON_BLUEPRINTS = (diner_queue, diner_members, staff_members, frontdesk)
+_ROUTES_ON_BLUEPRINTS = (diner_queue, diner_members, staff_members, frontdesk, staff_equipment)
 
 
 def create_app(services: Any, test_config: dict[str, Any] | None = None) -> Flask:

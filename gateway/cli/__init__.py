@@ -18,7 +18,7 @@ import click
 
 from devices.cli import simulate
 from gateway import __version__
-from gateway.cli import audit, devices, hq, members, ordering, printing, privacy, provision
+from gateway.cli import audit, devices, equipment, hq, members, ordering, printing, privacy, provision
 from gateway.cli.keys import keys_group
 from gateway.clikit import CONFIG, get_health, handle_errors, health_url, load_config
 from gateway.core import pii
@@ -326,6 +326,6 @@ def decode(kind: str, as_hex: bool, reveal: bool) -> None:
 
 # The command groups of the domains, the devices and provisioning: one line each.
 for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, ordering.menu, ordering.staff,
-                 members.members, hq.hq, simulate, devices.devices, provision.provision, doctor, keys_group,
-                 audit.audit, privacy.privacy):
+                 members.members, hq.hq, equipment.equipment, simulate, devices.devices, provision.provision,
+                 doctor, keys_group, audit.audit, privacy.privacy, provision.install, provision.uninstall):
     main.add_command(_command)

@@ -1,1 +1,7 @@
-"""Equipment: registry, maintenance plans and device health on the board (docs/store-health.md)."""
+"""Equipment: registry, maintenance plans and device health on the board (docs/equipment.md)."""
+
+from gateway.core.errors import OrderingError
+
+
+class EquipmentError(OrderingError):
+    """An equipment action that cannot be done (bad input, unknown plan), with a message fit to show."""

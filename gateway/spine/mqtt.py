@@ -11,6 +11,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from gateway.core.credentials import expand
 from gateway.core.errors import ConfigError, UplinkError
 
 
@@ -132,7 +133,8 @@ def fast_property_decoding() -> None:
 
 
 def read_secret(path: str, key: str) -> str:
-    """Read a password from a file, naming the config key when it cannot."""
+    """Read a password from a file (or a systemd credential), naming the config key when it cannot."""
+    path = expand(path, key)
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as err:
@@ -143,6 +145,7 @@ def configure_auth(client: paho.Client, *, tls: bool, ca_file: str = "", cert_fi
                    username: str = "", password_file: str = "", section: str = "uplink") -> None:
     """Apply TLS (CA, client certificate) and username/password from a file."""
     if tls:
+        key_file = expand(key_file, f"{section}.key_file")
         try:
             client.tls_set(ca_certs=ca_file or None, certfile=cert_file or None, keyfile=key_file or None,
                            cert_reqs=ssl.CERT_REQUIRED)

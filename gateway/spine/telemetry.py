@@ -112,8 +112,9 @@ class Telemetry:
         self.grace_ms = int(cfg.telemetry.summary_grace * 1000)
         self.prefix = cfg.prefix
         self.alerts = alerts
-        self.rules = RuleEngine(cfg.alerts.rules, alerts)
         self.offline = OfflineWatch(cfg.alerts.device_offline_after, alerts)
+        self.rules = RuleEngine(cfg.alerts.rules, alerts, no_data_after=cfg.alerts.no_data_after,
+                                pending_resume=cfg.alerts.pending_resume, device_seen=self.offline.last_seen)
         self.stats = IngestStats()
         self._device_ids: dict[str, int] = {}
         self._metric_ids: dict[str, int] = {}
@@ -127,6 +128,7 @@ class Telemetry:
         now = now_ms()
         for name in self._device_ids:
             self.offline.last_seen[name] = now
+        self.rules.load(conn, now)
 
     def forwards_raw(self, device: str) -> bool:
         """Return whether every reading of this device also goes to HQ."""
@@ -302,8 +304,8 @@ class Telemetry:
     def tick(self, conn: Connection) -> None:
         """Periodic: held rule breaches and silent devices."""
         now = now_ms()
-        self.rules.tick(conn, now)
         self.offline.tick(conn, now)
+        self.rules.tick(conn, now)
 
     def flush_summaries(self, conn: Connection, *, now: int | None = None, force: bool = False) -> int:
         """Send every closed window (plus grace) that changed since it was last sent; return items sent."""

@@ -37,6 +37,7 @@ ACTIONS: dict[str, str] = {
     "members-admin": "credit points, issue campaign coupons, complete export and erasure requests",
     "guests": "hotel front desk: register guests from the ID or MRZ reader, stays, checkout (docs/guests.md)",
     "authority": "the police-report outbox: send, resend, mark acknowledged or refused (audited)",
+    "equipment": "the equipment registry, maintenance plans and services done, device health (docs/equipment.md)",
     "tech": "the technician page /tech: devices live, test print, scan test, the broker's equipment, doctor, "
             "the QR sticker sheet",
     "tech-raw": "the raw bytes of a device's last frames on the technician page (reason; audited)",
@@ -53,7 +54,8 @@ MATRIX: dict[str, frozenset[str]] = {
                          "guests"}),  # guests: the hotel front desk
     "manager": frozenset({"tables", "tasks", "orders", "kds", "bill", "reprint", "void", "menu", "staff",
                           "sessions", "audit-read", "privacy-report", "unmask-phone", "unmask-id",
-                          "unmask-passport", "members", "members-admin", "guests", "authority"}),
+                          "unmask-passport", "members", "members-admin", "guests", "authority",
+                          "equipment"}),
     "technician": frozenset({"reprint", "kds", "tech", "tech-raw"}),
     "auditor": frozenset({"audit-read", "privacy-report"}),  # sees no unmasked data
 }

@@ -159,7 +159,24 @@ def _outbox_health_index(conn: Connection) -> None:
     conn.execute("CREATE INDEX outbox_lane_age ON outbox (lane, created_ms, size)")
 
 
-@migration("0003_outbox_sent")
+@migration("0003_rule_state")
+def _rule_state(conn: Connection) -> None:
+    # One row per (rule, device) series the rule engine has evaluated (gateway/spine/rules.py): the
+    # start of a pending breach (its ``for`` timer), so a restart does not reset the timer, and when
+    # the series was last seen, so a restart neither forgets a series nor calls it "no data" at once.
+    run_script(conn, """
+        CREATE TABLE rule_state (
+            key TEXT PRIMARY KEY,
+            rule TEXT NOT NULL,
+            device TEXT NOT NULL,
+            since_ms INTEGER,
+            value REAL,
+            seen_ms INTEGER NOT NULL
+        )
+    """)
+
+
+@migration("0004_outbox_sent")
 def _outbox_sent(conn: Connection) -> None:
     # What HQ's broker acknowledged, kept for uplink.resend_keep: the hourly manifest lists it, and
     # HQ's P/cmd/resend is answered from it (a broker or consumer can lose a message after its PUBACK).

@@ -19,7 +19,7 @@ PARAMS = {"table_id": "ZZ9", "station": "hot", "task_id": 999999, "entry_id": 99
           "ticket_id": 999999, "staff_id": 999999, "session_id": 999999, "item_id": "nope", "member_id": 999999,
           "request_id": 999999, "benefit_id": 999999,
           "stay_id": 999999, "report_id": 999999, "action": "send",
-          "device_id": "nope", "n": 999999}  # guests: the front desk (off: 404)
+          "device_id": "nope", "n": 999999, "plan_id": 999999}  # guests: the front desk (off: 404); tech; equipment
 
 
 def _staff_rules(app):
