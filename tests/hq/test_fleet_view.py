@@ -22,7 +22,7 @@ from gateway.spine.mqtt import new_client
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-KEEPALIVE = 3
+KEEPALIVE = 5
 
 
 def shows(page, text: str) -> bool:
