@@ -99,8 +99,14 @@ class UplinkConfig:
                       "summaries are coarsened; alerts are never dropped.")
     backlog_alert_after: float = opt("duration", "1h", help="Raise a gateway alert when the oldest unsent "
                                      "message is older than this.")
-    reconnect_min: float = opt("duration", "1s", help="First reconnect delay (exponential backoff, full jitter).")
-    reconnect_max: float = opt("duration", "2m", help="Largest reconnect delay.")
+    reconnect_min: float = opt("duration", "1s", help="Smallest reconnect delay (decorrelated jitter: each delay is "
+                               "uniform between this and 3 × the previous one).")
+    manifest_every: float = opt("duration", "1h", help="Publish P/manifest (the ids and revs HQ's broker "
+                                "acknowledged) this often, so HQ can ask for what it lost; 0 = never.")
+    resend_keep: float = opt("duration", "48h", help="Keep acknowledged messages this long to answer HQ's "
+                             "P/cmd/resend.")
+    reconnect_max: float = opt("duration", "30s", help="Largest reconnect delay; a broker that says it is busy "
+                               "(MQTT 5 quota exceeded, server busy) gets 1–2 × this.")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ def build_scheduler(gw: Gateway) -> BackgroundScheduler:
     sched.add_job(lambda: gw.store.writer.submit(lambda c: budget(gw, c)), "interval", seconds=30, id="budget")
     sched.add_job(lambda: backlog(gw), "interval", seconds=10, id="backlog")
     sched.add_job(gw.uplink.heartbeat, "interval", seconds=60, id="heartbeat")
+    if gw.cfg.uplink.manifest_every > 0:
+        sched.add_job(lambda: gw.store.writer.submit(gw.uplink.write_manifest), "interval",
+                      seconds=gw.cfg.uplink.manifest_every, id="manifest")
     sched.add_job(lambda: gw.ingest_stats_sample(), "interval", seconds=1, id="rate")
     if gw.cfg.backup.at:
         hour, minute = (int(x) for x in gw.cfg.backup.at.split(":"))

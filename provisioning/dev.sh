@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Developer bootstrap: `provisioning/dev.sh demo` runs the demo, `provisioning/dev.sh test` the tests.
 # On a fresh Debian 12 / Raspberry Pi OS with only Python >= 3.11 and apt: creates .venv,
-# installs storegw with its test extras, and (as root) installs Mosquitto, Chromium, poppler-utils and the network tools of the Wi-Fi test (nftables, dnsmasq, dhclient) with apt-get.
+# installs storegw with its test extras, and (as root) installs Mosquitto, Chromium, poppler-utils, PostgreSQL and the
+# network tools of the Wi-Fi test (nftables, dnsmasq, dhclient) with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +54,7 @@ case "${1:-}" in
     ;;
   test)
     shift
-    apt_install mosquitto chromium systemd poppler-utils nftables dnsmasq-base isc-dhcp-client iproute2 || echo "Continuing; tests needing the missing parts will fail with a clear message." >&2
+    apt_install mosquitto chromium systemd poppler-utils nftables dnsmasq-base isc-dhcp-client iproute2 postgresql || echo "Continuing; tests needing the missing parts will fail with a clear message." >&2
     venv
     echo "ruff check and lint-imports (the floors of docs/architecture.md) ..." >&2
     "$VENV/bin/ruff" check .

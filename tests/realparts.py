@@ -85,14 +85,15 @@ class Mosquitto:
             "log_dest stderr\n"
             "log_type error\n")
 
-    def start(self) -> Mosquitto:
-        """Start (or restart) the broker and wait until it listens."""
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        """Start (or restart) the broker and wait until it listens (loading a large persistence file
+        can take a while)."""
         if not Path(MOSQUITTO).exists():
             raise RuntimeError("mosquitto is not installed: run `apt-get install mosquitto` "
                                "(provisioning/dev.sh test does this)")
         with open(self.workdir / "mosquitto.log", "ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
-        wait_port(self.port)
+        wait_port(self.port, timeout)
         return self
 
     def stop(self) -> None:
@@ -205,6 +206,8 @@ class GatewayProcess:
 SCHEMA_DIR = ROOT / "docs" / "schemas"
 TOPIC_SCHEMAS = {
     "/status": "status.json",
+    "/manifest": "manifest.json",
+    "/cmd/resend": "cmd-resend.json",
     "/telemetry/summary": "telemetry-summary.json",
     "/telemetry/raw": "telemetry-raw.json",
     "/alerts": "alerts.json",
@@ -240,3 +243,85 @@ def validate_hq_message(topic: str, doc: Any) -> str | None:
     return None
 
 
+
+
+# -- a real PostgreSQL (Debian's `postgresql` package) in a temporary directory, stopped by PID
+
+def pg_bindir() -> Path:
+    """Where initdb and postgres are: ``pg_config --bindir``, else the newest /usr/lib/postgresql/*/bin."""
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False).stdout.strip()
+        if out and (Path(out) / "initdb").exists():
+            return Path(out)
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+                   if p.parent.parent.name.isdigit() else 0)
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: run `apt-get install postgresql` "
+                           "(provisioning/dev.sh test does this)")
+    return found[-1].parent
+
+
+class Postgres:
+    """A throwaway PostgreSQL server: initdb in a temp dir, a random loopback port, its unix socket in
+    the same dir, stopped by PID. As root it runs as ``nobody`` (initdb refuses to run as root)."""
+
+    def __init__(self, *, fsync: bool = False) -> None:
+        import tempfile
+
+        self.bindir = pg_bindir()
+        self.dir = Path(tempfile.mkdtemp(prefix="storegw-pg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.fsync = fsync
+        self.proc: subprocess.Popen | None = None
+        self._user: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            os.chown(self.dir, nobody.pw_uid, nobody.pw_gid)
+            self._user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+
+    @property
+    def url(self) -> str:
+        """A libpq URL for the ``postgres`` database as the superuser ``postgres``."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> Postgres:
+        """initdb (first time only), start the server and wait until it accepts connections."""
+        env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        if not self.data.exists():
+            subprocess.run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                            "-E", "UTF8", "--no-sync"], check=True, capture_output=True, env=env, cwd=self.dir,
+                           **self._user)
+        args = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
+                "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=50", "-c", "shared_buffers=64MB"]
+        if not self.fsync:
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        with open(self.dir / "postgres.log", "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env, cwd=self.dir, **self._user)
+        deadline = time.monotonic() + 30
+        while not (self.dir / f".s.PGSQL.{self.port}").exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start: {(self.dir / 'postgres.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        """Fast shutdown by PID (SIGINT), SIGKILL if it hangs; then remove the directory."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def postgres(*, fsync: bool = False) -> Postgres:
+    """Start a throwaway PostgreSQL (``Postgres``); call ``.stop()`` on it when done."""
+    return Postgres(fsync=fsync).start()

@@ -44,6 +44,97 @@ def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_fil
           checkpoints=checkpoints)
 
 
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT, e.g. hq-broker.example.com:1883")
+    return host, int(port)
+
+
+@hq.command("consume")
+@click.option("--db", required=True, help="HQ database: postgresql://USER@HOST:PORT/DB, or sqlite:///PATH "
+              "(embedded, for a demo).")
+@click.option("--broker", required=True, help="HQ broker HOST:PORT (MQTT 5, shared subscriptions).")
+@click.option("--group", default="hq", show_default=True, help="Shared-subscription group ($share/GROUP/...).")
+@click.option("--prefix", default="storegw/v1", show_default=True, help="Topic prefix (uplink.topic_prefix).")
+@click.option("--client-id", default="", help="Fixed MQTT client id of this instance, so a restart resumes "
+              "its session; give every instance its own (default hq-GROUP-HOSTNAME).")
+@click.option("--batch", default=500, show_default=True, type=int, help="Messages written per transaction at most.")
+@click.option("--flush", default=0.2, show_default=True, type=float, help="Seconds a batch waits to fill up.")
+@click.option("--repair-grace", default=10.0, show_default=True, type=float,
+              help="Seconds after a store's manifest arrives before HQ checks it and asks for what is missing.")
+@click.option("--tls", is_flag=True, help="Use TLS.")
+@click.option("--ca-file", default="", help="CA bundle for --tls.")
+@click.option("--username", default="", help="Username at the broker.")
+@click.option("--password-file", default="", help="File holding the broker password.")
+@handle_errors
+def hq_consume(db: str, broker: str, group: str, prefix: str, client_id: str, batch: int, flush: float,
+               repair_grace: float, tls: bool, ca_file: str, username: str, password_file: str) -> None:
+    """Consume every store's messages into HQ's database (run any number of instances).
+
+    Joins the shared subscription $share/GROUP/PREFIX/+/#, validates each message against its
+    JSON Schema (invalid ones go to hq_dead_letters with the reason), upserts a row per id at its
+    highest rev in batches, and acknowledges to the broker only after the transaction commits.
+    Compares the stores' manifests with the database and asks stores to re-send what is missing
+    (PREFIX/STORE/cmd/resend). Stops on Ctrl-C or SIGTERM after writing what it read.
+
+    \b
+    Example:
+      storegw hq consume --db postgresql://hq@db.example.com/hq --broker hq-broker.example.com:1883 \\
+          --group hq --client-id hq-consume-1
+      storegw hq consume --db sqlite:///tmp/hq.db --broker 127.0.0.1:1884
+    """
+    import signal
+    import threading
+
+    from gateway.hq.consume import Consumer
+    from gateway.hq.databases import open_sink
+
+    host, port = _host_port(broker)
+    sink = open_sink(db, grace=repair_grace)
+    consumer = Consumer(sink, host, port, group=group, prefix=prefix, client_id=client_id, batch=batch,
+                        flush_s=flush, tls=tls, ca_file=ca_file, username=username, password_file=password_file)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    consumer.start()
+    click.echo(f"# consuming $share/{group}/{consumer.prefix}/+/# on {broker} into {sink.backend} "
+               f"as {consumer.client_id}", err=True)
+    try:
+        consumer.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.stop()
+        sink.close()
+
+
+@hq.command("serve")
+@click.option("--db", required=True, help="HQ database (as for `storegw hq consume`).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8090, show_default=True, type=int, help="Port to listen on.")
+@click.option("--refresh", default=2, show_default=True, type=int, help="Seconds between page refreshes.")
+@handle_errors
+def hq_serve(db: str, host: str, port: int, refresh: int) -> None:
+    """Serve the fleet page (stores online/offline, alerts, summaries, reports, backlog) and /metrics.
+
+    \b
+    Example:
+      storegw hq serve --db postgresql://hq@db.example.com/hq --host 0.0.0.0 --port 8090
+      storegw hq serve --db sqlite:///tmp/hq.db
+    """
+    import waitress
+
+    from gateway.hq.databases import open_sink
+    from web.fleet import create_app
+
+    sink = open_sink(db)
+    click.echo(f"# fleet page on http://{host}:{port}/ (metrics: /metrics)", err=True)
+    try:
+        waitress.serve(create_app(sink, refresh=refresh), host=host, port=port, threads=4, _quiet=True)
+    finally:
+        sink.close()
+
+
 HQ_DIR = click.option("--dir", "hq_dir", default="/var/lib/storegw-hq", show_default=True,
                       type=click.Path(file_okay=False), help="HQ's directory: its CA and the claim codes (0700).")
 

@@ -2,13 +2,15 @@
 
 One thread owns the paho client (connect, network loop, publish, acks), so no paho call is made
 from two threads. Each connection attempt gets a fresh client: whatever was in flight on a lost
-connection is simply read from the outbox again (HQ dedupes by ``id``). Reconnects back off
-exponentially with full jitter; a token bucket bounds the drain rate.
+connection is simply read from the outbox again (HQ dedupes by ``id``). Reconnects follow
+``ReconnectPolicy`` (decorrelated jitter, at most one CONNECT a second and a dozen a minute, a longer
+pause when the broker says it is busy); a token bucket bounds the drain rate.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import random
 import threading
@@ -20,12 +22,15 @@ import paho.mqtt.client as paho
 from gateway import __version__
 from gateway.config import Config
 from gateway.core.models import iso_ms, now_ms
-from gateway.spine.mqtt import backoff_delay, configure_auth, describe_rc, new_client
+from gateway.spine.mqtt import ReconnectPolicy, configure_auth, describe_rc, is_busy, new_client
 from gateway.store.db import Connection
-from gateway.store.outbox import Lane, delete, dumps, fetch
+from gateway.store.outbox import Lane, acknowledged, dumps, enqueue, fetch, purge_sent, resend, sent_items
 from gateway.store.writer import Writer
 
 _LOGGER = logging.getLogger(__name__)
+
+RESEND_PER_MINUTE = 12  # P/cmd/resend commands acted on per minute at most (HQ asks again later)
+RESEND_MAX_IDS = 500  # ids per command at most (docs/schemas/cmd-resend.json)
 
 
 class Uplink:
@@ -54,6 +59,9 @@ class Uplink:
         self._deleted: collections.deque[list[int]] = collections.deque()  # from the writer's on_commit
         self._tokens = 0.0
         self._rng = random.Random()
+        self._busy = False  # the broker refused or dropped us as overloaded (MQTT 5 reason code)
+        self._resend_times: collections.deque[float] = collections.deque(maxlen=RESEND_PER_MINUTE)
+        self.resent = 0
         self._wake = threading.Event()
         self._more = True  # the last read filled every free slot: there may be more to send
         self._last_fetch = 0.0
@@ -79,13 +87,63 @@ class Uplink:
                     props: object = None) -> None:
         if getattr(rc, "is_failure", False):
             self.last_error = f"HQ refused the connection: {describe_rc(rc)}"
+            self._busy = is_busy(rc)
             return
         self.connected = True
         self.last_error = ""
+        client.subscribe(f"{self.prefix}/cmd/resend", qos=1)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        """HQ's ``P/cmd/resend``: put what HQ is missing back in the outbox (bounded, rate-limited)."""
+        now = time.monotonic()
+        if len(self._resend_times) == RESEND_PER_MINUTE and now - self._resend_times[0] < 60:
+            _LOGGER.warning("Uplink: more than %d re-send requests from HQ in a minute; ignoring one "
+                            "(HQ asks again)", RESEND_PER_MINUTE)
+            return
+        try:
+            doc = json.loads(msg.payload)
+            ids = doc.get("ids", [])
+            manifests = doc.get("manifests", [])
+            if not (isinstance(ids, list) and isinstance(manifests, list) and len(ids) <= RESEND_MAX_IDS
+                    and len(manifests) <= RESEND_MAX_IDS and all(isinstance(i, str) for i in ids)
+                    and all(isinstance(m, int) and not isinstance(m, bool) for m in manifests)):
+                raise ValueError("ids must be at most 500 strings and manifests at most 500 integers")
+        except (ValueError, AttributeError) as err:
+            _LOGGER.warning("Uplink: ignored a malformed re-send request from HQ: %s", err)
+            return
+        self._resend_times.append(now)
+        names = [f"{self.cfg.store.id}:manifest:{m}" for m in manifests]
+        self.writer.submit(lambda conn: resend(conn, ids, names),
+                           on_commit=lambda n: self._resent(n, len(ids), len(manifests)))
+
+    def _resent(self, n: int, ids: int, manifests: int) -> None:
+        self.resent += n
+        _LOGGER.info("Uplink: HQ asked again for %d message id(s) and %d manifest(s); %d message(s) queued",
+                     ids, manifests, n)
+
+    def write_manifest(self, conn: Connection) -> dict[str, object]:
+        """Close the manifest window: enqueue ``P/manifest`` with the ids and revs HQ's broker
+        acknowledged since the last one, and forget what is older than ``uplink.resend_keep``
+        (runs on the writer, every ``uplink.manifest_every``)."""
+        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('uplink.manifest_seq', "
+                                 "'uplink.manifest_until')").fetchall())
+        seq = int(meta.get("uplink.manifest_seq", 0)) + 1
+        since = int(meta.get("uplink.manifest_until", 0))
+        until = now_ms()
+        doc = {"id": f"{self.cfg.store.id}:manifest:{seq}", "ts": iso_ms(until), "store": self.cfg.store.id,
+               "seq": seq, "window_start": iso_ms(since or until - int(self.up.manifest_every * 1000)),
+               "window_s": max(1, round((until - since) / 1000) if since else round(self.up.manifest_every)),
+               "ids": sent_items(conn, since, until)}
+        enqueue(conn, Lane.ALERTS, f"{self.prefix}/manifest", doc["id"], "manifest", doc)
+        conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                         [("uplink.manifest_seq", str(seq)), ("uplink.manifest_until", str(until))])
+        purge_sent(conn, until - int(self.up.resend_keep * 1000))
+        return doc
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, rc: object,
                        props: object = None) -> None:
         self.connected = False
+        self._busy = is_busy(rc)
         self.last_error = f"disconnected: {describe_rc(rc)}"
 
     def _on_publish(self, client: paho.Client, userdata: object, mid: int, rc: object = None,
@@ -117,16 +175,20 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def _run(self) -> None:
         attempt = 0
+        policy = ReconnectPolicy(self.up.reconnect_min, self.up.reconnect_max, rng=self._rng)
         while not self._stop.is_set():
             if not self.up.enabled:
                 self._stop.wait(1)
                 continue
             client = self._make_client()
             self._client = client
+            self._busy = False
+            policy.attempted(time.monotonic())
             try:
                 client.connect(self.up.host, self.up.port, keepalive=int(self.up.keepalive))
                 deadline = time.monotonic() + 10
@@ -138,7 +200,7 @@ class Uplink:
                 self.last_error = f"cannot reach HQ {self.up.host}:{self.up.port}: {err}"
             if not self.connected:
                 self._drop(client)
-                delay = backoff_delay(attempt, self.up.reconnect_min, self.up.reconnect_max, self._rng)
+                delay = policy.delay(time.monotonic(), busy=self._busy)
                 if attempt in (0, 5) or attempt % 20 == 0:
                     _LOGGER.warning("Uplink: %s; retrying (backoff up to %.0fs)", self.last_error or "not connected",
                                     self.up.reconnect_max)
@@ -148,6 +210,7 @@ class Uplink:
             if attempt:
                 _LOGGER.info("Uplink connected to %s:%s", self.up.host, self.up.port)
             attempt = 0
+            policy.connected()
             if self.on_state:
                 self.on_state(True)
             topic, birth = self._status("online")
@@ -157,6 +220,7 @@ class Uplink:
                 self.on_state(False)
             if not self._stop.is_set():
                 _LOGGER.warning("Uplink lost HQ: %s; reconnecting", self.last_error)
+                self._stop.wait(policy.delay(time.monotonic(), busy=self._busy))
         self._client = None
 
     def _drop(self, client: paho.Client) -> None:
@@ -213,7 +277,8 @@ class Uplink:
         if seqs:
             self.acked += len(seqs)
             self._deleting.update(seqs)
-            self.writer.submit(lambda conn, s=seqs: delete(conn, s),
+            keep = self.up.manifest_every > 0
+            self.writer.submit(lambda conn, s=seqs: acknowledged(conn, s, keep=keep),
                                on_commit=lambda _, s=seqs: self._deleted.append(s))
 
     def _fill(self, client: paho.Client, rate: float) -> None:

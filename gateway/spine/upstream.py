@@ -110,6 +110,8 @@ SHAPES: dict[str, Any] = {
                           sold_out=ListOf(NAME), below_safety=ListOf(NAME),
                           alerts=Obj(raised=VALUE, by_rule=MapOf(VALUE), active=VALUE), complaints=MapOf(VALUE),
                           device_uptime_pct=VALUE, maintenance_due=VALUE),
+    # gateway/spine/uplink.py Uplink.write_manifest: ids and revs HQ's broker acknowledged in a window
+    "/manifest": Obj(id=ID, ts=TS, store=ID, seq=VALUE, window_start=TS, window_s=VALUE, ids=MapOf(VALUE)),
     # gateway/privacy/audit.py Checkpointer.write: the signature covers origin, length, head and ts
     "/audit/checkpoint": Signed(id=ID, ts=TS, length=VALUE, head=OPAQUE, key_id=OPAQUE, sig=OPAQUE),
     # gateway/privacy/retention.py receipt(): the signature covers every member but sig

@@ -16,6 +16,9 @@ _WINDOWS = managed("telemetry.raw_retention after the window starts, once sent",
                    days=7, clock="wstart_ms")
 _OUTBOX = managed("until HQ acknowledges it (PUBACK); over uplink.budget raw first, then summaries coarsened",
                   "uplink and outbox budget")
+_SENT = managed("uplink.resend_keep (48h by default) after HQ's broker acknowledged it", "uplink manifest (hourly)",
+                days=2, clock="acked_ms")
+_SENT_ITEMS = managed("with their outbox_sent row", "uplink manifest (hourly)")
 _DEVICE = until("while the device is known to this store")
 _ALERT_LOG = after(365, "ts_ms", "1 year after the event")
 
@@ -36,6 +39,11 @@ DECLARATION = Declaration("store", (
     Table("outbox", "Messages waiting for HQ's acknowledgement (schema-checked, no personal data)",
           ops("seq lane topic msg_id kind payload size retain created_ms", _OUTBOX, "store-and-forward to HQ"),
           created="created_ms"),
+    Table("outbox_sent", "Messages HQ's broker acknowledged, kept for gap repair (manifest, P/cmd/resend)",
+          ops("seq lane topic msg_id kind payload retain acked_ms", _SENT, "store-and-forward to HQ"),
+          created="acked_ms"),
+    Table("outbox_sent_items", "Ids and revs of the items of each acknowledged message (the manifest)",
+          ops("item_id rev seq", _SENT_ITEMS, "store-and-forward to HQ")),
     Table("alerts_active", "Alerts raised and not yet cleared",
           ops("key episode kind rule device severity value raised_ms",
               until("while the alert is active"), "equipment alerts"), created="raised_ms"),

@@ -174,3 +174,30 @@ def _rule_state(conn: Connection) -> None:
             seen_ms INTEGER NOT NULL
         )
     """)
+
+
+@migration("0004_outbox_sent")
+def _outbox_sent(conn: Connection) -> None:
+    # What HQ's broker acknowledged, kept for uplink.resend_keep: the hourly manifest lists it, and
+    # HQ's P/cmd/resend is answered from it (a broker or consumer can lose a message after its PUBACK).
+    run_script(conn, """
+        CREATE TABLE outbox_sent (
+            seq INTEGER PRIMARY KEY,
+            lane INTEGER NOT NULL,
+            topic TEXT NOT NULL,
+            msg_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            retain INTEGER NOT NULL DEFAULT 0,
+            acked_ms INTEGER NOT NULL
+        );
+        CREATE INDEX outbox_sent_acked ON outbox_sent (acked_ms);
+        CREATE INDEX outbox_sent_msg ON outbox_sent (msg_id);
+        CREATE TABLE outbox_sent_items (
+            item_id TEXT NOT NULL,
+            rev INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (item_id, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX outbox_sent_items_seq ON outbox_sent_items (seq);
+    """)

@@ -204,3 +204,82 @@ def enforce_budget(conn: Connection, budget: int, coarsen: Any = None) -> Degrad
         _LOGGER.warning("Outbox over its budget: dropped %d raw messages, coarsened %d summary messages",
                         result.dropped_raw, result.coarsened_summaries)
     return result
+
+
+# -- gap repair: what HQ's broker acknowledged, the manifest of it, and re-sends (docs/hq-topics.md)
+
+def _items(payload: bytes) -> list[tuple[str, int]]:
+    """The (id, rev) of each item of a message (an object, or an array of objects)."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return []
+    items = doc if isinstance(doc, list) else [doc]
+    return [(i["id"], i["rev"] if isinstance(i.get("rev"), int) else 0)
+            for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
+
+
+def acknowledged(conn: Connection, seqs: Sequence[int], *, keep: bool, now: int | None = None) -> int:
+    """HQ's broker acknowledged these messages: delete them from the outbox and, when ``keep``, keep
+    them (and the ids and revs of their items) in ``outbox_sent`` for the manifest and re-sends."""
+    if keep:
+        acked = now_ms() if now is None else now
+        for i in range(0, len(seqs), 500):
+            chunk = list(seqs[i:i + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute("SELECT seq, lane, topic, msg_id, kind, payload, retain FROM outbox "  # noqa: S608
+                                f"WHERE seq IN ({marks})", chunk).fetchall()
+            conn.executemany("INSERT OR REPLACE INTO outbox_sent (seq, lane, topic, msg_id, kind, payload, retain, "
+                             "acked_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(*r, acked) for r in rows])
+            conn.executemany("INSERT OR REPLACE INTO outbox_sent_items (item_id, rev, seq) VALUES (?, ?, ?)",
+                             [(item, rev, r[0]) for r in rows for item, rev in _items(bytes(r[5]))])
+    return delete(conn, seqs)
+
+
+def sent_items(conn: Connection, since_ms: int, until_ms: int) -> dict[str, int]:
+    """Item id → highest rev of what HQ's broker acknowledged in (since_ms, until_ms], manifests excluded."""
+    return dict(conn.execute(
+        "SELECT i.item_id, max(i.rev) FROM outbox_sent s JOIN outbox_sent_items i ON i.seq = s.seq "
+        "WHERE s.acked_ms > ? AND s.acked_ms <= ? AND s.kind <> 'manifest' GROUP BY i.item_id",
+        (since_ms, until_ms)).fetchall())
+
+
+def resend(conn: Connection, item_ids: Sequence[str], msg_ids: Sequence[str] = ()) -> int:
+    """Put back in the outbox the acknowledged messages holding these item ids (the one with each
+    item's highest rev) or with these message ids; skip what is already waiting. Return how many."""
+    seqs: dict[str, int] = {}
+    best: dict[str, tuple[int, int]] = {}
+    for i in range(0, len(item_ids), 500):
+        chunk = list(item_ids[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        for item, rev, seq in conn.execute(
+                f"SELECT item_id, rev, seq FROM outbox_sent_items WHERE item_id IN ({marks})", chunk):  # noqa: S608
+            if (rev, seq) > best.get(item, (-1, -1)):
+                best[item] = (rev, seq)
+    for rev_seq in best.values():
+        seqs[str(rev_seq[1])] = rev_seq[1]
+    for i in range(0, len(msg_ids), 500):
+        chunk = list(msg_ids[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        for (seq,) in conn.execute(f"SELECT max(seq) FROM outbox_sent WHERE msg_id IN ({marks}) "  # noqa: S608
+                                   "GROUP BY msg_id", chunk):
+            seqs[str(seq)] = seq
+    n = 0
+    now = now_ms()
+    for seq in sorted(seqs.values()):
+        n += conn.execute(
+            "INSERT INTO outbox (lane, topic, msg_id, kind, payload, size, retain, created_ms) "
+            "SELECT s.lane, s.topic, s.msg_id, s.kind, s.payload, length(s.payload) + length(s.topic) + 64, "
+            "s.retain, ? "
+            "FROM outbox_sent s WHERE s.seq = ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.msg_id = s.msg_id "
+            "AND o.payload = s.payload)", (now, seq)).rowcount
+    if n:
+        _pending.hit = True
+    return n
+
+
+def purge_sent(conn: Connection, before_ms: int) -> int:
+    """Forget acknowledged messages older than ``before_ms`` (``uplink.resend_keep``)."""
+    conn.execute("DELETE FROM outbox_sent_items WHERE seq IN (SELECT seq FROM outbox_sent WHERE acked_ms < ?)",
+                 (before_ms,))
+    return conn.execute("DELETE FROM outbox_sent WHERE acked_ms < ?", (before_ms,)).rowcount

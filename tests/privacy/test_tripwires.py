@@ -256,6 +256,8 @@ def test_every_schema_has_its_allowlist_and_they_agree():
     for path in sorted(SCHEMAS.glob("*.json")):
         schema = json.loads(path.read_text())
         topic = "/" + schema["$id"].split("/", 2)[2]
+        if topic.startswith("/cmd/"):
+            continue  # HQ's commands to a store (P/cmd/resend) go downstream: no upstream allowlist
         topics[topic] = schema
     assert set(topics) == set(upstream.SHAPES), "a schema without an upstream shape (or the reverse)"
     for topic, schema in topics.items():
