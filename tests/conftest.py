@@ -8,9 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realparts import GatewayProcess, Mosquitto, config_text, free_port, validate_hq_message
+from realparts import CHROMIUM, CHROMIUM_ARGS, GatewayProcess, Mosquitto, config_text, free_port, validate_hq_message
 
 _schema_problems: list[str] = []
+
+
+@pytest.fixture
+def chromium():
+    """A headless Debian Chromium driven by Playwright (skips where Playwright is not installed)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

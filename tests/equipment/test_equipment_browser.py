@@ -17,21 +17,12 @@ from realparts import equipment, wait_for
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "members"))
 
 from memhelpers import MANAGER_PASSWORD, enrol_manager, fresh_code, trust_clock  # noqa: E402
-from ordhelpers import CHROMIUM_ARGS, start_gateway  # noqa: E402
+from ordhelpers import start_gateway  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CSP_WATCH = ("window.__csp = []; document.addEventListener('securitypolicyviolation', "
              "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
-
-
-@pytest.fixture
-def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.parametrize("lang", ["zh"])  # the staff pages are bilingual inline (English 中文)

@@ -10,20 +10,11 @@ import re
 import time
 
 import pytest
-from ordhelpers import CHROMIUM_ARGS, prepare_store, run_cli, start_gateway, table_url
+from ordhelpers import prepare_store, run_cli, start_gateway, table_url
 from stockdocs import doc
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _phone(browser, url):

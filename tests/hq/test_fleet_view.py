@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fleetsim import SimLoop, SimStore
-from realparts import Mosquitto, free_port, wait_for, wait_port
+from realparts import CHROMIUM_ARGS, Mosquitto, free_port, wait_for, wait_port
 
 from gateway.hq.consume import Consumer
 from gateway.hq.databases import open_sink
@@ -21,7 +21,6 @@ from gateway.spine.mqtt import new_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 KEEPALIVE = 5
 
 

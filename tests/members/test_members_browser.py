@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ordering"))
 
 from memhelpers import MANAGER_PASSWORD, enrol_manager, fresh_code, trust_clock  # noqa: E402
-from ordhelpers import CHROMIUM_ARGS, HttpDiner, prepare_store, start_gateway, table_url  # noqa: E402
+from ordhelpers import HttpDiner, prepare_store, start_gateway, table_url  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -32,15 +32,6 @@ T = {  # what each page says, per language
            "requested": "Requested: erasure", "rate": "Send", "thanks": "Thanks for rating", "tier": "Regular",
            "attach": "Use my membership on this bill"},
 }
-
-
-@pytest.fixture
-def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _no_sideways_scroll(page, what):

@@ -134,8 +134,7 @@ class Diner:
 
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+from realparts import CHROMIUM_ARGS  # noqa: E402,F401  (re-exported for the browser tests)
 
 
 def run_cli(group: Any, *args: str, input: str | None = None) -> str:  # noqa: A002

@@ -11,20 +11,11 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from ordhelpers import CHROMIUM_ARGS, devices_toml, prepare_store, run_cli, start_gateway, table_url, wait_for
+from ordhelpers import devices_toml, prepare_store, run_cli, start_gateway, table_url, wait_for
 
 from devices.escpos.simulator import VirtualPrinter
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-@pytest.fixture
-def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def phone(browser, origin, requests):
