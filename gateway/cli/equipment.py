@@ -16,6 +16,7 @@ import click
 from gateway.cli.db import database
 from gateway.clikit import CONFIG, handle_errors, load_config
 from gateway.core.errors import GatewayError
+from gateway.store.db import immediate
 
 FORMATS = click.Choice(["json", "csv"])
 
@@ -76,13 +77,7 @@ def import_cmd(path: str, fmt: str | None, dry_run: bool, config_path: str) -> N
         click.echo(f"{path}: ok, {len(valid)} devices and {sum(len(p) for _, p in valid)} plans would be imported")
         return
     with database(cfg) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            counts = registry.import_rows(conn, rows, now_ms(), None, ZoneInfo(cfg.store.timezone))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        counts = immediate(conn, lambda c: registry.import_rows(c, rows, now_ms(), None, ZoneInfo(cfg.store.timezone)))
     click.echo(f"imported {counts['devices']} devices and {counts['plans']} maintenance plans")
 
 

@@ -22,21 +22,19 @@ from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
 from gateway.core.errors import OrderingError
 from gateway.staff.matrix import ROLES
+from gateway.store.db import immediate
 
 
 def write(cfg: Any, fn: Callable[[Any], Any]) -> Any:
     """Run ``fn(conn)`` in one transaction and bump ``rev`` so a running gateway reloads."""
-    with database(cfg) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-            conn.execute("INSERT INTO ord_meta (key, value) VALUES ('rev', ?) "
-                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (secrets.token_hex(8),))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    def body(conn: Any) -> Any:
+        result = fn(conn)
+        conn.execute("INSERT INTO ord_meta (key, value) VALUES ('rev', ?) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (secrets.token_hex(8),))
         return result
+
+    with database(cfg) as conn:
+        return immediate(conn, body)
 
 
 def table_urls(cfg: Any, table_ids: tuple[str, ...] = ()) -> list[tuple[Any, str]]:

@@ -19,6 +19,7 @@ import click
 from gateway.clikit import handle_errors as _handle_errors
 from gateway.clikit import load_config as _load
 from gateway.core.errors import ConfigError, GatewayError
+from gateway.store.db import immediate
 
 _STATES = ("queued", "sent", "confirmed", "failed")
 
@@ -56,13 +57,8 @@ def enqueue_text(cfg: Any, *, text: str = "", doc: list[dict[str, Any]] | None =
         raise PrintError(str(err)) from err
     conn = _connect(cfg)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            job_id = queue.insert_job(conn, printer=target, station=station_name, doc=blocks, source=source)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        job_id = immediate(conn, lambda c: queue.insert_job(c, printer=target, station=station_name, doc=blocks,
+                                                             source=source))
     finally:
         conn.close()
     return job_id

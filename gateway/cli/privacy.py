@@ -17,19 +17,11 @@ from gateway.cli.db import database
 from gateway.clikit import CONFIG, handle_errors, load_config
 from gateway.core.errors import ConfigError
 from gateway.core.models import now_ms
+from gateway.store.db import immediate
 
 
 def _writer(conn: Any) -> Callable[[Callable[[Any], Any]], Any]:
-    def write(fn: Callable[[Any], Any]) -> Any:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return result
-    return write
+    return lambda fn: immediate(conn, fn)
 
 
 def _now(text: str | None) -> int:

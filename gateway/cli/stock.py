@@ -15,6 +15,7 @@ import click
 from gateway.cli.db import database
 from gateway.clikit import CONFIG, handle_errors, load_config
 from gateway.core.errors import OrderingError
+from gateway.store.db import immediate
 
 
 @click.group("stock")
@@ -42,13 +43,7 @@ def stock_import(file: str, config_path: str) -> None:
         raise OrderingError(f"cannot read {file}: {err}") from err
     parsed = parse_doc(doc)
     with database(load_config(config_path)) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            write_doc(conn, parsed)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        immediate(conn, lambda c: write_doc(c, parsed))
     click.echo(f"imported {len(parsed.ingredients)} ingredients and {len(parsed.recipes)} recipes")
 
 

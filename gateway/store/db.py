@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlcipher3
 
@@ -43,6 +44,22 @@ class Key:
 
     def __repr__(self) -> str:
         return f"Key(source={self.source!r})"
+
+
+def immediate(conn: Connection, fn: Callable[[Connection], Any]) -> Any:
+    """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction: committed, or rolled back on any error.
+
+    For a connection of its own outside the writer thread (the CLI's commands beside a running
+    gateway: SQLite serialises the two writers, the gateway's writer waits on its busy timeout).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return result
 
 
 def _raw_from_text(text: str) -> bytes:
