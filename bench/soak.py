@@ -168,6 +168,30 @@ def staff_loop(port: int, counter: Counter, stop: threading.Event, rng: random.R
                       ok=(303,))
 
 
+def cashier_loop(port: int, counter: Counter, stop: threading.Event, tables: list[str], turnover: float) -> None:
+    """A cashier turning tables over: each table's bill paid and the table cleared every ``turnover`` s.
+
+    A store's tables close: a bill paid, the table cleared (清台), the next party's phones start a
+    new session. Without this every table's session would grow for the whole run, which no store
+    does (the cached table views would grow with it).
+    """
+    c = Client(port, counter)
+    i = 0
+    while not stop.wait(turnover / len(tables)):
+        if not c.cookies and c.login("cashier", "soak-cashier", PIN) != 303:
+            continue
+        status, html, _ = c.request("cashier", "GET", "/staff/", ok=(200, 302, 303))
+        m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        if status != 200 or not m:
+            c.cookies.clear()  # signed out: sign in again
+            continue
+        table = tables[i % len(tables)]
+        i += 1
+        for action, form in (("pay", {"method": "cash"}), ("clear", {})):
+            body = urllib.parse.urlencode({**form, "csrf_token": m.group(1)})
+            c.request("cashier", "POST", f"/staff/tables/{table}/{action}", body, FORM, ok=(303,))
+
+
 def kds_loop(port: int, counter: Counter, stop: threading.Event, rng: random.Random, station: str) -> None:
     """A kitchen screen: signed in, its live stream connected for a while and dropped; polls between."""
     c = Client(port, counter)
@@ -314,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=None,
                     help="seconds before the slope is fitted (default: a fifth of the run, at most 120)")
     ap.add_argument("--tables", type=int, default=20)
+    ap.add_argument("--turnover", type=float, default=300.0,
+                    help="seconds between a table's bill paid and cleared by the cashier (0: tables never close)")
     ap.add_argument("--diners", type=int, default=60)
     ap.add_argument("--telemetry", type=float, default=200.0, help="telemetry messages per second (default 200)")
     ap.add_argument("--kds", type=int, default=2, help="KDS screens (default 2)")
@@ -341,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     tables = [f"T{i:02d}" for i in range(1, args.tables + 1)]
     cli(config, "menu", "import", "--sample")
     cli(config, "tables", "add", *tables)
-    for name, role in (("soak-staff", "waiter"), ("soak-kds", "kitchen"), ("soak-guess", "waiter")):
+    for name, role in (("soak-staff", "waiter"), ("soak-kds", "kitchen"), ("soak-guess", "waiter"),
+                       ("soak-cashier", "cashier")):
         cli(config, "staff", "add", name, "--role", role, "--pin-stdin", stdin=PIN + "\n")
     urls = {line.split("\t")[0]: line.split("\t")[3] for line in cli(config, "tables", "list").splitlines()}
     paths = [urllib.parse.urlsplit(urls[t]).path for t in tables]
@@ -383,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(7)
         actors.append(threading.Thread(target=staff_loop, args=(web_port, counter, stop, random.Random(1)),
                                        daemon=True, name="staff"))
+        if args.turnover > 0:
+            actors.append(threading.Thread(target=cashier_loop, args=(web_port, counter, stop, tables,
+                                                                      args.turnover), daemon=True, name="cashier"))
         for k in range(args.kds):
             actors.append(threading.Thread(target=kds_loop, args=(web_port, counter, stop, random.Random(10 + k),
                                                                   STATIONS[k % len(STATIONS)]), daemon=True))
