@@ -3,19 +3,18 @@ sparklines present and CSP-clean (no inline style), the name of who did the serv
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 from ordhelpers import PASSWORD, add_privileged, staff_login
+from ordhelpers import csrf as staff_csrf
 
 from gateway.staff import accounts as staffops
 from web import create_app
 
 
 def csrf(client, path="/staff/equipment"):
-    html = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    return staff_csrf(client, path)
 
 
 @pytest.fixture

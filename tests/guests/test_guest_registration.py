@@ -18,6 +18,7 @@ from guestkit import idcard_event as _idcard_event
 from guestkit import mrz_event as _mrz_event
 from guestkit import scan as _scan
 from guestkit import stay_form as _stay_form
+from ordhelpers import csrf as _csrf
 
 from gateway.core.errors import GuestError
 from gateway.guests import rules
@@ -272,10 +273,6 @@ def _client(gw, name: str = "lin"):
     resp = client.post("/staff/login", data={"name": name, "pin": secret, "code": code, "csrf_token": token})
     assert resp.status_code == 303
     return client
-
-
-def _csrf(client, path: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
 
 
 def test_pages_role_gated_masked_and_bilingual(svc, gw) -> None:

@@ -10,7 +10,7 @@ import re
 from statistics import median
 from typing import Any
 
-from ordhelpers import staff_login
+from ordhelpers import csrf, staff_login
 from realparts import validate_hq_message
 from stockdocs import doc
 
@@ -168,8 +168,7 @@ def test_receipt_summary_and_pages(gw: Any, svc: Any, diner_factory: Any, client
 
 
 def _csrf(client: Any) -> str:
-    page = client.get("/staff/login").get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return csrf(client, "/staff/login")
 
 
 def test_summary_prints_on_the_receipt_printer(make_gw: Any) -> None:

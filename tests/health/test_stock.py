@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from ordhelpers import staff_login
+from ordhelpers import csrf, staff_login
 from stockdocs import doc
 
 from gateway.core.errors import OrderingError
@@ -131,8 +131,7 @@ def test_stock_page_count_delivery_roles_and_csrf(gw: Any, stock: Any, client: A
 
 
 def _csrf(client: Any) -> str:
-    page = client.get("/staff/login").get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return csrf(client, "/staff/login")
 
 
 def test_low_shows_what_is_left_and_a_refund_gives_everything_back(gw: Any, svc: Any, stock: Any,

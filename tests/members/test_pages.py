@@ -9,7 +9,7 @@ import threading
 
 import pytest
 from memhelpers import order, register
-from ordhelpers import PASSWORD, Diner, add_privileged, staff_login
+from ordhelpers import PASSWORD, Diner, add_privileged, csrf, staff_login
 
 from gateway.staff import accounts as staffops
 from web import create_app
@@ -25,11 +25,6 @@ def login(client, name, pin="246813"):
     r = client.post("/staff/login", data={"name": name, "pin": pin, "csrf_token": token})
     assert r.status_code == 303
     return csrf(client)
-
-
-def csrf(client, path="/staff/"):
-    html = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 @pytest.fixture

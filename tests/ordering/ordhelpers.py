@@ -80,6 +80,12 @@ def add_privileged(svc: Any, name: str, role: str = "manager", password: str = P
     return Authenticator(svc.writer.call(lambda c: accounts.enrol(c, name, role, password, "test", cipher=cipher)))
 
 
+def csrf(client: Any, path: str = "/staff/") -> str:
+    """The CSRF token of the staff form at ``path`` (a Flask test client)."""
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
 def staff_login(c: Any, name: str, secret: str, code: str = "", addr: str = "10.20.0.1") -> Any:
     """Sign ``c`` in through the form (PIN, or password and code)."""
     page = c.get("/staff/login", environ_base={"REMOTE_ADDR": addr}).get_data(as_text=True)

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from ordhelpers import PASSWORD, Diner, add_privileged
+from ordhelpers import PASSWORD, Diner, add_privileged, csrf
 
 from gateway.staff import accounts as staffops
 
@@ -28,11 +28,6 @@ def login(client, name, pin="246813"):
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     r = client.post("/staff/login", data={"name": name, "pin": pin, "code": code, "csrf_token": token})
     return r, token
-
-
-def csrf(client, path="/staff/"):
-    html = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from ordhelpers import PASSWORD, add_privileged
+from ordhelpers import csrf as _csrf
 
 from gateway.staff import accounts as staffops
 
@@ -28,10 +29,6 @@ def _login(c, name, pin=PIN, addr="10.20.0.1"):
     tok = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     return c.post("/staff/login", data={"name": name, "pin": pin, "code": code, "csrf_token": tok},
                   environ_base={"REMOTE_ADDR": addr})
-
-
-def _csrf(c, path="/staff/"):
-    return re.search(r'name="csrf_token" value="([^"]+)"', c.get(path).get_data(as_text=True)).group(1)
 
 
 def _copy(app, c):

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from ordhelpers import PASSWORD, Diner, add_privileged, staff_login
+from ordhelpers import csrf as _csrf
 
 from gateway.core.errors import CardNumberRefused
 from gateway.staff import accounts as staffops
@@ -18,11 +19,6 @@ MOBILE = "13912345678"
 CARD = "4242424242424242"  # luhn-4242424242424242 (tests/devices/vectors/magstripe.json)
 MRZ2 = "L898902C36UTO7408122F1204159ZE184226B<<<<<10"  # td3-icao-specimen line 2 (mrz.json)
 PLANTED = (ID, MOBILE, CARD, "ZE184226B", "L898902C3")
-
-
-def _csrf(client, path):
-    html = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def _staff(gw, svc, name="wang", role="manager"):

@@ -11,6 +11,7 @@ import pyotp
 import pytest
 from click.testing import CliRunner
 from ordhelpers import PASSWORD, Authenticator, add_privileged, staff_login
+from ordhelpers import csrf as _csrf
 
 from gateway.cli import ordering as cli
 from gateway.core.errors import OrderingError
@@ -29,10 +30,6 @@ def _audit(gw, action):
 def _ref(gw, name, role=True):
     row = gw.store.read().execute("SELECT id, role FROM ord_staff WHERE name = ?", (name,)).fetchone()
     return f"staff:{row[0]}/{row[1]}" if role else f"staff:{row[0]}"
-
-
-def _csrf(c, path="/staff/"):
-    return re.search(r'name="csrf_token" value="([^"]+)"', c.get(path).get_data(as_text=True)).group(1)
 
 
 def test_password_and_totp_sign_in_and_a_code_works_only_once(app, svc, gw):

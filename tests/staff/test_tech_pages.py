@@ -6,9 +6,7 @@ driver would (the Chromium test, tests/staff/test_tech_browser.py, drives real s
 
 from __future__ import annotations
 
-import re
-
-from ordhelpers import PASSWORD, add_privileged, staff_login
+from ordhelpers import PASSWORD, add_privileged, csrf, staff_login
 from realparts import wait_for
 
 from gateway.core.models import DeviceEvent, now_ms
@@ -25,7 +23,7 @@ def _signed_in(app, gw, name="li", role="technician"):
 
 
 def _csrf(c, url="/tech/"):
-    return re.search(r'name="csrf_token" value="([^"]+)"', c.get(url).get_data(as_text=True)).group(1)
+    return csrf(c, url)
 
 
 def test_frames_masked_and_raw_audited(make_gw):
