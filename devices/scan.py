@@ -347,20 +347,27 @@ def probe_escpos(path: str, timeout: float) -> Probe:
     return Probe("escpos", f"ESC/POS status: {state}")
 
 
-def probe_sam(path: str, timeout: float) -> Probe:
-    """The SAM module's status command (``11 FF``); a reader answers ``90`` (SAM ok)."""
-    from devices.idcard import protocol as idcard
-
-    with contextlib.closing(_open(path, BAUD["idcard"])) as conn:
+def _ask(kind: str, path: str, request: bytes, parser: Any, frame_type: type, timeout: float) -> list[Any]:
+    """Send ``request`` at ``kind``'s baud rate; return the ``frame_type`` frames that ``parser`` decodes
+    from the first answer before ``timeout`` (empty: no answer)."""
+    with contextlib.closing(_open(path, BAUD[kind])) as conn:
         conn.reset_input_buffer()
-        conn.write(idcard.build_command(0x11, 0xFF))
-        parser = idcard.SamProtocol("response")
+        conn.write(request)
         frames: list[Any] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not frames:
             chunk = conn.read(256)
             if chunk:
-                frames = [f for f in parser.data_received(chunk) if isinstance(f, idcard.SamResponse)]
+                frames = [f for f in parser.data_received(chunk) if isinstance(f, frame_type)]
+    return frames
+
+
+def probe_sam(path: str, timeout: float) -> Probe:
+    """The SAM module's status command (``11 FF``); a reader answers ``90`` (SAM ok)."""
+    from devices.idcard import protocol as idcard
+
+    frames = _ask("idcard", path, idcard.build_command(0x11, 0xFF), idcard.SamProtocol("response"),
+                  idcard.SamResponse, timeout)
     if not frames:
         return Probe("", "no SAM reply")
     return Probe("idcard", f"SAM status {frames[0].sw3:02x}" + (" (ok)" if frames[0].sw3 == 0x90 else ""))
@@ -370,16 +377,8 @@ def probe_modbus(path: str, timeout: float, slave: int = 1) -> Probe:
     """Read one holding register of ``slave``: an answer (even an exception) proves a Modbus bus."""
     from devices.modbus import protocol as modbus
 
-    with contextlib.closing(_open(path, BAUD["modbus"])) as conn:
-        conn.reset_input_buffer()
-        conn.write(modbus.read_request(slave, 3, 0, 1))
-        parser = modbus.RtuProtocol("response")
-        frames: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not frames:
-            chunk = conn.read(256)
-            if chunk:
-                frames = [f for f in parser.data_received(chunk) if isinstance(f, modbus.RtuFrame)]
+    frames = _ask("modbus", path, modbus.read_request(slave, 3, 0, 1), modbus.RtuProtocol("response"),
+                  modbus.RtuFrame, timeout)
     if not frames:
         return Probe("", f"no answer from slave {slave}")
     frame = frames[0]
