@@ -62,22 +62,22 @@ def _charts(rep: dict[str, Any]) -> dict[str, Markup]:
 @need("reports")
 def report_home() -> Any:
     """The day's report (``?day=YYYY-MM-DD``; default: the business day now)."""
-    svc = health()
-    day = _day(svc, request.args.get("day"))
-    rep = _report(svc, day)
-    return _render("staff/report.html", r=rep, charts=_charts(rep), days=svc.days(), stored=svc.stored(day) is not None,
-                   printable=False)
+    return _report_page(printable=False)
 
 
 @bp.get("/report/print")
 @need("reports")
 def report_print() -> Any:
     """The print-ready page of a day's report (the browser's Print; a print stylesheet drops the navigation)."""
+    return _report_page(printable=True)
+
+
+def _report_page(*, printable: bool) -> str:
     svc = health()
     day = _day(svc, request.args.get("day"))
     rep = _report(svc, day)
-    return _render("staff/report.html", r=rep, charts=_charts(rep), days=[], stored=svc.stored(day) is not None,
-                   printable=True)
+    return _render("staff/report.html", r=rep, charts=_charts(rep), days=[] if printable else svc.days(),
+                   stored=svc.stored(day) is not None, printable=printable)
 
 
 @bp.post("/report/receipt")
