@@ -28,17 +28,9 @@ MANAGER_PASSWORD = "a long manager password"
 
 def enrol_manager(config: Any, tmp_path: Any, name: str = "boss") -> Any:
     """Add a manager (password + TOTP) through `storegw staff add`; return their pyotp TOTP."""
-    import re
+    from ordhelpers import enrol_cli
 
-    import pyotp
-    from ordhelpers import run_cli
-
-    from gateway.cli import ordering as cli
-
-    pw = tmp_path / f"{name}.pw"
-    pw.write_text(MANAGER_PASSWORD + "\n")
-    out = run_cli(cli.staff, "add", name, "--role", "manager", "--password-file", str(pw), "--config", str(config))
-    return pyotp.parse_uri(re.search(r"otpauth://\S+", out).group(0))
+    return enrol_cli(config, tmp_path, name, "manager", MANAGER_PASSWORD)
 
 
 def fresh_code(totp: Any) -> str:

@@ -152,6 +152,18 @@ def run_cli(group: Any, *args: str, input: str | None = None) -> str:  # noqa: A
     return result.output
 
 
+def enrol_cli(config: Path, tmp_path: Path, name: str, role: str, password: str) -> Any:
+    """Add a privileged member (password + TOTP) through `storegw staff add`; return their pyotp TOTP."""
+    import pyotp
+
+    from gateway.cli import ordering as cli
+
+    pw = tmp_path / f"{name}.pw"
+    pw.write_text(password + "\n")
+    out = run_cli(cli.staff, "add", name, "--role", role, "--password-file", str(pw), "--config", str(config))
+    return pyotp.parse_uri(re.search(r"otpauth://\S+", out).group(0))
+
+
 def prepare_store(config: Path, tables: tuple[str, ...] = TABLES, staff: tuple[tuple[str, str], ...] = ()) -> None:
     """Import the sample menu, add tables and staff (PIN 246813) into a gateway's database via the CLI."""
     from gateway.cli import ordering as cli

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import re
 
-import pyotp
 import pytest
-from ordhelpers import CHROMIUM_ARGS, prepare_store, run_cli, start_gateway
+from ordhelpers import CHROMIUM_ARGS, enrol_cli, prepare_store, run_cli, start_gateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -21,10 +20,7 @@ def test_manager_signs_in_with_password_and_totp_in_chromium(broker, write_confi
     cfg = write_config(local_port=broker.port, hq_port=broker.port, uplink='client_id = "hq-side"',
                        extra=f'\n[staff]\nclock_sync_files = ["{absent.as_posix()}"]\n')
     prepare_store(cfg)
-    pw = tmp_path / "pw"
-    pw.write_text("a long manager password\n")
-    out = run_cli(cli.staff, "add", "wang", "--role", "manager", "--password-file", str(pw), "--config", str(cfg))
-    totp = pyotp.parse_uri(re.search(r"otpauth://\S+", out).group(0))
+    totp = enrol_cli(cfg, tmp_path, "wang", "manager", "a long manager password")
     gw = start_gateway(gateway_process, cfg).start()
     origin = f"http://127.0.0.1:{gw.web_port}"
     requests: list[str] = []

@@ -13,9 +13,8 @@ import json
 import re
 import time
 
-import pyotp
 import pytest
-from ordhelpers import CHROMIUM_ARGS, devices_toml, prepare_store, run_cli, start_gateway
+from ordhelpers import CHROMIUM_ARGS, devices_toml, enrol_cli, prepare_store, start_gateway
 from realparts import db_key, equipment, wait_for
 
 from devices.escpos.simulator import VirtualPrinter
@@ -26,7 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 def test_technician_page_in_chromium(broker, write_config, gateway_process, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
-    from gateway.cli import ordering as cli
 
     synced = tmp_path / "synchronized"
     synced.touch()
@@ -40,10 +38,7 @@ def test_technician_page_in_chromium(broker, write_config, gateway_process, tmp_
         cfg = write_config(local_port=broker.port, hq_port=broker.port, uplink='client_id = "hq-side"',
                            extra=f'\n[staff]\nclock_sync_files = ["{synced.as_posix()}"]\n\n{devices}')
         prepare_store(cfg)
-        pw = tmp_path / "pw"
-        pw.write_text("a long technician password\n")
-        out = run_cli(cli.staff, "add", "li", "--role", "technician", "--password-file", str(pw), "--config", str(cfg))
-        totp = pyotp.parse_uri(re.search(r"otpauth://\S+", out).group(0))
+        totp = enrol_cli(cfg, tmp_path, "li", "technician", "a long technician password")
         gw = start_gateway(gateway_process, cfg).start()
         origin = f"http://127.0.0.1:{gw.web_port}"
         fridge = equipment(broker.port, "fridge-7")
