@@ -8,6 +8,10 @@ direction-changing reaches a page or paper.
 - Dropped: categories Cf (format: zero-width space U+200B, word joiner U+2060, BOM U+FEFF, soft
   hyphen U+00AD, bidi embeddings/overrides U+202A-202E and isolates U+2066-2069, tag characters
   U+E0000-E007F, ...), Co (private use), Cs (lone surrogates) and Cn (unassigned).
+- Dropped too: the default-ignorable characters Unicode gives a letter or mark category, which
+  render as nothing (Hangul fillers U+115F, U+1160, U+3164, U+FFA0, the combining grapheme joiner
+  U+034F, the Khmer inherent vowels U+17B4-17B5): a name made of them looks empty or impersonates
+  another. The braille blank U+2800 (a symbol that paints nothing) counts as a space.
 - Replaced by a space: Cc (C0/C1 controls: ESC/POS commands start with ESC, GS, DLE) and the line and
   paragraph separators; then runs of whitespace collapse to one space and the ends are trimmed.
 - Combining marks (Mn, Me) after one base character are capped at ``MAX_MARKS`` (a "zalgo" run of
@@ -28,6 +32,10 @@ MAX_MARKS = 3  # combining marks kept after one base character (Vietnamese, Thai
 _DROP = frozenset({"Cf", "Co", "Cs", "Cn"})
 _SPACE = frozenset({"Cc", "Zl", "Zp"})
 _MARKS = frozenset({"Mn", "Me"})
+# Default_Ignorable_Code_Point characters outside Cf (Unicode DerivedCoreProperties.txt), variation
+# selectors excepted (an emoji needs U+FE0F; they are marks, capped like any other).
+_INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0")
+_BLANK = frozenset("\u2800")
 _URL_INT_MAX_DIGITS = 18
 
 
@@ -41,9 +49,9 @@ def clean(value: Any, limit: int, *, max_marks: int = MAX_MARKS) -> str:
     marks = 0
     for ch in text:
         cat = unicodedata.category(ch)
-        if cat in _DROP:
+        if cat in _DROP or ch in _INVISIBLE:
             continue
-        if cat in _SPACE:
+        if cat in _SPACE or ch in _BLANK:
             out.append(" ")
             marks = 0
             continue
