@@ -182,7 +182,9 @@ class OrderingConfig:
     staff_session: float = opt("duration", "12h", help="Idle staff sessions end after this.")
     staff_session_max: float = opt("duration", "16h", help="Staff sessions end this long after sign-in, "
                                    "however busy.")
-    cart_rate: int = opt("int", 240, help="Diner cart changes and requests allowed per table per minute.")
+    cart_rate: int = opt("int", 240, help="Diner cart changes and requests allowed per table per minute; "
+                         "one client (address, or address and device cookie behind NAT) gets a quarter of it "
+                         "for all its writes.")
     https: bool = opt("bool", False, help="Table QR URLs use https:// (a certificate for web.public_host is "
                       "served in front of the gateway).")
     kds_warn: float = opt("duration", "10m", help="KDS tickets older than this turn amber.")

@@ -74,6 +74,9 @@ class OrderingService:
         self.submit_limit = RateLimiter(self.ocfg.submit_rate, 60.0)
         self.client_limit = RateLimiter(max(2, self.ocfg.submit_rate // 2), 60.0)
         self.write_limit = RateLimiter(self.ocfg.cart_rate, 60.0)
+        # each client's share of the diner writes: one phone cannot use up its table's budget (or write
+        # unbounded rows, e.g. nicknames under fresh page ids) for everyone at the table
+        self.diner_limit = RateLimiter(max(10, self.ocfg.cart_rate // 4), 60.0)
         self.counters = {"rounds": 0, "duplicates": 0, "refused": 0, "tickets": 0}
         # table → (view version, the view as JSON text, its paid_ms, session and sold_out): text, not the
         # dicts, so a long session's rounds cost a few KB per table (docs/architecture.md, Memory)
@@ -106,7 +109,8 @@ class OrderingService:
         """Counters for /api/v1/health (no personal data)."""
         return {**self.counters, "tables": len(self.tables), "menu_items": len(self.menu.items),
                 "sold_out": len(self.sold_out), "live_waiters": self.notifier.waiting,
-                "rate_limited": self.submit_limit.refused + self.client_limit.refused + self.write_limit.refused}
+                "rate_limited": self.submit_limit.refused + self.client_limit.refused + self.write_limit.refused
+                + self.diner_limit.refused}
 
     def follow(self) -> None:
         """Reload after `storegw menu import` / `tables rotate` ran beside us; catch up on print states."""
@@ -334,6 +338,15 @@ class OrderingService:
         def done(_: Any) -> None:
             self.notifier.bump(f"table:{table_id}", "staff", *extra)
         return done
+
+    def check_client_rate(self, client: str) -> None:
+        """Count one diner write (any POST of the diner, queue and member pages) against its client's share,
+        a quarter of ``ordering.cart_rate`` a minute; raise ``rate_limited`` when it is used up.
+
+        ``client`` is what the client cannot choose (its address, or address and signed device cookie
+        behind NAT). Checked before the table's own budget, so refused writes do not spend it.
+        """
+        self._check_rate(self.diner_limit, f"w:{client}")
 
     def _check_rate(self, limiter: RateLimiter, key: str) -> None:
         if not limiter.allow(key):

@@ -237,3 +237,28 @@ def test_secrets_from_clients_compare_without_raising(sent):
 
     assert same_secret(sent, "abd") is False  # never a TypeError (a 500), whatever the client sends
     assert same_secret("abd", "abd") is True
+
+
+# ---------------------------------------------------------------------------- a client's share of its table's budget
+
+def test_one_phone_cannot_use_up_its_tables_write_budget(gw, svc):
+    """bench/attack.py: 260 writes from one phone (fresh page ids, lines that do not exist) spent the
+    table's whole `ordering.cart_rate`; the friend at the table was refused, and 260 nicknames were stored."""
+    from web import create_app
+
+    app = create_app(gw, {"TESTING": True})
+    hog = Diner(app.test_client(), svc, "B1", d="budgethog")
+    hog_addr = {"REMOTE_ADDR": "10.0.0.77"}
+    codes = [hog.client.post(f"/t/{hog.token}/name", data=hog.form(nickname=f"n{i}", d=f"bh{i:08d}"),
+                             headers=JSON, environ_base=hog_addr).status_code for i in range(130)]
+    codes += [hog.client.post(f"/t/{hog.token}/cart/999999", data=hog.form(qty="1"), headers=JSON,
+                              environ_base=hog_addr).status_code for _ in range(130)]
+    assert codes.count(429) >= 260 - 70, codes  # about a quarter of cart_rate (240/min) gets through
+    stored = gw.store.read().execute("SELECT count(*) FROM ord_diners WHERE id LIKE 'bh%'").fetchone()[0]
+    assert stored <= 70
+    friend = Diner(app.test_client(), svc, "B1", d="budgetfr1")
+    at = {"REMOTE_ADDR": phone_address("budgetfr1")}
+    r = friend.client.post(f"/t/{friend.token}/add", data=friend.form(item="c01"), environ_base=at)
+    assert r.status_code == 303
+    r = friend.client.post(f"/t/{friend.token}/request", data=friend.form(kind="waiter"), environ_base=at)
+    assert r.status_code == 303

@@ -50,6 +50,18 @@ def ordering() -> Any:
     return svc
 
 
+@bp.before_request
+def _client_share() -> Any:
+    """Every diner POST counts against its client's share first (``OrderingService.check_client_rate``)."""
+    if request.method != "POST":
+        return None
+    try:
+        ordering().check_client_rate(client_key())
+    except OrderingError as err:
+        return json_error(err) if wants_json() else error_page(err, lang_of())
+    return None
+
+
 def lang_of() -> str:
     """Pick the page language: ?lang=, else Accept-Language, else Chinese."""
     lang = request.values.get("lang", "")
