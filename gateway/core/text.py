@@ -126,6 +126,20 @@ def parse_uint_or(text: Any, default: int | None = None, *, max_digits: int = _U
         return default
 
 
+def form_uint(value: Any, default: int | None = None) -> int | None:
+    """A whole number typed into a form (a quantity, a party size): ``default`` when nothing was sent,
+    else ASCII digits (``parse_uint``; spaces around them allowed); None when it is not one.
+
+    An ``int`` (a caller in the code, not a form) passes as it is. ``int()`` would also take "９",
+    "٩" and "1_0", which is not what anyone typed as a quantity.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if value is None or value == "":
+        return default
+    return parse_uint_or(value.strip(" ") if isinstance(value, str) else value)
+
+
 def same_secret(sent: Any, expected: str) -> bool:
     """Compare what a client sent with the expected token or signature in constant time.
 

@@ -23,7 +23,7 @@ import datetime as dt
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.text import free_text
+from gateway.core.text import free_text, parse_uint_or
 from gateway.members.ledger import MembersError
 from gateway.staff.accounts import audit
 from gateway.store.db import Connection, IntegrityError
@@ -118,8 +118,9 @@ def on_bill(conn: Connection, session_id: int) -> list[dict[str, Any]]:
 def find(conn: Connection, code_or_id: str) -> dict[str, Any] | None:
     """A benefit by its code (or numeric id)."""
     text = str(code_or_id).strip().upper()
-    if text.isdigit():
-        r = conn.execute(f"SELECT {_COLS} FROM mem_benefits WHERE id = ?", (int(text),)).fetchone()  # noqa: S608
+    number = parse_uint_or(text)  # ASCII digits only ("²".isdigit() is true, int("²") raises)
+    if number is not None:
+        r = conn.execute(f"SELECT {_COLS} FROM mem_benefits WHERE id = ?", (number,)).fetchone()  # noqa: S608
     else:
         r = conn.execute(f"SELECT {_COLS} FROM mem_benefits WHERE code = ?", (text,)).fetchone()  # noqa: S608
     return _row(r) if r else None

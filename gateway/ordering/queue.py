@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
-from gateway.core.text import free_text, same_secret
+from gateway.core.text import form_uint, free_text, same_secret
 from gateway.ordering import tables as tbl
 from gateway.staff.accounts import audit
 from gateway.store.db import Connection
@@ -205,10 +205,7 @@ def staff_list(conn: Connection, day: str) -> dict[str, list[dict[str, Any]]]:
 
 def validate_take(party: Any, nickname: Any) -> tuple[int, str]:
     """Check a take-a-number form: party 1-PARTY_MAX, nickname optional and at most NICK_MAX characters."""
-    try:
-        n = int(party)
-    except (TypeError, ValueError):
-        n = 0
+    n = form_uint(party, 0) or 0
     if not 1 <= n <= PARTY_MAX:
         raise OrderingError(f"Party size must be 1-{PARTY_MAX}. 人数须为1-{PARTY_MAX}。", code="bad_party")
     raw = nickname if isinstance(nickname, str) else ""

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.core.errors import OrderingError
 from gateway.core.models import now_ms
-from gateway.core.text import clean, free_text, same_secret
+from gateway.core.text import clean, form_uint, free_text, same_secret
 from gateway.ordering import floor, kitchen, queue, report, summary
 from gateway.ordering import tables as tbl
 from gateway.ordering.hooks import BillHook
@@ -364,11 +364,8 @@ class OrderingService:
             raise OrderingError("This dish is not on the menu. 菜单中没有此菜品。", code="no_item", status=404)
         if item_id in self.sold_out:
             raise OrderingError(f"Sold out: {item.name_en}. 已估清：{item.name_zh}", code="sold_out", status=409)
-        try:
-            n = int(qty)
-        except (TypeError, ValueError):
-            n = 1
-        if not 1 <= n <= MAX_QTY:
+        n = form_uint(qty, 1)
+        if n is None or not 1 <= n <= MAX_QTY:
             raise OrderingError(f"Quantity must be 1-{MAX_QTY}. 数量须为1-{MAX_QTY}。", code="bad_qty")
         _, chosen = price_line(item, selected)
         mods = [[g.id, ch.id] for g, ch in chosen]

@@ -262,3 +262,45 @@ def test_one_phone_cannot_use_up_its_tables_write_budget(gw, svc):
     assert r.status_code == 303
     r = friend.client.post(f"/t/{friend.token}/request", data=friend.form(kind="waiter"), environ_base=at)
     assert r.status_code == 303
+
+
+# ---------------------------------------------------------------------------- numbers typed into forms
+
+@pytest.mark.parametrize("qty", ["９", "٩", "1_0", "²", "-1", "1.5", "abc"])
+def test_quantities_are_ascii_digits(client, svc, qty):
+    """bench/attack.py: int() took "９", "٩" and "1_0" as quantities 9, 9 and 10."""
+    d = Diner(client, svc, "A1")
+    r = client.post(f"/t/{d.token}/add", data=d.form(item="c01", qty=qty), headers=JSON)
+    assert r.status_code == 400 and r.get_json()["code"] == "bad_qty", (qty, r.status_code)
+    assert d.state()["cart"] == []
+    r = client.post(f"/t/{d.token}/add", data=d.form(item="c01", qty=" 2 "), headers=JSON)
+    assert r.status_code == 200 and d.state()["cart"][0]["qty"] == 2
+
+
+@pytest.mark.parametrize("party", ["１", "٢", "1_0", "²"])
+def test_party_sizes_are_ascii_digits(client, svc, party):
+    from gateway.ordering import queue
+
+    token = queue.store_token(svc.secret, svc.store_id)
+    r = client.post(f"/q/{token}/take", data={"csrf": svc.form_token(token), "d": "partyphone0001", "party": party},
+                    headers=JSON)
+    assert r.status_code == 400 and r.get_json()["code"] == "bad_party", (party, r.status_code)
+
+
+@pytest.mark.parametrize("stay", ["²", "１", "1_0"])
+def test_front_desk_stay_numbers_are_ascii_digits(make_gw, stay):
+    """bench/attack.py: GET /staff/frontdesk?stay=² and a registration with stay=² answered 500."""
+    gw = make_gw("[guests]\nenabled = true\n")
+    svc = gw.services["ordering"]
+    staff = _staff_client(gw, svc, "boss", "manager")
+    assert staff.get(f"/staff/frontdesk?stay={stay}").status_code == 200
+    tok = re.search(r'name="csrf_token" value="([^"]+)"', staff.get("/staff/frontdesk").get_data(as_text=True)).group(1)
+    r = staff.post("/staff/frontdesk/register", data={"csrf_token": tok, "stay": stay})
+    assert r.status_code == 400  # the form comes back with what is missing
+
+
+def test_form_uint():
+    from gateway.core.text import form_uint
+
+    assert [form_uint(v, 1) for v in ("", None, "3", " 3 ", 7)] == [1, 1, 3, 3, 7]
+    assert [form_uint(v, 1) for v in ("３", "٣", "3_0", "+3", "3.0", "03", True, [3])] == [None] * 8

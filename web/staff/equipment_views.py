@@ -8,6 +8,7 @@ sparklines are rendered here (``web/charts.py``): no chart library, no script, n
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from flask import abort, current_app, g, redirect, request, url_for
@@ -45,10 +46,9 @@ def _number(name: str) -> float | None:
     text = (request.form.get(name) or "").strip()
     if not text:
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise OrderingError(f"{name}: expected a number, found {text[:20]!r}. 请输入数字。") from None
+    if not re.fullmatch(r"[0-9]{1,12}(?:\.[0-9]{1,6})?", text):  # ASCII digits: float() takes "１２" and "1_0"
+        raise OrderingError(f"{name}: expected a number, found {text[:20]!r}. 请输入数字。")
+    value = float(text)
     if not 0 <= value < 1e12:
         raise OrderingError(f"{name}: expected a number of 0 or more. 请输入非负数。")
     return value

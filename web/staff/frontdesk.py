@@ -16,6 +16,7 @@ from typing import Any
 from flask import Response, abort, current_app, g, redirect, request, url_for
 
 from gateway.core.errors import GuestError, OrderingError
+from gateway.core.text import parse_uint_or
 from gateway.guests.rules import DOC_TYPES, LABELS
 from web.kit import services_of
 from web.staff.views import _act, _render, bp, flash, need, staff
@@ -60,7 +61,8 @@ def _form_page(status: int = 200, error: str = "", bad: tuple[str, ...] = (), va
     svc = guests()
     scan_id = request.values.get("scan", "")
     stay_id = request.values.get("stay", "")
-    stay = svc.stay(int(stay_id)) if stay_id.isdigit() else None
+    stay_no = parse_uint_or(stay_id)  # "²".isdigit() is true and int("²") raises: a 500
+    stay = svc.stay(stay_no) if stay_no is not None else None
     if stay is not None and stay["checked_out_ms"] is not None:
         stay = None
     scan = svc.scan_form(scan_id) if scan_id else None
@@ -99,7 +101,7 @@ def frontdesk_register() -> Any:
     svc = guests()
     stay_id = request.form.get("stay", "")
     try:
-        sid, _ = svc.register(request.form, g.staff.name, int(stay_id) if stay_id.isdigit() else None)
+        sid, _ = svc.register(request.form, g.staff.name, parse_uint_or(stay_id))
     except GuestError as err:
         return _form_page(400, str(err), err.fields, request.form)
     except OrderingError as err:
