@@ -790,9 +790,9 @@ class Attacker:
                                      headers={"Accept": "application/json", "X-Requested-With": "js"})
             got += st == 200
         self.record("queue", "forged device cookies from one address", got > 0, f"{got} numbers")
-        for party in ("0", "-2", "１", "999999", "2.5"):
-            st, _, body = self.http.req("POST", f"{path}/take", form={"csrf": csrf, "d": "qparty00000001", "party": party},
-                                        src=self.src(), headers=JS)
+        for i, party in enumerate(("0", "-2", "１", "999999", "2.5")):
+            form = {"csrf": csrf, "d": f"qparty{i:08d}", "party": party}
+            st, _, body = self.http.req("POST", f"{path}/take", form=form, src=self.src(), headers=JS)
             self.record("queue", f"party {party!r}", st == 200 or st >= 500, f"{st} {body[:80]}")
 
     # -- Host header games and redirects
@@ -1058,7 +1058,7 @@ class Attacker:
                         or st == 200 and "_" in digit, f"status {st} {json.dumps(cart)[:120]}")
         path = urlsplit(self.s.queue_url).path
         for digit in ("１", "٢", "1_0"):
-            q = Phone(self.s, "A1", self.src(), "qparty00000002")
+            q = Phone(self.s, "A1", self.src(), f"qpartyb{len(digit)}{ord(digit[0]):07d}")
             q.path = path
             st, _, body = self.http.req("POST", f"{path}/take", form={"csrf": q.csrf(), "d": q.d, "party": digit},
                                         src=q.src, headers=JS)
