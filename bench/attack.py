@@ -641,6 +641,8 @@ class Attacker:
         boss.post("/staff/equipment/fridge-1", {"location": evil, "model": evil, "name": evil, "serial": evil},
                   csrf=csrf)
         boss.post("/staff/equipment/fridge-1/plans", {"what": evil, "every": "7d", "every_hours": "1"}, csrf=csrf)
+        boss.post("/staff/tables/A1/pay", {"method": "cash", "reference": evil}, csrf=csrf)
+        p.post("feedback", rating="1", comment=evil)
         time.sleep(3)
         pages = [p.page()[2], p.page(p.path + "/live")[2], json.dumps(p.state()), boss.get("/staff/")[2],
                  boss.get("/staff/tables/A1")[2], boss.get("/staff/kds/hot")[2], boss.get("/staff/kds/hot/live")[2],
@@ -760,6 +762,20 @@ class Attacker:
                     pass
                 ok_live.append(b"retry" in data and b"busy" not in data)
             self.record("sse", "300 anonymous streams starve the KDS", not all(ok_live), f"{ok_live}, {busy}/20 busy")
+            kds = held[-2]  # the hot station's stream
+            cook = Phone(self.s, "B1", self.src(), "ssecook01")
+            cook.post("add", item="h01")
+            cook.post("submit", idem=cook.idem())
+            live = b""
+            deadline = time.monotonic() + 15
+            kds.settimeout(2)
+            while time.monotonic() < deadline and b"data:" not in live.split(b"retry", 1)[-1]:
+                try:
+                    live += kds.recv(4096)
+                except TimeoutError:
+                    continue
+            self.record("sse", "a new order reaches the KDS stream with 300 anonymous streams open",
+                        b"data:" not in live.split(b"retry", 1)[-1], repr(live[-120:]))
             t0 = time.monotonic()
             st, _, _ = self.http.req("GET", f"{phone.path}/state.json?d={phone.d}", src=self.src(), timeout=10)
             dt = time.monotonic() - t0
