@@ -1080,6 +1080,31 @@ class Attacker:
                                         src=q.src, headers=JS)
             self.record("form_number", f"party {digit!r} read as a number", st == 200, f"{st} {body[:80]}")
 
+    def rating_stuffing(self) -> None:
+        """One phone joins the party under many page ids, then rates the paid bill under each."""
+        src = self.src()
+        first = Phone(self.s, "A2", src, "stuffer00")
+        first.post("add", item="c01")
+        first.post("submit", idem=first.idem())
+        phones = [Phone(self.s, "A2", src, f"stuff{i:04d}") for i in range(6)]
+        for p in phones:
+            p.post("name", nickname="x")
+        boss = self.boss()
+        boss.post("/staff/tables/A2/pay", {"method": "cash"}, csrf=boss.csrf("/staff/"))
+
+        def ratings() -> int:
+            m = re.search(r"Ratings 评价 (\d+)", boss.get("/staff/members")[2])
+            return int(m.group(1)) if m else -1
+        before = ratings()
+        for p in [first, *phones]:
+            self.http.req("POST", f"{p.path}/feedback", form={"csrf": p.csrf(), "d": p.d, "rating": "1"}, src=src)
+        added = ratings() - before
+        self.record("flood", "one phone rates a bill under 7 page ids", added != 1, f"{added} ratings stored")
+        p = Phone(self.s, "A2", self.src(), "stuff5555")
+        st, _, _ = self.http.req("POST", f"{p.path}/feedback", form={"csrf": p.csrf(), "d": first.d, "rating": "５"},
+                                 src=p.src)
+        self.record("form_number", "rating '５'", st == 303, f"status {st}")
+
     def table_budget(self) -> None:
         """One phone uses up its table's shared rate budget: the others at the table are refused."""
         hog = Phone(self.s, "C1", self.src(), "budgethog")
@@ -1135,7 +1160,8 @@ def main() -> None:
         atk = Attacker(store)
         groups = ["cross_table", "url_numbers", "tampering", "staff_without_login", "csrf", "sessions",
                   "typed_fields", "oversized", "slow_sockets", "streams", "queue_flood", "redirects", "traversal",
-                  "mqtt", "shared_cart", "roles", "floods", "form_numbers", "table_budget", "brute_force"]
+                  "mqtt", "shared_cart", "roles", "floods", "form_numbers", "rating_stuffing", "table_budget",
+                  "brute_force"]
         only = [g for g in args.only.split(",") if g]
         for group in groups:
             if only and group not in only:

@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.text import free_text
+from gateway.core.text import form_uint, free_text
 from gateway.members.ledger import MembersError
 from gateway.staff.accounts import audit
 from gateway.store.db import Connection
@@ -52,10 +52,7 @@ def rate(conn: Connection, bill: dict[str, Any], table_id: str, diner: str, rati
     if bill["session"] is None or bill["paid"] <= 0:
         raise MembersError("You can rate the visit once the bill is paid. 结账后即可评价。", code="not_paid",
                            status=409)
-    try:
-        stars = int(str(rating))
-    except ValueError:
-        stars = 0
+    stars = form_uint(rating, 0) or 0  # ASCII digits: int() also takes "５"
     if not 1 <= stars <= 5:
         raise MembersError("Choose 1 to 5 stars. 请选择1-5星。", code="bad_rating")
     text = free_text(comment, COMMENT_MAX)

@@ -304,3 +304,27 @@ def test_form_uint():
 
     assert [form_uint(v, 1) for v in ("", None, "3", " 3 ", 7)] == [1, 1, 3, 3, 7]
     assert [form_uint(v, 1) for v in ("３", "٣", "3_0", "+3", "3.0", "03", True, [3])] == [None] * 8
+
+
+# ---------------------------------------------------------------------------- one rating per client
+
+def test_one_phone_rates_a_bill_once_whatever_page_ids_it_uses(gw, svc, client):
+    """bench/attack.py: ratings were one per page id (``d``, chosen by the client): one phone that joined
+    the party under five ids rated the visit five times."""
+    at = {"REMOTE_ADDR": "10.0.0.88"}
+    phones = [Diner(client, svc, "A1", d=f"rater{i:04d}") for i in range(5)]
+    phones[0].add("c01")
+    phones[0].send()
+    for p in phones:  # each page id acts at the open table, so it counts as one of the party
+        assert client.post(f"/t/{p.token}/name", data=p.form(nickname="x"), environ_base=at).status_code == 303
+    svc.pay("A1", "cash", "", "boss")
+    for p in phones:
+        client.post(f"/t/{p.token}/feedback", data={**p.form(), "rating": "1"}, environ_base=at)
+    rows = gw.store.read().execute("SELECT rating FROM mem_feedback").fetchall()
+    assert [r[0] for r in rows] == [1]
+    r = client.post(f"/t/{phones[0].token}/feedback", data={**phones[0].form(), "rating": "５"}, environ_base=at)
+    assert r.status_code == 400
+    friend = {"REMOTE_ADDR": "10.0.0.89"}  # another phone of the party rates too
+    r = client.post(f"/t/{phones[1].token}/feedback", data={**phones[1].form(), "rating": "5"}, environ_base=friend)
+    assert r.status_code == 303, r.get_data(as_text=True)[-400:]
+    assert sorted(r[0] for r in gw.store.read().execute("SELECT rating FROM mem_feedback")) == [1, 5]

@@ -1,6 +1,7 @@
 """Diner member pages (on the diner blueprint): join from the table page (optional), the member's own page
 (tier, points with expiry, coupons, consents: withdraw or give; export / erasure requests), linking the
-membership to the table's bill, and the visit rating after the bill.
+membership to the table's bill, and the visit rating after the bill (one per client and bill: its
+address, or address and device cookie behind NAT; never per page id, which the client chooses).
 
 Like the table page they work without JavaScript and without cookies: the member's own page is
 ``/m/<token>`` (the member number and a MAC, the same text as the member QR code the counter scans);
@@ -17,7 +18,7 @@ from flask import Response, abort, current_app, redirect, render_template, reque
 from gateway.core.errors import OrderingError
 from gateway.ordering.tables import qr_bytes
 from web.diner.i18n import t
-from web.diner.views import bp, diner_id, error_page, lang_of, ordering
+from web.diner.views import bp, client_key, diner_id, error_page, lang_of, ordering
 from web.kit import services_of
 
 
@@ -187,7 +188,8 @@ def feedback(token: str) -> Any:
         if not d or svc.table_view_for(ctx.table.id, d).get("clearing"):
             raise OrderingError("Only the party at the table can rate this visit. 仅本桌用餐顾客可评价。",
                                 code="not_party", status=403)
-        mem.rate(ctx.table.id, svc.origin_of(f"feedback:{d}"), request.form.get("rating", ""),
+        # one rating per client (what it cannot choose), not per page id: fresh ids are free
+        mem.rate(ctx.table.id, svc.origin_of(f"feedback:{client_key()}"), request.form.get("rating", ""),
                  request.form.get("comment", ""))
     except OrderingError as err:
         return error_page(err, lang)
@@ -204,7 +206,7 @@ def member_rating(token: str, d: str) -> int | None:
         ctx = ordering().resolve(token)
     except OrderingError:
         return None
-    return svc.rated(ctx.table.id, ordering().origin_of(f"feedback:{d}"))
+    return svc.rated(ctx.table.id, ordering().origin_of(f"feedback:{client_key()}"))
 
 
 @bp.app_template_global()
