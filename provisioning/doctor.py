@@ -226,7 +226,13 @@ def _mqtt_try(host: str, port: int, client_id: str, setup: Callable[[Any], None]
 
 
 def check_local_broker(cfg: Config, timeout: float) -> list[Finding]:
-    """Connect and subscribe as the gateway does (own client id), so the ACL is checked too."""
+    """Connect and subscribe as the gateway does, so the ACL is checked too; when the gateway is running,
+    ask it instead.
+
+    The shipped Mosquitto configuration ties a client's id to its user name (``use_username_as_clientid``),
+    so signing in as the gateway's user while it runs would take over its connection, and a clean
+    session would discard the messages queued for it.
+    """
     from gateway.spine.ingest import TOPICS
     from gateway.spine.mqtt import configure_auth
 
@@ -234,6 +240,16 @@ def check_local_broker(cfg: Config, timeout: float) -> list[Finding]:
     where = f"{lm.host}:{lm.port}"
     if lm.embedded:
         return [Finding("local broker", OK, f"built-in broker on {where}, started by storegw (development only)")]
+    try:
+        running = get_health(health_url(cfg), timeout=min(timeout, 3.0))
+    except (OSError, ValueError):
+        running = None
+    if isinstance(running, dict) and isinstance(running.get("local_mqtt"), dict):
+        if running["local_mqtt"].get("connected"):
+            return [Finding("local broker", OK, f"{where}: the running gateway is connected and subscribed")]
+        return [Finding("local broker", FAIL, f"{where}: the running gateway is not connected",
+                        "journalctl -u storegw -n 50 names the broker's answer; check Mosquitto "
+                        "(systemctl status mosquitto), local_mqtt.username and local_mqtt.password_file")]
     try:
         kind, text = _mqtt_try(lm.host, lm.port, f"storegw-doctor-{os.getpid()}",
                                lambda c: configure_auth(c, tls=False, username=lm.username,

@@ -9,7 +9,7 @@ import pty
 import subprocess
 import sys
 
-from realparts import ROOT, Mosquitto, config_text, free_port
+from realparts import ROOT, Mosquitto, config_text, free_port, wait_for
 
 
 def _doctor(cfg, *extra, env=None):
@@ -119,3 +119,19 @@ def test_a_unit_not_enabled_at_boot_is_a_failure(tmp_path, monkeypatch):
     assert doctor.check_unit()[0].level == doctor.OK
     monkeypatch.setattr(doctor, "SYSTEMD_RUN", tmp_path / "absent")
     assert doctor.check_unit() == []  # not a systemd system: nothing to say
+
+
+def test_a_running_gateway_is_asked_not_impersonated(mosquitto_factory, gateway_process, tmp_path):
+    """The shipped Mosquitto configuration ties client ids to users (``use_username_as_clientid``): signing in as
+    the gateway's user while it runs would take over its session. The doctor asks the running gateway."""
+    local, hq = mosquitto_factory("local"), mosquitto_factory("hq")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(config_text(tmp_path / "data", local_port=local.port, hq_port=hq.port, web_port=free_port()))
+    gw = gateway_process(cfg).start()
+    wait_for(lambda: gw.health()["local_mqtt"]["connected"], timeout=30, what="the gateway subscribed")
+    found = _findings(_doctor(cfg, "--json"))
+    assert found[("local broker", "ok")]["text"].endswith("the running gateway is connected and subscribed")
+    local.stop()
+    wait_for(lambda: not gw.health()["local_mqtt"]["connected"], timeout=30, what="the gateway sees the broker gone")
+    found = _findings(_doctor(cfg, "--json"))
+    assert "the running gateway is not connected" in found[("local broker", "FAIL")]["text"]

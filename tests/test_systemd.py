@@ -66,7 +66,8 @@ def test_device_groups_exist_when_the_unit_starts():
                                                   if line.startswith("After="))
 
 
-def test_mosquitto_config_enforces_per_device_acl(tmp_path):
+def _shipped_mosquitto(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    """Mosquitto with systemd/mosquitto/storegw.conf and the example ACL; users storegw and fridge-1."""
     passwd = shutil.which("mosquitto_passwd")
     if passwd is None:
         pytest.skip("mosquitto_passwd is not installed (apt-get install mosquitto)")
@@ -83,8 +84,44 @@ def test_mosquitto_config_enforces_per_device_acl(tmp_path):
     (tmp_path / "m.conf").write_text(conf + "\nuser root\n")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "m.conf")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
+
+
+def test_a_device_cannot_take_the_gateways_client_id(tmp_path):
+    """bench/attack.py: fridge-1 connected with the gateway's client id and a clean session; Mosquitto
+    dropped the gateway and discarded its persistent session (what was queued for it)."""
+    proc, port = _shipped_mosquitto(tmp_path)
+    drops: list[int] = []
+    got: list[str] = []
     try:
-        wait_port(port)
+        gw = new_client("storegw-sh-001-local", clean=False)
+        gw.username_pw_set("storegw", "gw-secret")
+        gw.on_message = lambda c, u, m: got.append(m.topic)
+        gw.on_disconnect = lambda *a: drops.append(1)
+        gw.connect("127.0.0.1", port)
+        gw.subscribe("devices/+/telemetry", qos=1)
+        gw.loop_start()
+        time.sleep(0.5)
+        thief = new_client("storegw-sh-001-local", clean=True)
+        thief.username_pw_set("fridge-1", "f1-secret")
+        thief.connect("127.0.0.1", port)
+        thief.loop_start()
+        time.sleep(0.5)
+        thief.publish("devices/fridge-1/telemetry", b'{"temp_c": 4}', qos=1).wait_for_publish(5)
+        wait_for(lambda: got, timeout=10, what="the gateway still receives")
+        assert not drops
+        for c in (gw, thief):
+            c.loop_stop()
+            c.disconnect()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_mosquitto_config_enforces_per_device_acl(tmp_path):
+    proc, port = _shipped_mosquitto(tmp_path)
+    try:
         got: list[str] = []
         gw = new_client("gw", clean=True)
         gw.username_pw_set("storegw", "gw-secret")
