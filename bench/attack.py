@@ -156,10 +156,14 @@ class Store:
         d = self.local
         d.mkdir(parents=True)
         pw = d / "passwd"
-        for user, secret in (("storegw", "gw-secret"), ("fridge-1", "f1-secret"), ("fryer-1", "fr1-secret")):
+        for user, secret in (("storegw", "gw-secret"), ("fridge-1", "f1-secret"), ("fryer-1", "fr1-secret"),
+                             ("observer", "obs-secret")):
             subprocess.run(["mosquitto_passwd", *(["-c"] if not pw.exists() else []), "-b", str(pw), user, secret],
                            check=True, capture_output=True)
-        (d / "acl").write_text((ROOT / "systemd/mosquitto/storegw.acl.example").read_text())
+        # the shipped example, plus a read-only observer for the attack (the gateway's own user would take
+        # over the gateway's session: the shipped configuration ties client ids to users)
+        (d / "acl").write_text((ROOT / "systemd/mosquitto/storegw.acl.example").read_text()
+                               + "\nuser observer\ntopic read #\n")
         conf = (ROOT / "systemd/mosquitto/storegw.conf").read_text()
         conf = (conf.replace("listener 1883 127.0.0.1", f"listener {self.mqtt_port} 127.0.0.1")
                 .replace("/etc/mosquitto/storegw.passwd", str(pw)).replace("/etc/mosquitto/storegw.acl", str(d / "acl"))
@@ -904,8 +908,8 @@ class Attacker:
         from gateway.spine.mqtt import new_client
 
         got: list[str] = []
-        spy = new_client("spy-gw", clean=True)
-        spy.username_pw_set("storegw", "gw-secret")
+        spy = new_client("observer", clean=True)
+        spy.username_pw_set("observer", "obs-secret")
         spy.on_message = lambda c, u, m: got.append(m.topic)
         spy.connect("127.0.0.1", self.s.mqtt_port)
         spy.subscribe("#", qos=1)
@@ -955,17 +959,20 @@ class Attacker:
                 self.record("mqtt", "device takes the gateway's client id (kicks it off the broker)", lost, str(rc))
             else:
                 self.record("mqtt", f"connect as {user!r}/{pw!r}", not refused, str(rc))
-        gw_w = new_client("spy2", clean=True)
-        gw_w.username_pw_set("storegw", "gw-secret")
+        gw_w = new_client("observer", clean=True)
+        gw_w.username_pw_set("observer", "obs-secret")
         gw_w.connect("127.0.0.1", self.s.mqtt_port)
         gw_w.loop_start()
         got.clear()
         gw_w.publish("devices/fridge-1/telemetry", b'{"temp_c": 50}', qos=1).wait_for_publish(3)
         time.sleep(0.5)
-        self.record("mqtt", "gateway user writes device topics", bool(got), repr(got))
+        self.record("mqtt", "a read-only user writes device topics", bool(got), repr(got))
         for c in (spy, dev, gw_w):
             c.loop_stop()
             c.disconnect()
+        h = self.s.gw.health() or {}
+        self.record("mqtt", "the gateway is off the broker after the spoofing", not h.get("local_mqtt", {}).get("connected"),
+                    json.dumps(h.get("local_mqtt")))
 
     # -- the shared cart
     def shared_cart(self) -> None:
