@@ -971,8 +971,8 @@ class Attacker:
             c.loop_stop()
             c.disconnect()
         h = self.s.gw.health() or {}
-        self.record("mqtt", "the gateway is off the broker after the spoofing", not h.get("local_mqtt", {}).get("connected"),
-                    json.dumps(h.get("local_mqtt")))
+        on = h.get("local_mqtt", {}).get("connected")
+        self.record("mqtt", "the gateway is off the broker after the spoofing", not on, json.dumps(h.get("local_mqtt")))
 
     # -- the shared cart
     def shared_cart(self) -> None:
