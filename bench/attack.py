@@ -731,6 +731,33 @@ class Attacker:
             for s in socks:
                 s.close()
 
+    def idle_connections(self) -> None:
+        """One phone opens more idle connections than the server takes (waitress: web connection limit)."""
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 1100
+        if soft < want + 200:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, want + 400), hard))
+        src = self.src()
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(want):
+                try:
+                    s = socket.create_connection(("127.0.0.1", self.s.web_port), timeout=2, source_address=(src, 0))
+                except OSError:
+                    break
+                s.sendall(b"GET / HTTP/1.1\r\n")
+                socks.append(s)
+            t0 = time.monotonic()
+            st, _, _ = self.http.req("GET", "/api/v1/health", src=self.src(), timeout=10)
+            dt = time.monotonic() - t0
+            self.record("slow", f"{len(socks)} idle connections from one address lock the others out",
+                        st != 200 or dt > 5, f"{st} in {dt:.2f}s")
+        finally:
+            for s in socks:
+                s.close()
+
     # -- live streams
     def streams(self) -> None:
         chef = StaffBrowser(self.s, self.src())
@@ -1166,9 +1193,9 @@ def main() -> None:
         store = Store(tmp)
         atk = Attacker(store)
         groups = ["cross_table", "url_numbers", "tampering", "staff_without_login", "csrf", "sessions",
-                  "typed_fields", "oversized", "slow_sockets", "streams", "queue_flood", "redirects", "traversal",
-                  "mqtt", "shared_cart", "roles", "floods", "form_numbers", "rating_stuffing", "table_budget",
-                  "brute_force"]
+                  "typed_fields", "oversized", "slow_sockets", "idle_connections", "streams", "queue_flood",
+                  "redirects", "traversal", "mqtt", "shared_cart", "roles", "floods", "form_numbers",
+                  "rating_stuffing", "table_budget", "brute_force"]
         only = [g for g in args.only.split(",") if g]
         for group in groups:
             if only and group not in only:

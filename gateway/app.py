@@ -57,6 +57,47 @@ def web_buffer_limits(max_body: int) -> dict[str, int]:
             "asyncore_use_poll": True}
 
 
+def capped_channel(per_address: int, exempt: tuple[Any, ...]) -> type:
+    """Return a waitress channel class that closes a connection at once when its address already holds
+    ``per_address`` open ones (addresses in the ``exempt`` networks: no cap but the server's own).
+
+    waitress caps connections only in total (``connection_limit``) and keeps an idle one for
+    ``channel_timeout``: one phone that opened 1,100 idle connections locked every other client out
+    (bench/attack.py). Counted per source address, which the client cannot choose.
+    """
+    import ipaddress
+    from collections import Counter
+
+    from waitress.channel import HTTPChannel
+
+    def is_exempt(host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(ip in net for net in exempt)
+
+    class AddressCappedChannel(HTTPChannel):
+        def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:  # noqa: A002
+            counts = server.__dict__.setdefault("storegw_per_address", Counter())
+            self.storegw_host = str(addr[0] if isinstance(addr, tuple | list) else addr)
+            counts[self.storegw_host] += 1
+            super().__init__(server, sock, addr, adj, map)
+            if counts[self.storegw_host] > per_address and not is_exempt(self.storegw_host):
+                self.close()
+
+        def close(self) -> None:
+            host = self.__dict__.pop("storegw_host", None)
+            if host is not None:
+                counts = self.server.storegw_per_address
+                counts[host] -= 1
+                if counts[host] <= 0:
+                    del counts[host]
+            super().close()
+
+    return AddressCappedChannel
+
+
 class Gateway:
     """One running storegw: its store, loops, devices, jobs and web server."""
 
@@ -272,6 +313,13 @@ class Gateway:
                                         # a dinner rush keeps hundreds of phones connected (waitress default: 100)
                                         connection_limit=WEB_CONNECTIONS, channel_timeout=60,
                                         **web_buffer_limits(app.config["MAX_CONTENT_LENGTH"]))
+        import ipaddress
+
+        # exempt: NAT routers (many phones behind one address) and the board's own loopback address (a
+        # TLS terminator in front of the gateway, ordering.https, connects from it for every phone)
+        exempt = tuple(ipaddress.ip_network(n, strict=False) for n in (*self.cfg.ordering.nat_addresses,
+                                                                           "127.0.0.1", "::1"))
+        self.web_server.channel_class = capped_channel(self.cfg.web.connections_per_address, exempt)
         threading.Thread(target=self.web_server.run, name="storegw-web", daemon=True).start()
 
     # -- systemd

@@ -117,6 +117,10 @@ class WebConfig:
     public_host: str = opt("str", "", help="Host (and :port) that table QR codes point at, "
                            "e.g. order.example-store.cn.")
     threads: int = opt("int", 16, help="Worker threads of the HTTP server.")
+    connections_per_address: int = opt("int", 64, help="Open connections one client address may hold; more are "
+                                       "closed at once, so one phone cannot take every connection (addresses "
+                                       "in ordering.nat_addresses, and 127.0.0.1 and ::1 where a TLS "
+                                       "terminator in front connects from, are exempt).")
 
 
 @dataclass(frozen=True)
@@ -594,6 +598,9 @@ def _cross_checks(cfg: Config) -> None:
             raise ConfigError(f"ordering.nat_addresses[{i}]: expected an address or network such as "
                               f"\"192.168.8.1\" or \"10.0.0.0/24\", found \"{net}\"",
                               key="ordering.nat_addresses") from None
+    if cfg.web.connections_per_address < 1:
+        raise ConfigError("web.connections_per_address: must be at least 1 (a browser opens up to 6 per host)",
+                          key="web.connections_per_address")
     for key in ("queue_per_client", "cart_lines_per_client"):
         if getattr(cfg.ordering, key) < 1:
             raise ConfigError(f"ordering.{key}: must be at least 1", key=f"ordering.{key}")

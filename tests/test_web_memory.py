@@ -138,3 +138,42 @@ def test_pin_checks_at_once_do_not_keep_memory(broker, write_config, gateway_pro
     peak, after = _hwm_mb(pid) - before, _rss_mb(pid) - before
     assert peak < 30, f"16 PIN checks at once: peak RSS +{peak:.1f} MB"
     assert after < 15, f"16 PIN checks at once left RSS +{after:.1f} MB"
+
+
+def test_one_address_cannot_take_every_connection(broker, write_config, gateway_process):
+    """bench/attack.py: 1,100 idle connections from one phone filled waitress's connection limit and every
+    other client waited (60 s each time, renewed at will). Connections are capped per address."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1500:  # the test's 1,100 sockets, and the gateway's (it inherits the limit; systemd gives it 4096)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    cfg = write_config(local_port=broker.port, hq_port=broker.port)
+    cfg.write_text(cfg.read_text().replace("[web]\n", "[web]\nconnections_per_address = 8\n"))
+    gw = gateway_process(cfg).start()
+    socks = []
+    try:
+        for _ in range(1100):  # one phone (127.0.0.2), idle half-sent requests
+            s = socket.create_connection(("127.0.0.1", gw.web_port), timeout=5, source_address=("127.0.0.2", 0))
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            socks.append(s)
+        # everyone else is served at once
+        with socket.create_connection(("127.0.0.1", gw.web_port), timeout=5, source_address=("127.0.0.3", 0)) as s:
+            s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert s.recv(20).startswith(b"HTTP/1.1 200"), "another phone was locked out"
+        # the phone keeps its first 8; the rest were closed by the server
+        time.sleep(0.5)
+        closed = 0
+        for s in socks:
+            s.setblocking(False)
+            try:
+                closed += s.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except ConnectionError:
+                closed += 1
+        assert closed == len(socks) - 8
+    finally:
+        for s in socks:
+            s.close()
+    assert gw.health()["status"] in ("ok", "degraded")
