@@ -86,14 +86,14 @@ def capped_channel(per_address: int, exempt: tuple[Any, ...]) -> type:
             if counts[self.storegw_host] > per_address and not is_exempt(self.storegw_host):
                 self.close()
 
-        def close(self) -> None:
+        def del_channel(self, map: Any = None) -> None:  # noqa: A002 - every way a channel closes ends here
             host = self.__dict__.pop("storegw_host", None)
             if host is not None:
                 counts = self.server.storegw_per_address
                 counts[host] -= 1
                 if counts[host] <= 0:
                     del counts[host]
-            super().close()
+            super().del_channel(map)
 
     return AddressCappedChannel
 

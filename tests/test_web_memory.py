@@ -176,4 +176,9 @@ def test_one_address_cannot_take_every_connection(broker, write_config, gateway_
     finally:
         for s in socks:
             s.close()
+    time.sleep(0.5)
+    for _ in range(3 * 8):  # closed connections are given back: the phone is served again, time after time
+        with socket.create_connection(("127.0.0.1", gw.web_port), timeout=5, source_address=("127.0.0.2", 0)) as s:
+            s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert s.recv(20).startswith(b"HTTP/1.1 200")
     assert gw.health()["status"] in ("ok", "degraded")
