@@ -757,6 +757,10 @@ class Attacker:
         finally:
             for s in socks:
                 s.close()
+        time.sleep(0.5)
+        codes = [self.http.req("GET", "/api/v1/health", src=src, timeout=5)[0] for _ in range(100)]
+        self.record("slow", "the phone is served again after closing them (100 requests)", codes.count(200) != 100,
+                    f"{codes.count(200)} answered")
 
     # -- live streams
     def streams(self) -> None:
