@@ -135,8 +135,9 @@ def cookie_of(headers: dict[str, str], name: str) -> str:
 class Store:
     """Brokers, printer, config, data and a running gateway in a temp dir."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, portal: bool = True) -> None:
         self.tmp = tmp
+        self.portal = portal
         self.local = tmp / "local-mqtt"
         self.hq = Broker(tmp / "hq").start()
         self.web_port = free_port()
@@ -205,7 +206,7 @@ public_host = "127.0.0.1:{self.web_port}"
 clock_sync_files = ["{synced.as_posix()}"]
 
 [ordering]
-portal = true
+portal = {'true' if self.portal else 'false'}
 
 [guests]
 enabled = true
@@ -1189,12 +1190,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (gateway log, config)")
     ap.add_argument("--verbose", action="store_true", help="log every attack's outcome, not only the holes")
+    ap.add_argument("--no-portal", action="store_true", help="the captive portal off (its catch-all then does not "
+                    "answer other Host headers first)")
     ap.add_argument("--only", default="", help="comma-separated attack groups to run (default: all)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="storegw-attack-"))
     store = None
     try:
-        store = Store(tmp)
+        store = Store(tmp, portal=not args.no_portal)
         atk = Attacker(store)
         groups = ["cross_table", "url_numbers", "tampering", "staff_without_login", "csrf", "sessions",
                   "typed_fields", "oversized", "slow_sockets", "idle_connections", "streams", "queue_flood",

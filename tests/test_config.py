@@ -172,3 +172,10 @@ def test_cli_config_check_reports_device_option_errors(tmp_path):
     p.write_text(MINIMAL + '[[devices]]\nid = "s"\nkind = "scanner"\nport = "loop://"\ndebounce = 2\n')
     res = _cli("config", "check", str(p))
     assert res.returncode == 2 and b"devices[0].debounce" in res.stderr and b'"2s"' in res.stderr
+
+
+def test_a_listen_port_in_other_digits_is_a_config_error():
+    """"²".isdigit() is true and int("²") raises: a traceback instead of the key and the fix."""
+    for port in ("８０８０", "²"):
+        with pytest.raises(ConfigError, match="web.listen"):
+            config.parse({"store": {"id": "sh-001", "data_dir": "/tmp/x"}, "web": {"listen": f"0.0.0.0:{port}"}})

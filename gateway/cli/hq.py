@@ -46,7 +46,7 @@ def hq_watch(host: str, port: int, prefix: str, store_id: str, tls: bool, ca_fil
 
 def _host_port(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isascii() or not port.isdigit():
         raise click.BadParameter(f"{value!r}: expected HOST:PORT, e.g. hq-broker.example.com:1883")
     return host, int(port)
 

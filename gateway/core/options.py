@@ -109,7 +109,7 @@ def _check_store_id(value: Any, key: str) -> str:
 def _check_listen(value: Any, key: str) -> str:
     text = check_str(value, key)
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ConfigError(f"{key}: expected HOST:PORT such as \"0.0.0.0:8080\", found \"{text}\"", key=key)
     return text
 

@@ -126,7 +126,7 @@ def age_on(birth: dt.date, day: dt.date) -> int:
 
 def mrz_date(yymmdd: str, *, birth: bool, today: dt.date) -> str:
     """An MRZ YYMMDD as YYYY-MM-DD: birth dates never in the future; expiry dates 20YY (pivot at 70)."""
-    if len(yymmdd) != 6 or not yymmdd.isdigit():
+    if len(yymmdd) != 6 or not yymmdd.isascii() or not yymmdd.isdigit():
         return ""
     yy = int(yymmdd[:2])
     pivot_ok = 2000 + yy <= today.year if birth else yy < 70
