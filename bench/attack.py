@@ -732,6 +732,35 @@ class Attacker:
             for s in socks:
                 s.close()
 
+    def stream_hog(self) -> None:
+        """One phone opens every diner stream it can; another phone must still get a live one."""
+        phone = Phone(self.s, "A1", self.src(), "streamhog")
+        held: list[socket.socket] = []
+
+        def first(src: str) -> bytes:
+            s = socket.create_connection(("127.0.0.1", self.s.web_port), timeout=5, source_address=(src, 0))
+            s.sendall(f"GET {phone.path}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            held.append(s)
+            data = b""
+            try:
+                while b"retry" not in data and len(data) < 4096:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except TimeoutError:
+                pass
+            return data
+        try:
+            got = [first(phone.src) for _ in range(10)]
+            live = sum(b"busy" not in g and b"retry: 1500" in g for g in got)
+            other = first(self.src())
+            self.record("sse", "one phone takes every diner stream", b"busy" in other or live > 2,
+                        f"the phone got {live} live streams; another phone {other[-40:]!r}")
+        finally:
+            for s in held:
+                s.close()
+
     def idle_connections(self) -> None:
         """One phone opens more idle connections than the server takes (waitress: web connection limit)."""
         import resource
@@ -1200,9 +1229,9 @@ def main() -> None:
         store = Store(tmp, portal=not args.no_portal)
         atk = Attacker(store)
         groups = ["cross_table", "url_numbers", "tampering", "staff_without_login", "csrf", "sessions",
-                  "typed_fields", "oversized", "slow_sockets", "idle_connections", "streams", "queue_flood",
-                  "redirects", "traversal", "mqtt", "shared_cart", "roles", "floods", "form_numbers",
-                  "rating_stuffing", "table_budget", "brute_force"]
+                  "typed_fields", "oversized", "slow_sockets", "idle_connections", "stream_hog", "streams",
+                  "queue_flood", "redirects", "traversal", "mqtt", "shared_cart", "roles", "floods",
+                  "form_numbers", "rating_stuffing", "table_budget", "brute_force"]
         only = [g for g in args.only.split(",") if g]
         for group in groups:
             if only and group not in only:

@@ -70,6 +70,32 @@ def test_three_hundred_anonymous_streams_leave_the_kds_streaming(gw, svc):
     assert isinstance(slots, LiveSlots) and slots.free() == slots.sizes
 
 
+def test_one_phone_cannot_take_every_diner_stream(gw, svc):
+    """bench/attack.py: one address held every diner slot; the other diners' pages fell back to polling."""
+    from web import create_app
+
+    app = create_app(gw, {"TESTING": True})
+    phone = app.test_client()
+    token = svc.token_for("A1")
+    held = []
+    try:
+        for _ in range(6):
+            held.append(phone.get(f"/t/{token}/events", buffered=False, environ_base={"REMOTE_ADDR": "10.0.0.5"}))
+        first = [next(iter(r.response), b"") for r in held]
+        assert sum(b"busy" not in f for f in first) == 2, first
+        other = app.test_client().get(f"/t/{token}/events", buffered=False, environ_base={"REMOTE_ADDR": "10.0.0.6"})
+        held.append(other)
+        assert next(iter(other.response)).startswith(b"retry: 1500")
+    finally:
+        for r in held:
+            r.close()
+    slots = app.extensions["storegw-sse"]
+    assert slots.free() == slots.sizes
+    again = phone.get(f"/t/{token}/events", buffered=False, environ_base={"REMOTE_ADDR": "10.0.0.5"})
+    assert next(iter(again.response)).startswith(b"retry: 1500")  # its share came back
+    again.close()
+
+
 # ---------------------------------------------------------------------------- 4. the two 500s and URL numbers
 
 @pytest.mark.parametrize("version", ["²", "01", "١", "１", "+1", " 1", "1_0", "0x1", ""])

@@ -353,27 +353,42 @@ class LiveSlots:
     streams can never starve a kitchen display.
     """
 
+    PER_CLIENT = 2  # diner streams one client may hold (a phone with two tabs)
+
     def __init__(self, total: int, staff: int) -> None:
         total = max(2, total)
         staff = max(1, min(staff, total - 1))
         self.sizes = {"staff": staff, "diner": total - staff}
         self._free = dict(self.sizes)
+        self._held: dict[str, int] = {}  # client key -> its diner streams
         self._lock = threading.Lock()
 
-    def take(self, cls: str) -> str | None:
-        """Take a slot for a stream of class ``staff`` or ``diner``; return the pool it came from or None."""
+    def take(self, cls: str, client: str = "") -> str | None:
+        """Take a slot for a stream of class ``staff`` or ``diner``; return the pool it came from or None.
+
+        A diner ``client`` (its key: what it cannot choose) holds at most ``PER_CLIENT`` streams, so one
+        phone cannot take every diner slot.
+        """
         order = ("staff", "diner") if cls == "staff" else ("diner",)
         with self._lock:
+            if client and self._held.get(client, 0) >= self.PER_CLIENT:
+                return None
             for pool in order:
                 if self._free[pool] > 0:
                     self._free[pool] -= 1
+                    if client:
+                        self._held[client] = self._held.get(client, 0) + 1
                     return pool
         return None
 
-    def give(self, pool: str) -> None:
-        """Return a slot to its pool."""
+    def give(self, pool: str, client: str = "") -> None:
+        """Return a slot to its pool (and to its client's share)."""
         with self._lock:
             self._free[pool] = min(self.sizes[pool], self._free[pool] + 1)
+            if client in self._held:
+                self._held[client] -= 1
+                if self._held[client] <= 0:
+                    del self._held[client]
 
     def free(self) -> dict[str, int]:
         """Free slots per pool."""
@@ -397,9 +412,10 @@ class _Stream:
     """The body of one SSE response; closing it (the client went away, or the server is done with it)
     returns its slot exactly once, even when it was never iterated."""
 
-    def __init__(self, notifier: Any, channels: tuple[str, ...], since: int, slots: LiveSlots, pool: str) -> None:
+    def __init__(self, notifier: Any, channels: tuple[str, ...], since: int, slots: LiveSlots, pool: str,
+                 client: str = "") -> None:
         self.notifier, self.channels, self.since = notifier, channels, since
-        self.slots, self.pool = slots, pool
+        self.slots, self.pool, self.client = slots, pool, client
         self._closed = False
         self._gen = self._run()
 
@@ -413,7 +429,7 @@ class _Stream:
         if not self._closed:
             self._closed = True
             self._gen.close()
-            self.slots.give(self.pool)
+            self.slots.give(self.pool, self.client)
 
     def _run(self) -> Any:
         try:
@@ -434,21 +450,23 @@ class _Stream:
         finally:
             if not self._closed:
                 self._closed = True
-                self.slots.give(self.pool)
+                self.slots.give(self.pool, self.client)
 
 
 def sse(channels: tuple[str, ...], since: int, cls: str = "diner") -> Response:
     """Stream version numbers of ``channels`` for ~25 s, then end with a retry hint (frees the thread).
 
-    ``cls`` is ``staff`` only for signed-in staff (the caller checked the session), else ``diner``.
+    ``cls`` is ``staff`` only for signed-in staff (the caller checked the session), else ``diner``:
+    a diner's client (``client_key``) holds at most ``LiveSlots.PER_CLIENT`` streams.
     """
     svc = ordering()
     slots = stream_slots()
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    pool = slots.take(cls)
+    client = client_key() if cls == "diner" else ""
+    pool = slots.take(cls, client)
     if pool is None:
         return Response("retry: 5000\nevent: poll\ndata: busy\n\n", mimetype="text/event-stream", headers=headers)
-    return Response(_Stream(svc.notifier, channels, since, slots, pool), mimetype="text/event-stream",
+    return Response(_Stream(svc.notifier, channels, since, slots, pool, client), mimetype="text/event-stream",
                     headers=headers)
 
 
