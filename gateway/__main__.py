@@ -1,5 +1,5 @@
 """Allow `python -m gateway` (same as the `storegw` command)."""
 
-from gateway.cli import main
+from gateway.cli import entry
 
-main()
+entry()

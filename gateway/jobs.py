@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from gateway.core.models import now_ms
@@ -30,10 +31,19 @@ def _watchdog_interval() -> float | None:
     return max(1.0, int(usec) / 1e6 / 2)
 
 
+# Threads that run the jobs. The jobs are short (most hand their work to the writer); a long one (backup,
+# retention, the daily report) leaves the rest three. APScheduler's default of 10 threads were started one
+# by one as jobs happened to overlap, so the pool, and RSS with it, grew for hours (docs/architecture.md,
+# Memory).
+JOB_THREADS = 4
+
+
 def build_scheduler(gw: Gateway) -> BackgroundScheduler:
     """Schedule every periodic job of the gateway."""
     sched = BackgroundScheduler(timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True,
-                                                              "misfire_grace_time": 30})
+                                                              "misfire_grace_time": 30},
+                                executors={"default": ThreadPoolExecutor(
+                                    JOB_THREADS, pool_kwargs={"thread_name_prefix": "storegw-job"})})
     window = gw.cfg.telemetry.summary_window
     sched.add_job(lambda: summaries(gw), "interval", seconds=max(1.0, min(5.0, window / 4)), id="summaries")
     sched.add_job(lambda: gw.store.writer.submit(gw.telemetry.tick), "interval", seconds=1, id="alert-tick")

@@ -25,10 +25,13 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import platform
+import re
 import signal
 import sys
 import threading
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,14 @@ ARENA_MAX = 1
 # QR code drawers (stickers, TOTP enrolment), argon2 (sign-ins and account changes), reportlab (PDF).
 LAZY_MODULES = ("escpos", "PIL", "qrcode", "barcode", "yaml", "usb", "segno", "argon2", "reportlab", "pyotp",
                 "cv2", "numpy", "matplotlib", "psycopg", "jsonschema")
+# glibc's per-thread caches (tcache) hold up to 7 freed chunks of each of 64 sizes (up to 1 KiB) per
+# thread, out of reach of every other thread and of malloc_trim, and pin the heap around them: with
+# ~35 threads the heap grew ~0.4 MB a minute for as long as bench/soak.py ran (docs/architecture.md,
+# Memory). A tunable, not a mallopt() parameter: it has to be in the environment when the process
+# starts, so the daemons re-execute themselves once with it (exec_tuned()).
+TUNABLES = ("glibc.malloc.tcache_count=0",)
+DAEMON_COMMANDS = ("run", "demo")
+_REEXEC = "STOREGW_MALLOC_REEXEC"  # set in the re-executed process: never a second time
 _M_TRIM_THRESHOLD = -1  # mallopt parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
@@ -73,6 +84,37 @@ def tune_malloc(threshold: int = MMAP_THRESHOLD, arenas: int = ARENA_MAX, trim: 
     if not os.environ.get("MALLOC_ARENA_MAX"):
         ok = bool(mallopt(_M_ARENA_MAX, arenas)) and ok
     return ok
+
+
+def tuned_environment(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> dict[str, str] | None:
+    """The environment to re-execute ``argv`` with so that glibc starts with ``TUNABLES``, or ``None``:
+    not a daemon command (``storegw run``/``demo``), not glibc, already re-executed, or each tunable
+    already set (by the systemd unit, or by an operator: ``GLIBC_TUNABLES=glibc.malloc.tcache_count=7``
+    brings glibc's default back)."""
+    command = next((a for a in argv[1:] if not a.startswith("-")), "")
+    if command not in DAEMON_COMMANDS or environ.get(_REEXEC) or platform.libc_ver()[0] != "glibc":
+        return None
+    current = environ.get("GLIBC_TUNABLES", "")
+    missing = [t for t in TUNABLES if t.split("=", 1)[0] + "=" not in current]
+    if not missing:
+        return None
+    return {**environ, "GLIBC_TUNABLES": ":".join(([current] if current else []) + missing), _REEXEC: "1"}
+
+
+def exec_tuned(argv: list[str] | None = None) -> None:
+    """Replace this process (same PID, arguments, descriptors) with itself started with glibc's
+    ``TUNABLES`` when ``tuned_environment`` says so; otherwise return. Call first thing in the
+    ``storegw`` entry point, before any thread or file exists (never from an in-process caller such
+    as a test's CliRunner: that would replace the caller)."""
+    env = tuned_environment(sys.argv if argv is None else argv, os.environ)
+    if env is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, sys.orig_argv, env)
+    except OSError as exc:  # keep running untuned rather than not at all
+        _LOGGER.warning("Could not re-execute with GLIBC_TUNABLES (%s); glibc's thread caches stay on", exc)
 
 
 def lazy_loaded() -> list[str]:
@@ -142,17 +184,43 @@ def sqlite_connections() -> dict[str, int]:
     return out
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def malloc_heap() -> dict[str, int]:
+    """glibc's ``mallinfo2()``: bytes the main heap took from the system (``arena``), of which in use
+    (``uordblks``) and free inside it (``fordblks``), in free chunks (``ordblks``), releasable at the top
+    (``keepcost``), and in mmapped blocks (``hblkhd``); ``{}`` where there is no glibc 2.33+."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = _MallInfo2
+    info = fn()
+    return {name: getattr(info, name) for name, _ in _MallInfo2._fields_}
+
+
 def report(connections: bool = False) -> str:
     """One line: RSS, its peak, SQLite's heap, Python's allocated blocks, threads; with ``connections``
     also SQLite's connections and their caches, schemas and statements."""
     used, high = sqlite_memory()
     line = (f"RSS {rss_kb() / 1024:.1f} MB (peak {rss_kb('VmHWM') / 1024:.1f}), SQLite {used / 1e6:.1f} MB "
             f"(peak {high / 1e6:.1f}), Python blocks {sys.getallocatedblocks()}, threads {threading.active_count()}")
+    heap = malloc_heap()
+    if heap:
+        line += (f", malloc heap {heap['arena'] / 1e6:.1f} MB: in use {heap['uordblks'] / 1e6:.1f}, free "
+                 f"{heap['fordblks'] / 1e6:.1f} in {heap['ordblks']} chunks (top {heap['keepcost'] / 1e6:.1f}), "
+                 f"mmapped {heap['hblkhd'] / 1e6:.1f}")
     line += f", lazy modules loaded: {', '.join(lazy_loaded()) or 'none'}"
     if connections:
         c = sqlite_connections()
         line += (f"; {c['connections']} SQLite connections: caches {c['cache'] / 1e6:.1f} MB, schemas "
                  f"{c['schema'] / 1e6:.1f} MB, statements {c['statements'] / 1e6:.1f} MB")
+        names = Counter(re.sub(r"[-_ ]?\d+$", "", re.sub(r" \(.*\)$", "", t.name)) for t in threading.enumerate())
+        line += "; threads: " + ", ".join(f"{name} {n}" for name, n in sorted(names.items()))
     return line
 
 

@@ -1,4 +1,5 @@
-"""The daemon's start-up import set stays lean (docs/architecture.md, Memory).
+"""The daemon's start-up import set stays lean, and it runs with glibc's thread caches off
+(docs/architecture.md, Memory).
 
 `storegw run` started at 73 MB of the board's 80 MB budget, 10 MB of it python-escpos's Pillow,
 qrcode, python-barcode and PyYAML loaded for tickets that never needed an image. The modules of
@@ -11,7 +12,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from realparts import ROOT, wait_for
 
 
@@ -24,6 +27,25 @@ def test_a_started_daemon_has_loaded_no_lazy_module(broker, write_config, gatewa
                     timeout=20, what="the gateway's memory line")
     assert "lazy modules loaded: none" in line, line
     assert "SQLite connections" in line
+    # re-executed in place (same PID, the one that answered) with the malloc tunable
+    environ = Path(f"/proc/{gw.proc.pid}/environ").read_bytes().split(b"\0")
+    assert b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0" in environ
+
+
+@pytest.mark.parametrize(("argv", "environ", "expected"), [
+    (["storegw", "run", "--config", "x.toml"], {}, "glibc.malloc.tcache_count=0"),
+    (["storegw", "-v", "demo"], {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
+     "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"),
+    (["storegw", "run"], {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7"}, None),  # the operator's choice
+    (["storegw", "run"], {"STOREGW_MALLOC_REEXEC": "1"}, None),  # never twice
+    (["storegw", "status", "--config", "run"], {}, None),  # only the daemons
+    (["storegw", "--help"], {}, None),
+])
+def test_only_the_daemons_re_execute_with_the_tunables(argv, environ, expected):
+    from gateway import memory
+
+    env = memory.tuned_environment(argv, environ)
+    assert (env and env["GLIBC_TUNABLES"]) == expected
 
 
 def test_rendering_a_ticket_and_building_the_web_app_load_no_lazy_module():

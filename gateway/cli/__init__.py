@@ -332,3 +332,13 @@ for _command in (printing.print_cmd, printing.jobs_cmd, ordering.tables, orderin
                  doctor, keys_group, audit.audit, privacy.privacy, provision.install, provision.uninstall,
                  stock.stock):
     main.add_command(_command)
+
+
+def entry() -> None:
+    """The ``storegw`` command (console script and ``python -m gateway``): the daemons (``run``,
+    ``demo``) first re-execute themselves once with glibc's malloc tunables (gateway/memory.py,
+    docs/architecture.md, Memory), then the command line is parsed."""
+    from gateway import memory
+
+    memory.exec_tuned()
+    main()
