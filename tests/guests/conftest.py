@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import pytest
 
 from gateway.app import build
 from gateway.staff import accounts
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ordering"))  # ordhelpers, run on its own too
 
 PIN = "246813"
 

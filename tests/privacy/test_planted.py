@@ -8,6 +8,7 @@ the gateway's stderr log or in any byte HQ receives (UTF-8, UTF-16, hex, base64,
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -103,20 +104,28 @@ class Hq:
 class Http:
     """A no-JS phone (urllib, no redirects followed)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, source: str = "") -> None:
         parts = urllib.parse.urlsplit(url)
         self.origin, self.path = f"{parts.scheme}://{parts.netloc}", parts.path
         self.d = ""
+        self.source = source  # the phone's own address (on the store's Wi-Fi every phone has one)
 
     def open(self, method: str, path: str, data: dict | None = None) -> tuple[int, str, dict]:
         class NoRedirect(urllib.request.HTTPRedirectHandler):
             def redirect_request(self, *a, **k):
                 return None
 
+        source = self.source
+
+        class FromSource(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(http.client.HTTPConnection, req,
+                                    **({"source_address": (source, 0)} if source else {}))
+
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         req = urllib.request.Request(self.origin + path, data=body, method=method)
         try:
-            with urllib.request.build_opener(NoRedirect).open(req, timeout=10) as r:
+            with urllib.request.build_opener(NoRedirect, FromSource).open(req, timeout=10) as r:
                 return r.status, r.read().decode(), dict(r.headers)
         except urllib.error.HTTPError as err:
             return err.code, err.read().decode(), dict(err.headers)

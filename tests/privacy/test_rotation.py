@@ -99,7 +99,7 @@ class Diners(threading.Thread):
         while not self.stop.is_set():
             i += 1
             try:
-                phone = Http(self.urls[i % len(self.urls)])
+                phone = Http(self.urls[i % len(self.urls)], source=f"127.4.{i // 250 % 250}.{i % 250 + 1}")
                 phone.d = f"rot{i:06d}"
                 ok = self._check("add", *phone.post("add", item="h01"), want=(200, 303))
                 if ok and self._check("submit", *phone.post("submit"), want=(200, 303)):
