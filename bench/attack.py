@@ -123,6 +123,24 @@ def _unchunk(body: bytes) -> bytes:
     return out
 
 
+def open_stream(port: int, src: str, path: str, headers: str, held: list[socket.socket]) -> bytes:
+    """Open a live stream from ``src`` (the socket is kept in ``held``); return what came before its
+    ``retry:`` line or a ``busy`` answer (or 8 KiB, or the timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
+    held.append(s)
+    data = b""
+    try:
+        while b"retry" not in data and b"busy" not in data and len(data) < 8192:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
 def cookie_of(headers: dict[str, str], name: str) -> str:
     for line in headers.get("set-cookie", "").split("\n"):
         if line.startswith(name + "="):
@@ -738,19 +756,7 @@ class Attacker:
         held: list[socket.socket] = []
 
         def first(src: str) -> bytes:
-            s = socket.create_connection(("127.0.0.1", self.s.web_port), timeout=5, source_address=(src, 0))
-            s.sendall(f"GET {phone.path}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            held.append(s)
-            data = b""
-            try:
-                while b"retry" not in data and len(data) < 4096:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-            except TimeoutError:
-                pass
-            return data
+            return open_stream(self.s.web_port, src, f"{phone.path}/events", "", held)
         try:
             got = [first(phone.src) for _ in range(10)]
             live = sum(b"busy" not in g and b"retry: 1500" in g for g in got)
@@ -812,19 +818,8 @@ class Attacker:
                     pass
             ok_live = []
             for station in ("hot", "bar"):
-                s = socket.create_connection(("127.0.0.1", self.s.web_port), timeout=5, source_address=(chef.src, 0))
-                s.sendall(f"GET /staff/events?ch=kds:{station} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                          f"Cookie: {chef.cookie}\r\n\r\n".encode())
-                held.append(s)
-                data = b""
-                try:
-                    while b"retry" not in data and b"busy" not in data and len(data) < 8192:
-                        chunk = s.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                except TimeoutError:
-                    pass
+                data = open_stream(self.s.web_port, chef.src, f"/staff/events?ch=kds:{station}",
+                                   f"Cookie: {chef.cookie}\r\n", held)
                 ok_live.append(b"retry" in data and b"busy" not in data)
             self.record("sse", "300 anonymous streams starve the KDS", not all(ok_live), f"{ok_live}, {busy}/20 busy")
             kds = held[-2]  # the hot station's stream
