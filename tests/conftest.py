@@ -39,6 +39,17 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
 
 
 @pytest.fixture
+def store(tmp_path: Path) -> Iterator[Any]:
+    """A started, empty encrypted store in ``tmp_path / "data"`` (closed after the test)."""
+    from gateway.store import open_store
+
+    s = open_store(tmp_path / "data")
+    s.start()
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def broker(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
     """One real Mosquitto broker for the test."""
     return mosquitto_factory("local")

@@ -6,20 +6,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from fleetsim import SimStore
 
-from gateway.store import open_store
 from gateway.store.outbox import Lane, acknowledged, enqueue, purge_sent, resend, sent_items
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "data")
-    s.start()
-    yield s
-    s.close()
-
 
 SIM = SimStore("sh-001", "127.0.0.1", 1)
 ALERT = {"id": "a1", "episode": "a", "device": "fridge-1", "rule": "fridge-warm", "kind": "threshold",

@@ -11,14 +11,6 @@ from gateway.core.errors import StoreError, WrongKeyError
 from gateway.store import db, open_store
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "data")
-    s.start()
-    yield s
-    s.close()
-
-
 def test_database_is_encrypted_and_holds_no_plaintext(tmp_path, store):
     store.writer.call(lambda c: c.execute(
         "INSERT INTO devices (name, first_seen_ms, last_seen_ms) VALUES ('fridge-secret-42', 1, 1)"))
